@@ -1,0 +1,147 @@
+"""Bodies of the HTTP management API (protocol section 9), base ``/api/ws``.
+
+Shared by the reference server (which validates and answers with them) and
+the SDK's admin client (which sends and parses them).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .envelope import Priority
+from .events import ServerEvent
+from .identifiers import Identifier
+from .rooms import RoomType
+from .timestamps import Timestamp
+
+__all__ = [
+    "API_BASE",
+    "BroadcastRequest",
+    "BroadcastResult",
+    "BroadcastTarget",
+    "ConnectionInfo",
+    "ConnectionList",
+    "ConnectionStatus",
+    "DisconnectResult",
+    "Health",
+    "RoomInfo",
+    "RoomList",
+    "Stats",
+]
+
+API_BASE = "/api/ws"
+
+ConnectionStatus = Literal["connected", "authenticated"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class BroadcastTarget(BaseModel):
+    """Who a broadcast is for. Omitted fields are taken from the payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    organization_id: Identifier | None = None
+    department_id: Identifier | None = None
+    queue_name: Identifier | None = None
+    socket_ids: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=10000)] | (
+        None
+    ) = None
+
+
+class BroadcastRequest(BaseModel):
+    """``POST /broadcast``: any server event with its payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event: ServerEvent
+    data: dict[str, Any]
+    target: BroadcastTarget | None = None
+    priority: Priority = Priority.MEDIUM
+    requires_ack: bool = False
+
+
+class BroadcastResult(_Body):
+    """The answer to a broadcast: the message id and how many sockets it reached."""
+
+    success: Literal[True] = True
+    message_id: str
+    recipients: int
+
+
+class Stats(_Body):
+    """``GET /stats``."""
+
+    success: Literal[True] = True
+    active_connections: int
+    connections_by_org: dict[str, int]
+    active_rooms: int
+    rooms_by_type: dict[RoomType, int]
+    total_messages: int
+    messages_per_second: float
+    messages_by_event: dict[str, int]
+    average_latency_ms: float | None
+    max_latency_ms: float | None
+    error_count: int
+    uptime_seconds: float
+
+
+class ConnectionInfo(_Body):
+    """One connected socket, as ``GET /connections`` lists it."""
+
+    socket_id: str
+    user_id: str | None
+    organization_id: str | None
+    status: ConnectionStatus
+    transport: str
+    subscriptions: list[str]
+    connected_at: Timestamp
+    last_activity_at: Timestamp
+
+
+class ConnectionList(_Body):
+    """``GET /connections``."""
+
+    success: Literal[True] = True
+    connections: list[ConnectionInfo]
+    total_count: int
+
+
+class DisconnectResult(_Body):
+    """``DELETE /connections/{socket_id}``."""
+
+    success: Literal[True] = True
+    socket_id: str
+
+
+class RoomInfo(_Body):
+    """One room with its level and size."""
+
+    name: str
+    type: RoomType
+    member_count: int
+
+
+class RoomList(_Body):
+    """``GET /rooms``."""
+
+    success: Literal[True] = True
+    rooms: list[RoomInfo]
+    total_count: int
+
+
+class Health(_Body):
+    """``GET /health``: the one route that needs no admin token."""
+
+    success: Literal[True] = True
+    status: Literal["ok", "draining"]
+    uptime_seconds: float
+    connections: int
+    auth_mode: Literal["trust", "jwt"]
+    warning: str | None = None
+    version: str
+    protocol: int

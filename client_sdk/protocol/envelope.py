@@ -1,0 +1,107 @@
+"""The envelope every server event carries (protocol section 5)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .events import EVENT_CHANNEL, Channel, ServerEvent
+from .identifiers import Identifier
+from .rooms import Scope
+from .timestamps import Timestamp
+
+__all__ = ["Envelope", "Priority", "Target", "build_envelope"]
+
+
+class Priority(StrEnum):
+    """Message priority; ``medium`` when not given."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Target(BaseModel):
+    """Who a message is for. No organization means every organization (admin only)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    organization_id: Identifier | None = None
+    department_id: Identifier | None = None
+    queue_name: Identifier | None = None
+
+    def scope(self) -> Scope | None:
+        """The target as a :class:`Scope`, or ``None`` when it names no organization."""
+        if self.organization_id is None:
+            return None
+        return Scope(self.organization_id, self.department_id, self.queue_name)
+
+
+class Envelope(BaseModel):
+    """One server event: metadata around the event's payload in ``data``.
+
+    ``data`` stays a plain dict here so that an envelope with a payload this
+    version does not know still parses; :func:`client_sdk.protocol.parse_payload`
+    turns it into the event's typed model. ``seq`` is present only on servers
+    with the ``replay`` capability, ``snapshot`` only on snapshot messages.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    id: str
+    event: ServerEvent
+    channel: Channel
+    timestamp: Timestamp
+    priority: Priority = Priority.MEDIUM
+    requires_ack: bool = False
+    seq: int | None = None
+    snapshot: bool | None = None
+    target: Target
+    data: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object sent on the wire (``seq`` and ``snapshot`` only when set)."""
+        wire = self.model_dump(mode="json")
+        for optional in ("seq", "snapshot"):
+            if wire.get(optional) is None:
+                wire.pop(optional, None)
+        return wire
+
+
+def build_envelope(
+    *,
+    message_id: str,
+    event: ServerEvent,
+    timestamp: str,
+    target: Target,
+    data: dict[str, Any],
+    priority: Priority = Priority.MEDIUM,
+    requires_ack: bool = False,
+    seq: int | None = None,
+) -> dict[str, Any]:
+    """Build the wire envelope of an already validated payload.
+
+    This is the one place where envelopes are assembled; it skips model
+    validation because every part has been validated on the way in, and it
+    runs once per message on the broadcast path.
+    """
+    wire: dict[str, Any] = {
+        "id": message_id,
+        "event": event.value,
+        "channel": EVENT_CHANNEL[event].value,
+        "timestamp": timestamp,
+        "priority": priority.value,
+        "requires_ack": requires_ack,
+        "target": {
+            "organization_id": target.organization_id,
+            "department_id": target.department_id,
+            "queue_name": target.queue_name,
+        },
+        "data": data,
+    }
+    if seq is not None:
+        wire["seq"] = seq
+    return wire

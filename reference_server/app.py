@@ -1,0 +1,227 @@
+"""The reference server as one ASGI application, and how to run it.
+
+Requests are routed by path: the Socket.IO path goes to Engine.IO, unless it
+is a WebSocket upgrade without ``EIO`` in the query string, which is the
+plain-WebSocket bridge; everything else is the management API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs
+
+import socketio
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from client_sdk.protocol import BroadcastRequest, ProtocolError
+
+from .api import create_api
+from .bridge import serve_bridge
+from .config import ServerSettings
+from .hub import Hub
+from .socketio_transport import IntradaySocketServer, create_socketio_server
+
+__all__ = ["IntradayApp", "ReferenceServer"]
+
+log = logging.getLogger("reference_server")
+
+
+class IntradayApp:
+    """The ASGI application: Socket.IO, the bridge and the management API on one port."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.hub = Hub(settings)
+        self.sio: IntradaySocketServer = create_socketio_server(self.hub)
+        self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
+        self._api = create_api(self.hub)
+        self._background: list[asyncio.Task[None]] = []
+        self._path = settings.path.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path = scope.get("path", "")
+        if path in (self._path, self._path + "/"):
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            if kind == "websocket" and "EIO" not in query:
+                await serve_bridge(self.hub, scope, receive, send)
+            else:
+                await self._engineio(scope, receive, send)
+            return
+        await self._api(scope, receive, send)
+
+    async def startup(self) -> None:
+        """Start the background work: room clean-up and, if configured, the simulator."""
+        if self.hub.trust_warning:
+            log.warning("%s", self.hub.trust_warning.upper())
+        self._background.append(asyncio.create_task(self.hub.clean_rooms_forever()))
+        if self.settings.simulate:
+            from .simulator import IntradaySimulator
+
+            simulator = IntradaySimulator(
+                self._publish_quietly, tick_seconds=self.settings.simulate_tick_ms / 1000
+            )
+            self._background.append(asyncio.create_task(simulator.run()))
+            log.info("simulated feed running for %s", ", ".join(simulator.organizations))
+
+    async def _publish_quietly(self, request: BroadcastRequest) -> object:
+        try:
+            return await self.hub.publisher.publish(request)
+        except ProtocolError as error:  # a simulator bug must not stop the feed
+            log.error("simulator produced an invalid message: %s", error)
+            return None
+
+    async def shutdown(self) -> None:
+        """Notify and disconnect every client, then stop the background work."""
+        await self.hub.shutdown()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with the protocol's graceful shutdown on SIGTERM/SIGINT.
+
+    The first signal sends ``system:maintenance`` to every client, waits for
+    the drain, disconnects them and only then lets uvicorn stop; the process
+    exits 0. A second signal forces the exit.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: IntradayApp, *, signals: bool) -> None:
+        super().__init__(config)
+        self._intraday = app
+        self._signals = signals
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self._signals:
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Deliberately not recorded in _captured_signals: uvicorn would re-raise
+        # it after shutdown and the process would die of the signal, not exit 0.
+        if self._draining is not None or self._loop is None:
+            self.should_exit = True
+            self.force_exit = self._draining is not None
+            return
+        log.info("received %s: draining", signal.Signals(sig).name)
+        self._loop.call_soon_threadsafe(self._begin_drain)
+
+    def _begin_drain(self) -> None:
+        self._draining = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            await self._intraday.shutdown()
+        finally:
+            self.should_exit = True
+
+    async def stop(self) -> None:
+        """Drain and stop from code (what a signal does)."""
+        if self._draining is None:
+            self._begin_drain()
+        assert self._draining is not None
+        await self._draining
+
+
+class ReferenceServer:
+    """A runnable reference server: ``serve()`` in the foreground, or ``start()``/``stop()``.
+
+    Args:
+        settings: the configuration; ``port=0`` picks a free port.
+        install_signal_handlers: handle SIGTERM/SIGINT (off when embedded in tests).
+    """
+
+    def __init__(self, settings: ServerSettings, *, install_signal_handlers: bool = True) -> None:
+        self.settings = settings
+        self.app = IntradayApp(settings)
+        config = uvicorn.Config(
+            self.app,
+            host=settings.host,
+            port=settings.port,
+            lifespan="on",
+            ws_max_size=settings.transport_message_limit,
+            ws_per_message_deflate=settings.compression_enabled,
+            ws_ping_interval=None,  # Engine.IO has its own heartbeat
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = _Server(config, self.app, signals=install_signal_handlers)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def hub(self) -> Hub:
+        """The server's core (registry, stats, publisher)."""
+        return self.app.hub
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with ``port=0``)."""
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        raise RuntimeError("the server is not listening")
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server."""
+        return f"http://{self.settings.host}:{self.port}"
+
+    async def serve(self) -> None:
+        """Run until a signal (or :meth:`stop`) ends it."""
+        await self._server.serve()
+
+    async def start(self) -> None:
+        """Start serving in the background and return once listening."""
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError("the server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Drain (maintenance notice, disconnect) and stop."""
+        if self._task is None:
+            return
+        await self._server.stop()
+        await self._task
+        self._task = None

@@ -1,0 +1,174 @@
+"""Server configuration: every key, its default, and where it can come from.
+
+Precedence, highest first: command-line flags, ``INTRADAY_*`` environment
+variables, the optional config file (TOML or JSON), the defaults below. A bad
+value stops start-up with :class:`ConfigError`, whose message names the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["AuthMode", "ConfigError", "ServerSettings", "is_loopback", "load_settings"]
+
+Positive = Annotated[int, Field(gt=0)]
+
+
+class AuthMode(StrEnum):
+    """How the server decides who a socket is."""
+
+    TRUST = "trust"
+    """Ids are accepted as stated. For development only; logged loudly."""
+    JWT = "jwt"
+    """A signed token is required and the stated ids must match its claims."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` only listens on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServerSettings(BaseSettings):
+    """Every setting of the reference server, with the protocol's defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="INTRADAY_", frozen=True, extra="forbid", validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 5000
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_-]$")] = "/ws"
+    cors_origins: list[str] = ["http://localhost:3000"]
+    max_connections_per_org: Positive = 100
+    max_connections_total: Positive = 1000
+    max_message_size_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    rate_limit_messages_per_second: Positive = 100
+    rate_limit_strikes: Positive = 3
+    """Consecutive seconds over the rate limit after which a client is disconnected."""
+    ping_interval_ms: Positive = 25_000
+    ping_timeout_ms: Positive = 60_000
+    room_max_size: Positive = 1000
+    room_cleanup_interval_ms: Positive = 300_000
+    auth_required: bool = True
+    auth_timeout_ms: Positive = 10_000
+    compression_enabled: bool = True
+    compression_threshold_bytes: Annotated[int, Field(ge=0)] = 1024
+    enable_logging: bool = True
+    log_all_messages: bool = False
+    log_connection_events: bool = True
+    log_subscription_events: bool = True
+    log_broadcast_events: bool = False
+    auth_mode: AuthMode = AuthMode.TRUST
+    admin_token: SecretStr | None = None
+    jwt_secret: SecretStr | None = None
+    """HS256 shared secret (jwt mode)."""
+    jwt_public_key_file: Path | None = None
+    """PEM public key for RS256 (jwt mode)."""
+    shutdown_drain_ms: Annotated[int, Field(ge=0)] = 1000
+    """How long clients get between the maintenance notice and the disconnect."""
+    simulate: bool = False
+    simulate_tick_ms: Positive = 1000
+
+    @model_validator(mode="after")
+    def _safe_to_start(self) -> Self:
+        if not is_loopback(self.host) and self.admin_token is None:
+            raise ValueError(
+                f"admin_token: required when listening beyond loopback (host={self.host})"
+            )
+        if self.auth_mode is AuthMode.JWT:
+            if self.jwt_secret is None and self.jwt_public_key_file is None:
+                raise ValueError("jwt_secret: jwt mode needs jwt_secret or jwt_public_key_file")
+            if self.jwt_public_key_file is not None and not self.jwt_public_key_file.is_file():
+                raise ValueError(f"jwt_public_key_file: no such file: {self.jwt_public_key_file}")
+        if self.ping_timeout_ms < self.ping_interval_ms // 10:
+            raise ValueError("ping_timeout_ms: implausibly short against ping_interval_ms")
+        return self
+
+    @property
+    def transport_message_limit(self) -> int:
+        """The frame limit given to the transports, above the protocol's own limit.
+
+        A message between the two limits is answered ``MESSAGE_TOO_LARGE`` on a
+        live connection; only one beyond this one closes the connection.
+        """
+        return self.max_message_size_bytes * 4 + 65_536
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "configuration"
+        message = item["msg"].removeprefix("Value error, ")
+        if message.split(":", 1)[0] in ServerSettings.model_fields:
+            lines.append(message)
+        else:
+            lines.append(f"{key}: {message}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> ServerSettings:
+    """Read the settings from flags (``overrides``), environment and ``config_file``.
+
+    Raises:
+        ConfigError: a value is invalid or the file cannot be read.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    settings_cls: type[ServerSettings] = ServerSettings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config: no such file: {config_file}")
+        suffix = config_file.suffix.lower()
+        if suffix not in (".toml", ".json"):
+            raise ConfigError(f"config: use a .toml or .json file, not {config_file.name}")
+        settings_cls = _from_file(config_file)
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed file
+        raise ConfigError(f"config: cannot read {config_file}: {exc}") from None
+
+
+def _from_file(config_file: Path) -> type[ServerSettings]:
+    is_toml = config_file.suffix.lower() == ".toml"
+
+    class FileSettings(ServerSettings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            if is_toml:
+                from_file: PydanticBaseSettingsSource = TomlConfigSettingsSource(
+                    settings_cls, toml_file=config_file
+                )
+            else:
+                from_file = JsonConfigSettingsSource(settings_cls, json_file=config_file)
+            return (init_settings, env_settings, from_file)
+
+    return FileSettings

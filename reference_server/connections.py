@@ -1,0 +1,202 @@
+"""Connections and rooms, whatever transport carries them.
+
+The registry is the server's single record of who is connected, who they
+are and which rooms they are in. Socket.IO sockets and plain-WebSocket
+bridge sockets are both in it, so the limits, the room size and the
+management API see one population; delivery to Socket.IO sockets still goes
+through python-socketio's own rooms (kept in step by the :class:`Link`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from client_sdk.protocol import ConnectionStatus, org_room, utc_now
+
+from .auth import Identity
+
+__all__ = ["Connection", "Link", "Registry"]
+
+
+class Link(Protocol):
+    """What the protocol logic needs from a transport."""
+
+    @property
+    def transport(self) -> str:
+        """``websocket``, ``polling`` or ``bridge``."""
+        ...
+
+    @property
+    def via_fanout(self) -> bool:
+        """Whether room broadcasts reach this socket through the Socket.IO fan-out."""
+        ...
+
+    async def send(self, event: str, data: Any) -> None:
+        """Send one server event to this socket."""
+        ...
+
+    async def send_ack(self, ack_id: int, data: Any) -> None:
+        """Answer the client request that carried ``ack_id``."""
+        ...
+
+    async def join(self, room: str) -> None:
+        """Put the socket in the transport's own room (if it has rooms)."""
+        ...
+
+    async def leave(self, room: str) -> None:
+        """Take the socket out of the transport's own room."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect the socket."""
+        ...
+
+
+@dataclass(eq=False)
+class Connection:
+    """One connected socket and what the server knows about it."""
+
+    socket_id: str
+    link: Link
+    identity: Identity | None = None
+    capabilities: frozenset[str] = frozenset()
+    rooms: set[str] = field(default_factory=set)
+    connected_at: datetime = field(default_factory=utc_now)
+    last_activity_at: datetime = field(default_factory=utc_now)
+    auth_timer: asyncio.Task[None] | None = None
+    closing: bool = False
+
+    @property
+    def status(self) -> ConnectionStatus:
+        """``authenticated`` once the socket proved who it is, else ``connected``."""
+        return "authenticated" if self.identity is not None else "connected"
+
+    @property
+    def organization_id(self) -> str | None:
+        """The organization of an authenticated socket."""
+        return self.identity.organization_id if self.identity is not None else None
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The subscription rooms, sorted; the organization room is not a subscription."""
+        org = self.organization_id
+        own = org_room(org) if org is not None else None
+        return sorted(r for r in self.rooms if r != own)
+
+    def touch(self) -> None:
+        """Record activity from the client."""
+        self.last_activity_at = utc_now()
+
+
+class Registry:
+    """Connections by socket id and room membership, for one server process.
+
+    Every mutation is synchronous, so a check (room size, connection count)
+    and the change it guards cannot be interleaved with another task's.
+    """
+
+    def __init__(self) -> None:
+        self._connections: dict[str, Connection] = {}
+        self._members: dict[str, set[str]] = {}
+        self._empty_since: dict[str, float] = {}
+        self._authenticated_by_org: Counter[str] = Counter()
+
+    # -- connections --------------------------------------------------------
+
+    def add(self, connection: Connection) -> None:
+        """Register a new socket."""
+        self._connections[connection.socket_id] = connection
+
+    def remove(self, socket_id: str) -> Connection | None:
+        """Forget a socket and take it out of every room."""
+        connection = self._connections.pop(socket_id, None)
+        if connection is None:
+            return None
+        for room in list(connection.rooms):
+            self.leave(connection, room)
+        if connection.identity is not None:
+            self._authenticated_by_org[connection.identity.organization_id] -= 1
+            if self._authenticated_by_org[connection.identity.organization_id] <= 0:
+                del self._authenticated_by_org[connection.identity.organization_id]
+        return connection
+
+    def get(self, socket_id: str) -> Connection | None:
+        """The connection with this socket id, if it is connected."""
+        return self._connections.get(socket_id)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(list(self._connections.values()))
+
+    def mark_authenticated(self, connection: Connection, identity: Identity) -> None:
+        """Record that ``connection`` is now ``identity``."""
+        connection.identity = identity
+        self._authenticated_by_org[identity.organization_id] += 1
+
+    def authenticated_in(self, organization_id: str) -> int:
+        """How many authenticated sockets the organization has."""
+        return self._authenticated_by_org.get(organization_id, 0)
+
+    def connections_by_org(self) -> dict[str, int]:
+        """Authenticated sockets per organization."""
+        return dict(self._authenticated_by_org)
+
+    # -- rooms --------------------------------------------------------------
+
+    def join(self, connection: Connection, room: str) -> bool:
+        """Put ``connection`` in ``room``; ``False`` if it was already there."""
+        if room in connection.rooms:
+            return False
+        connection.rooms.add(room)
+        self._members.setdefault(room, set()).add(connection.socket_id)
+        self._empty_since.pop(room, None)
+        return True
+
+    def leave(self, connection: Connection, room: str) -> bool:
+        """Take ``connection`` out of ``room``; ``False`` if it was not there."""
+        if room not in connection.rooms:
+            return False
+        connection.rooms.discard(room)
+        members = self._members.get(room)
+        if members is not None:
+            members.discard(connection.socket_id)
+            if not members:
+                self._empty_since[room] = time.monotonic()
+        return True
+
+    def member_count(self, room: str) -> int:
+        """How many sockets are in ``room``."""
+        return len(self._members.get(room, ()))
+
+    def members(self, rooms: Iterable[str]) -> list[Connection]:
+        """Every connection in any of ``rooms``, each once."""
+        seen: set[str] = set()
+        for room in rooms:
+            seen.update(self._members.get(room, ()))
+        return [c for sid in seen if (c := self._connections.get(sid)) is not None]
+
+    def rooms(self) -> dict[str, int]:
+        """Every non-empty room with its member count."""
+        return {room: len(m) for room, m in self._members.items() if m}
+
+    def remove_empty_rooms(self, older_than_seconds: float) -> list[str]:
+        """Drop rooms that have been empty for at least ``older_than_seconds``."""
+        deadline = time.monotonic() - older_than_seconds
+        stale = [room for room, since in self._empty_since.items() if since <= deadline]
+        for room in stale:
+            del self._empty_since[room]
+            if not self._members.get(room):
+                self._members.pop(room, None)
+        return stale
+
+    def known_room_count(self) -> int:
+        """Rooms held in memory, empty ones not yet cleaned up included."""
+        return len(self._members)

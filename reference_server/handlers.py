@@ -1,0 +1,258 @@
+"""The client requests of protocol sections 3, 4 and 7, independent of transport.
+
+Each handler takes a connection and the request's data and returns a
+:class:`Reply` (the ack, plus events to send after it), or raises
+:class:`ProtocolError`. State changes happen before the first ``await``, so
+the checks that guard them (room size, connection limit) cannot race.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from client_sdk.protocol import (
+    PROTOCOL_VERSION,
+    AuthenticateRequest,
+    ClientEvent,
+    ControlEvent,
+    ErrorCode,
+    PingRequest,
+    ProtocolError,
+    ServerInfo,
+    ServerLimits,
+    SubscribeRequest,
+    UnsubscribeRequest,
+    expand_channels,
+    format_timestamp,
+    org_room,
+    parse_room,
+    subscription_room,
+    utc_now,
+)
+
+from .auth import Identity
+from .connections import Connection
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+__all__ = ["ClientHandlers", "Reply", "invalid_message"]
+
+log = logging.getLogger("reference_server.subscriptions")
+
+SERVER_CAPABILITIES = ("acks",)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handled request sends back.
+
+    ``unasked_event`` names the event that carries the ack's body when the
+    client asked for no ack (``authenticate`` without an ack still tells the
+    client it succeeded, which the wscat session relies on).
+    """
+
+    ack: dict[str, Any]
+    follow_ups: list[tuple[str, Any]] = field(default_factory=list)
+    unasked_event: str | None = None
+
+
+Handler = Callable[[Connection, Mapping[str, Any]], Awaitable[Reply]]
+
+
+def invalid_message(exc: ValidationError, what: str) -> ProtocolError:
+    """Turn a pydantic error into ``INVALID_MESSAGE`` naming the fields, never echoing input."""
+    problems = [
+        {"field": ".".join(str(p) for p in e["loc"]) or what, "problem": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ][:10]
+    fields = ", ".join(p["field"] for p in problems)
+    return ProtocolError(
+        ErrorCode.INVALID_MESSAGE, f"invalid {what}: {fields}", details={"errors": problems}
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], data: Mapping[str, Any], what: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_message(exc, what) from None
+
+
+class ClientHandlers:
+    """The request handlers of one server, keyed by event name."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self.table: dict[str, Handler] = {
+            ClientEvent.AUTHENTICATE: self.authenticate,
+            ClientEvent.SUBSCRIBE: self.subscribe,
+            ClientEvent.UNSUBSCRIBE: self.unsubscribe,
+            ClientEvent.PING: self.ping,
+        }
+
+    def server_info(self) -> dict[str, Any]:
+        """The ``server`` object of the authentication answer."""
+        settings = self._hub.settings
+        return ServerInfo(
+            name=self._hub.name,
+            version=self._hub.version,
+            protocol=PROTOCOL_VERSION,
+            capabilities=list(SERVER_CAPABILITIES),
+            limits=ServerLimits(
+                max_message_size_bytes=settings.max_message_size_bytes,
+                rate_limit_messages_per_second=settings.rate_limit_messages_per_second,
+            ),
+        ).model_dump(mode="json")
+
+    def auth_body(self, connection: Connection, identity: Identity) -> dict[str, Any]:
+        return {
+            "success": True,
+            "user_id": identity.user_id,
+            "organization_id": identity.organization_id,
+            "socket_id": connection.socket_id,
+            "server_time": format_timestamp(utc_now()),
+            "server": self.server_info(),
+        }
+
+    async def authenticate(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
+        """``authenticate``: prove who the socket is and join its organization room."""
+        request = _parse(AuthenticateRequest, data, "authenticate request")
+        identity = await self.authenticate_request(connection, request)
+        return Reply(self.auth_body(connection, identity), unasked_event=ControlEvent.AUTHENTICATED)
+
+    async def authenticate_request(
+        self, connection: Connection, request: AuthenticateRequest
+    ) -> Identity:
+        """Authenticate ``connection`` (by event or at the handshake).
+
+        Raises:
+            ProtocolError: ``AUTH_FAILED``, ``UNAUTHORIZED`` (other ids on an
+                authenticated socket) or ``CONNECTION_LIMIT``.
+        """
+        hub = self._hub
+        current = connection.identity
+        if current is not None:
+            if (current.user_id, current.organization_id) == (
+                request.user_id,
+                request.organization_id,
+            ):
+                return current
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED, "this socket is already authenticated as someone else"
+            )
+        identity = hub.authenticator.authenticate(request)
+        if hub.registry.authenticated_in(identity.organization_id) >= (
+            hub.settings.max_connections_per_org
+        ):
+            raise ProtocolError(
+                ErrorCode.CONNECTION_LIMIT,
+                "the organization has reached its connection limit",
+                details={"limit": hub.settings.max_connections_per_org},
+            )
+        hub.registry.mark_authenticated(connection, identity)
+        connection.capabilities = frozenset(request.capabilities)
+        if connection.auth_timer is not None:
+            connection.auth_timer.cancel()
+            connection.auth_timer = None
+        room = org_room(identity.organization_id)
+        hub.registry.join(connection, room)
+        await connection.link.join(room)
+        if hub.settings.log_connection_events:
+            logging.getLogger("reference_server.connections").info(
+                "authenticated %s as %s@%s",
+                connection.socket_id,
+                identity.user_id,
+                identity.organization_id,
+            )
+        return identity
+
+    def _organization_for(self, connection: Connection, requested: str | None) -> str:
+        org = connection.organization_id
+        if org is None:
+            if self._hub.settings.auth_required:
+                raise ProtocolError(ErrorCode.UNAUTHORIZED, "authenticate first")
+            if requested is None:
+                raise ProtocolError(
+                    ErrorCode.UNAUTHORIZED,
+                    "unauthenticated subscriptions must name their organization_id",
+                )
+            return requested
+        if requested is not None and requested != org:
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED, "cannot subscribe to another organization's data"
+            )
+        return org
+
+    async def subscribe(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
+        """``subscribe``: join one room per channel for the filter, or none if any is full."""
+        hub = self._hub
+        request = _parse(SubscribeRequest, data, "subscribe request")
+        org = self._organization_for(connection, request.organization_id)
+        scope = request.scope(org)
+        wanted = [subscription_room(c, scope) for c in expand_channels(request.channels)]
+        added = [room for room in wanted if room not in connection.rooms]
+        limit = hub.settings.room_max_size
+        full = [room for room in added if hub.registry.member_count(room) >= limit]
+        if full:
+            raise ProtocolError(
+                ErrorCode.ROOM_FULL,
+                f"room {full[0]} is full",
+                details={"rooms": full, "room_max_size": limit},
+            )
+        for room in added:
+            hub.registry.join(connection, room)
+        for room in added:
+            await connection.link.join(room)
+        if hub.settings.log_subscription_events and added:
+            log.info("%s subscribed to %s", connection.socket_id, ", ".join(added))
+        return Reply(
+            {"success": True, "subscriptions": connection.subscriptions},
+            follow_ups=[(ControlEvent.SUBSCRIBED, {"rooms": added})],
+        )
+
+    async def unsubscribe(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
+        """``unsubscribe``: leave the filter's rooms, or the rooms named."""
+        request = _parse(UnsubscribeRequest, data, "unsubscribe request")
+        org = self._organization_for(connection, request.organization_id)
+        if request.rooms is not None:
+            targets: list[str] = []
+            for name in request.rooms:
+                try:
+                    parsed = parse_room(name)
+                except ValueError:
+                    raise ProtocolError(
+                        ErrorCode.ROOM_NOT_FOUND, f"not a room name: {name[:200]}"
+                    ) from None
+                if parsed.channel is None or parsed.scope.organization_id != org:
+                    raise ProtocolError(ErrorCode.UNAUTHORIZED, f"cannot leave room {name}")
+                targets.append(name)
+        else:
+            scope = request.scope(org)
+            targets = [subscription_room(c, scope) for c in expand_channels(request.channels or [])]
+        left = [room for room in dict.fromkeys(targets) if room in connection.rooms]
+        for room in left:
+            self._hub.registry.leave(connection, room)
+        for room in left:
+            await connection.link.leave(room)
+        if self._hub.settings.log_subscription_events and left:
+            log.info("%s unsubscribed from %s", connection.socket_id, ", ".join(left))
+        return Reply(
+            {"success": True, "subscriptions": connection.subscriptions},
+            follow_ups=[(ControlEvent.UNSUBSCRIBED, {"rooms": left})],
+        )
+
+    async def ping(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
+        """``client:ping``: ack and ``client:pong`` with the client's timestamp echoed."""
+        _parse(PingRequest, data, "ping")
+        # Echo the client's value untouched: a float round trip would turn 17 into 17.0.
+        pong = {"timestamp": data.get("timestamp"), "server_time": format_timestamp(utc_now())}
+        return Reply({"success": True, **pong}, follow_ups=[(ControlEvent.PONG, pong)])

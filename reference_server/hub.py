@@ -1,0 +1,263 @@
+"""The server's core: connections in and out, requests dispatched, shutdown.
+
+Transports (the Socket.IO adapter and the plain-WebSocket bridge) call into
+a :class:`Hub`; it owns the registry, the limits, the stats and the
+publisher, and it never imports a transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from client_sdk.protocol import (
+    AuthenticateRequest,
+    ControlEvent,
+    ErrorCode,
+    ProtocolError,
+    ServerEvent,
+)
+
+from . import __version__
+from .auth import Authenticator
+from .config import AuthMode, ServerSettings
+from .connections import Connection, Link, Registry
+from .handlers import ClientHandlers, Reply, invalid_message
+from .publisher import Publisher
+from .ratelimit import RateVerdict, RateWindow
+from .stats import ServerStats
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("reference_server")
+connection_log = logging.getLogger("reference_server.connections")
+message_log = logging.getLogger("reference_server.messages")
+
+TRUST_MODE_WARNING = "auth mode 'trust': ids are accepted as stated; never use it in production"
+
+
+class Hub:
+    """Everything one reference server knows and does, minus the transports."""
+
+    def __init__(self, settings: ServerSettings, *, name: str = "intraday-live") -> None:
+        self.settings = settings
+        self.name = name
+        self.version = __version__
+        self.registry = Registry()
+        self.stats = ServerStats()
+        self.authenticator = Authenticator(settings)
+        self.handlers = ClientHandlers(self)
+        self.publisher = Publisher(self)
+        self.draining = False
+        self._rate_windows: dict[str, RateWindow] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def trust_warning(self) -> str | None:
+        """The loud warning of trust mode, or ``None`` in jwt mode."""
+        return TRUST_MODE_WARNING if self.settings.auth_mode is AuthMode.TRUST else None
+
+    # -- sockets in and out -------------------------------------------------
+
+    def admit(self, socket_id: str, link: Link) -> Connection:
+        """Register a new socket and start its authentication timer.
+
+        Raises:
+            ProtocolError: ``CONNECTION_LIMIT`` when the server is full or draining.
+        """
+        if self.draining:
+            raise ProtocolError(ErrorCode.CONNECTION_LIMIT, "the server is shutting down")
+        if len(self.registry) >= self.settings.max_connections_total:
+            raise ProtocolError(
+                ErrorCode.CONNECTION_LIMIT,
+                "the server has reached its connection limit",
+                details={"limit": self.settings.max_connections_total},
+            )
+        connection = Connection(socket_id, link)
+        self.registry.add(connection)
+        self._rate_windows[socket_id] = RateWindow()
+        if self.settings.auth_required:
+            connection.auth_timer = self._spawn(self._expire_unauthenticated(connection))
+        if self.settings.log_connection_events:
+            connection_log.info("connected %s over %s", socket_id, link.transport)
+        return connection
+
+    async def authenticate_handshake(
+        self, connection: Connection, auth: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Authenticate from the handshake ``auth`` object; the ``authenticated`` body.
+
+        Raises:
+            ProtocolError: the handshake must be refused with this error.
+        """
+        try:
+            request = AuthenticateRequest.model_validate(auth)
+        except ValidationError as exc:
+            raise invalid_message(exc, "handshake auth") from None
+        identity = await self.handlers.authenticate_request(connection, request)
+        return self.handlers.auth_body(connection, identity)
+
+    def forget(self, socket_id: str) -> None:
+        """Drop a socket that disconnected (or was refused)."""
+        connection = self.registry.remove(socket_id)
+        self._rate_windows.pop(socket_id, None)
+        if connection is None:
+            return
+        if connection.auth_timer is not None:
+            connection.auth_timer.cancel()
+        if self.settings.log_connection_events:
+            connection_log.info("disconnected %s", socket_id)
+
+    async def disconnect(self, connection: Connection) -> None:
+        """Close a socket from the server side."""
+        if connection.closing:
+            return
+        connection.closing = True
+        with contextlib.suppress(Exception):
+            await connection.link.close()
+        self.forget(connection.socket_id)
+
+    async def _expire_unauthenticated(self, connection: Connection) -> None:
+        await asyncio.sleep(self.settings.auth_timeout_ms / 1000)
+        if connection.identity is None and self.registry.get(connection.socket_id) is connection:
+            connection.auth_timer = None  # this task is ending; do not cancel it in forget()
+            error = ProtocolError(ErrorCode.AUTH_FAILED, "authentication timeout")
+            await self.send_error(connection, error)
+            await self.disconnect(connection)
+
+    # -- incoming -----------------------------------------------------------
+
+    async def screen(self, connection: Connection, size: int, ack_id: int | None) -> bool:
+        """Apply the size limit and the rate limit to one incoming event.
+
+        Returns ``True`` when the event may be handled; otherwise the refusal
+        has been sent (and a client that keeps exceeding the rate is gone).
+        """
+        connection.touch()
+        limit = self.settings.max_message_size_bytes
+        if size > limit:
+            await self.refuse(
+                connection,
+                ProtocolError(
+                    ErrorCode.MESSAGE_TOO_LARGE,
+                    f"message of {size} bytes exceeds the limit of {limit}",
+                    details={"size": size, "limit": limit},
+                ),
+                ack_id,
+            )
+            return False
+        window = self._rate_windows.get(connection.socket_id)
+        if window is None:
+            return False
+        verdict = window.hit(
+            time.monotonic(),
+            limit=self.settings.rate_limit_messages_per_second,
+            strikes=self.settings.rate_limit_strikes,
+        )
+        if verdict is RateVerdict.ALLOW:
+            return True
+        error = ProtocolError(
+            ErrorCode.RATE_LIMIT_EXCEEDED,
+            f"more than {self.settings.rate_limit_messages_per_second} events per second",
+            details={"limit": self.settings.rate_limit_messages_per_second},
+        )
+        await self.refuse(connection, error, ack_id)
+        if verdict is RateVerdict.DISCONNECT:
+            log.warning("disconnecting %s: kept exceeding the rate limit", connection.socket_id)
+            await self.disconnect(connection)
+        return False
+
+    async def dispatch(
+        self, connection: Connection, event: Any, args: list[Any], ack_id: int | None
+    ) -> None:
+        """Handle one client event and answer it (ack or ``error`` event)."""
+        if self.settings.log_all_messages:
+            message_log.info("%s -> %s %r", connection.socket_id, event, args)
+        try:
+            reply = await self._handle(connection, event, args)
+        except ProtocolError as error:
+            await self.refuse(connection, error, ack_id)
+            return
+        except Exception:
+            log.exception("handler for %r failed", event)
+            internal = ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error")
+            await self.refuse(connection, internal, ack_id)
+            return
+        if ack_id is not None:
+            await connection.link.send_ack(ack_id, reply.ack)
+        elif reply.unasked_event is not None:
+            await connection.link.send(reply.unasked_event, reply.ack)
+        for follow_event, data in reply.follow_ups:
+            await connection.link.send(follow_event, data)
+
+    async def _handle(self, connection: Connection, event: Any, args: list[Any]) -> Reply:
+        handler = self.handlers.table.get(event) if isinstance(event, str) else None
+        if handler is None:
+            shown = event[:100] if isinstance(event, str) else type(event).__name__
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown event: {shown!r}")
+        if len(args) > 1:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{event} takes one argument")
+        data = args[0] if args else None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{event} takes a JSON object")
+        return await handler(connection, data)
+
+    async def refuse(
+        self, connection: Connection, error: ProtocolError, ack_id: int | None
+    ) -> None:
+        """Answer a refused request: in its ack if it asked for one, else as ``error``."""
+        self.stats.record_error()
+        if ack_id is not None:
+            await connection.link.send_ack(ack_id, error.to_ack())
+        else:
+            await connection.link.send(ControlEvent.ERROR, error.to_wire())
+
+    async def send_error(self, connection: Connection, error: ProtocolError) -> None:
+        """Send an ``error`` event that answers no particular request."""
+        self.stats.record_error()
+        with contextlib.suppress(Exception):
+            await connection.link.send(ControlEvent.ERROR, error.to_wire())
+
+    # -- background work ----------------------------------------------------
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def clean_rooms_forever(self) -> None:
+        """Every ``room_cleanup_interval_ms``, forget rooms empty for that long."""
+        interval = self.settings.room_cleanup_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            removed = self.registry.remove_empty_rooms(older_than_seconds=interval)
+            if removed:
+                log.debug("cleaned up %d empty rooms", len(removed))
+
+    async def shutdown(self) -> None:
+        """Notify every client of the maintenance, let them drain, disconnect them."""
+        if self.draining:
+            return
+        self.draining = True
+        log.info("shutting down: notifying %d clients", len(self.registry))
+        notice = {
+            "message": "The server is shutting down; reconnect in a moment.",
+            "title": "Server shutdown",
+            "level": "warning",
+        }
+        with contextlib.suppress(Exception):
+            await self.publisher.notify_all(ServerEvent.SYSTEM_MAINTENANCE, notice)
+        await asyncio.sleep(self.settings.shutdown_drain_ms / 1000)
+        for connection in list(self.registry):
+            await self.disconnect(connection)
+        for task in list(self._tasks):
+            task.cancel()

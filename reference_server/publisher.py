@@ -1,0 +1,208 @@
+"""Publishing a message: validation, the envelope, the delivery rule, the stats.
+
+The management API, the simulator and the shutdown notice all publish
+through :meth:`Publisher.publish`, so every message is validated and built
+the same way and no path can skip the organization check.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import ValidationError
+
+from client_sdk.protocol import (
+    EVENT_CHANNEL,
+    EVENT_PAYLOADS,
+    BroadcastRequest,
+    BroadcastResult,
+    Channel,
+    ErrorCode,
+    Priority,
+    ProtocolError,
+    ServerEvent,
+    Target,
+    build_envelope,
+    delivery_rooms,
+    format_timestamp,
+    org_room,
+    utc_now,
+)
+
+from .connections import Connection
+from .handlers import invalid_message
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+__all__ = ["Fanout", "Publisher"]
+
+log = logging.getLogger("reference_server.broadcasts")
+
+
+class Fanout(Protocol):
+    """Delivery to Socket.IO sockets through python-socketio's rooms."""
+
+    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+        """Send to every socket in any of ``rooms``, once per socket."""
+        ...
+
+    async def emit_with_ack(
+        self, socket_id: str, event: str, data: dict[str, Any], on_ack: Any
+    ) -> None:
+        """Send to one socket with an ack callback ``on_ack()``."""
+        ...
+
+
+class Publisher:
+    """Validates broadcasts and delivers them by the delivery rule."""
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+        self.fanout: Fanout | None = None
+
+    def resolve_target(self, request: BroadcastRequest, data: dict[str, Any]) -> Target:
+        """The message's target: the request's, completed from the payload.
+
+        Raises:
+            ProtocolError: ``INVALID_MESSAGE`` when they disagree, so that a
+                payload of one organization can never be aimed at another.
+        """
+        given = request.target
+        fields: dict[str, str | None] = {}
+        for name in ("organization_id", "department_id", "queue_name"):
+            from_payload = data.get(name)
+            from_target = getattr(given, name) if given is not None else None
+            if from_target is not None and from_payload is not None and from_target != from_payload:
+                raise ProtocolError(
+                    ErrorCode.INVALID_MESSAGE,
+                    f"target.{name} does not match the payload's {name}",
+                )
+            fields[name] = from_target if from_target is not None else from_payload
+        return Target(**fields)
+
+    def _recipients(
+        self, event: ServerEvent, target: Target, socket_ids: list[str] | None
+    ) -> tuple[list[str], list[Connection]]:
+        """The rooms to emit to and every connection they hold, each once."""
+        registry = self._hub.registry
+        org = target.organization_id
+        channel = EVENT_CHANNEL[event]
+        if socket_ids is not None:
+            chosen = [
+                c
+                for sid in dict.fromkeys(socket_ids)
+                if (c := registry.get(sid)) is not None
+                and c.identity is not None
+                and (org is None or c.organization_id == org)
+            ]
+            # A socket id is also the socket's own python-socketio room.
+            return [c.socket_id for c in chosen], chosen
+        scope = target.scope()
+        if scope is not None:
+            rooms = list(delivery_rooms(channel, scope))
+            if event is ServerEvent.SYSTEM_MAINTENANCE:
+                rooms.append(org_room(scope.organization_id))
+        elif channel is Channel.NOTIFICATIONS:
+            # An admin broadcast with no target: the one case that spans organizations.
+            prefix = "org:" if event is ServerEvent.SYSTEM_MAINTENANCE else "notifications:org:"
+            rooms = [r for r in registry.rooms() if r.startswith(prefix)]
+            if event is ServerEvent.SYSTEM_MAINTENANCE:
+                rooms += [r for r in registry.rooms() if r.startswith("notifications:org:")]
+        else:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{event} needs an organization_id")
+        return rooms, registry.members(rooms)
+
+    def validate(self, request: BroadcastRequest) -> tuple[dict[str, Any], Target]:
+        """Validate the payload and resolve the target without sending anything.
+
+        Raises:
+            ProtocolError: ``INVALID_MESSAGE``.
+        """
+        try:
+            payload = EVENT_PAYLOADS[request.event].model_validate(request.data)
+        except ValidationError as exc:
+            raise invalid_message(exc, f"{request.event} payload") from None
+        data = payload.model_dump(mode="json", exclude_unset=True)
+        return data, self.resolve_target(request, data)
+
+    async def publish(self, request: BroadcastRequest) -> BroadcastResult:
+        """Validate, build the envelope and deliver; nothing is sent if anything is invalid.
+
+        Raises:
+            ProtocolError: ``INVALID_MESSAGE`` for a bad payload or target.
+        """
+        data, target = self.validate(request)
+        socket_ids = request.target.socket_ids if request.target is not None else None
+        rooms, members = self._recipients(request.event, target, socket_ids)
+        message_id = uuid.uuid4().hex
+        envelope = build_envelope(
+            message_id=message_id,
+            event=request.event,
+            timestamp=format_timestamp(utc_now()),
+            target=target,
+            data=data,
+            priority=request.priority,
+            requires_ack=request.requires_ack,
+        )
+        await self._deliver(request.event.value, envelope, rooms, members, request.requires_ack)
+        self._hub.stats.record_message(request.event.value)
+        if self._hub.settings.log_broadcast_events:
+            log.info("%s %s to %d sockets", request.event, message_id, len(members))
+        return BroadcastResult(message_id=message_id, recipients=len(members))
+
+    async def _deliver(
+        self,
+        event: str,
+        envelope: dict[str, Any],
+        rooms: list[str],
+        members: list[Connection],
+        requires_ack: bool,
+    ) -> None:
+        fanout = self.fanout
+        if requires_ack:
+            # python-socketio has no broadcast acks: one emit per socket.
+            for connection in members:
+                if not connection.link.via_fanout or fanout is None:
+                    await connection.link.send(event, envelope)
+                else:
+                    await fanout.emit_with_ack(
+                        connection.socket_id, event, envelope, self._latency_recorder()
+                    )
+            return
+        if fanout is not None and rooms:
+            await fanout.emit_to_rooms(event, envelope, rooms)
+        for connection in members:
+            if not connection.link.via_fanout:
+                await connection.link.send(event, envelope)
+
+    def _latency_recorder(self) -> Any:
+        sent = time.monotonic()
+        stats = self._hub.stats
+
+        def on_ack(*_: Any) -> None:
+            stats.record_latency((time.monotonic() - sent) * 1000)
+
+        return on_ack
+
+    async def notify_all(self, event: ServerEvent, data: dict[str, Any]) -> None:
+        """Send a server-originated message to every connected socket (shutdown notice)."""
+        envelope = build_envelope(
+            message_id=uuid.uuid4().hex,
+            event=event,
+            timestamp=format_timestamp(utc_now()),
+            target=Target(),
+            data=data,
+            priority=Priority.URGENT,
+        )
+        connections = list(self._hub.registry)
+        if self.fanout is not None:
+            sids = [c.socket_id for c in connections if c.link.via_fanout]
+            await self.fanout.emit_to_rooms(event.value, envelope, sids)
+        for connection in connections:
+            if not connection.link.via_fanout:
+                await connection.link.send(event.value, envelope)
+        self._hub.stats.record_message(event.value)

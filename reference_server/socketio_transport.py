@@ -1,0 +1,219 @@
+"""The Socket.IO transport: python-socketio's ``AsyncServer`` wired to the hub.
+
+This is the only module of the server that touches python-socketio. Its one
+deep hook is :meth:`IntradaySocketServer._handle_eio_message`: event packets
+are screened (size, rate) before python-socketio decodes them, and
+dispatched with their ack id, because the protocol answers a refused request
+in its ack when the client asked for one and as an ``error`` event
+otherwise, which python-socketio's handler API cannot tell apart. Sizes are
+checked here against the protocol limit while the transports are given a
+larger one (see ``ServerSettings.transport_message_limit``), so an
+oversized message is answered on a live connection instead of closing it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from socketio import packet as sio_packet
+
+from client_sdk.protocol import ControlEvent, ErrorCode, ProtocolError
+
+from .connections import Connection
+from .hub import Hub
+
+__all__ = ["IntradaySocketServer", "SocketIOFanout", "SocketIOLink", "create_socketio_server"]
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/"
+
+
+def _ack_id(encoded: str) -> int | None:
+    """The ack id of an encoded EVENT packet (``2[/nsp,][id]payload``), read without decoding."""
+    i = 1
+    if encoded[i : i + 1] == "/":
+        comma = encoded.find(",", i)
+        if comma < 0:
+            return None
+        i = comma + 1
+    j = i
+    while j < len(encoded) and encoded[j].isdigit() and j - i < 16:
+        j += 1
+    return int(encoded[i:j]) if j > i else None
+
+
+class SocketIOLink:
+    """A Socket.IO socket as the hub sees it."""
+
+    via_fanout = True
+
+    def __init__(self, server: IntradaySocketServer, sid: str) -> None:
+        self._server = server
+        self._sid = sid
+
+    @property
+    def transport(self) -> str:
+        """``websocket`` or ``polling`` (it changes when a polling client upgrades)."""
+        try:
+            return str(self._server.transport(self._sid, namespace=NAMESPACE))
+        except KeyError:
+            return "closed"
+
+    async def send(self, event: str, data: Any) -> None:
+        """Emit one event to this socket."""
+        await self._server.emit(event, data, to=self._sid, namespace=NAMESPACE)
+
+    async def send_ack(self, ack_id: int, data: Any) -> None:
+        """Send the ACK packet for the client's request ``ack_id``."""
+        eio_sid = self._server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
+        if eio_sid is None:
+            return
+        ack = self._server.packet_class(sio_packet.ACK, namespace=NAMESPACE, data=[data], id=ack_id)
+        await self._server._send_packet(eio_sid, ack)
+
+    async def join(self, room: str) -> None:
+        """Enter python-socketio's room so that room emits reach the socket."""
+        await self._server.enter_room(self._sid, room, namespace=NAMESPACE)
+
+    async def leave(self, room: str) -> None:
+        """Leave python-socketio's room."""
+        await self._server.leave_room(self._sid, room, namespace=NAMESPACE)
+
+    async def close(self) -> None:
+        """Disconnect the socket."""
+        await self._server.disconnect(self._sid, namespace=NAMESPACE)
+
+
+class SocketIOFanout:
+    """Room broadcasts through python-socketio: one encode, one delivery per socket."""
+
+    def __init__(self, server: socketio.AsyncServer) -> None:
+        self._server = server
+
+    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+        """Emit to the union of ``rooms``."""
+        if not rooms:
+            return  # python-socketio reads an empty ``to`` as "everyone"
+        await self._server.emit(event, data, to=rooms, namespace=NAMESPACE)
+
+    async def emit_with_ack(
+        self, socket_id: str, event: str, data: dict[str, Any], on_ack: Callable[..., None]
+    ) -> None:
+        """Emit to one socket and call ``on_ack`` when it acknowledges."""
+        await self._server.emit(event, data, to=socket_id, namespace=NAMESPACE, callback=on_ack)
+
+
+def _refusal(error: ProtocolError) -> Exception:
+    # (message, ERROR): the only form whose ERROR reaches a JavaScript client's
+    # connect_error as its ``data``.
+    refusal: Exception = socketio.exceptions.ConnectionRefusedError(error.message, error.to_wire())
+    return refusal
+
+
+class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with the protocol's ingress rules and handlers."""
+
+    def __init__(self, hub: Hub, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._hub = hub
+        self._welcome: dict[str, dict[str, Any]] = {}
+        self.on("connect", self._on_connect, namespace=NAMESPACE)
+        self.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        hub.publisher.fanout = SocketIOFanout(self)
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
+        hub = self._hub
+        try:
+            connection = hub.admit(sid, SocketIOLink(self, sid))
+        except ProtocolError as error:
+            hub.stats.record_error()
+            raise _refusal(error) from None
+        if auth is None:
+            return True
+        try:
+            if not isinstance(auth, dict):
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, "handshake auth must be an object")
+            self._welcome[sid] = await hub.authenticate_handshake(connection, auth)
+        except ProtocolError as error:
+            hub.forget(sid)
+            hub.stats.record_error()
+            raise _refusal(error) from None
+        return True
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._welcome.pop(sid, None)
+        self._hub.forget(sid)
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, data)
+        # The CONNECT packet is out now, so ``authenticated`` cannot overtake it.
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE)
+        welcome = self._welcome.pop(sid, None) if sid is not None else None
+        if welcome is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
+            await self.emit(ControlEvent.AUTHENTICATED, welcome, to=sid, namespace=NAMESPACE)
+
+    def _connection(self, eio_sid: str) -> Connection | None:
+        sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        return self._hub.registry.get(sid) if sid is not None else None
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if isinstance(data, str) and data[:1] == "2":
+            await self._handle_event_packet(eio_sid, data)
+        elif isinstance(data, str) and data[:1] in ("5", "6"):
+            # Binary events and acks: the protocol is JSON only. Refuse without
+            # keeping state, so the attachments that follow are dropped below.
+            connection = self._connection(eio_sid)
+            if connection is not None and data[:1] == "5":
+                error = ProtocolError(ErrorCode.INVALID_MESSAGE, "binary payloads are not accepted")
+                await self._hub.refuse(connection, error, None)
+        elif isinstance(data, bytes):
+            return
+        else:
+            try:
+                await super()._handle_eio_message(eio_sid, data)
+            except ValueError:
+                log.debug("dropped a malformed packet from %s", eio_sid)
+
+    async def _handle_event_packet(self, eio_sid: str, data: str) -> None:
+        connection = self._connection(eio_sid)
+        if connection is None or connection.closing:
+            return
+        size = len(data) if data.isascii() else len(data.encode())
+        ack_id = _ack_id(data)
+        if not await self._hub.screen(connection, size, ack_id):
+            return
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except Exception:
+            error = ProtocolError(ErrorCode.INVALID_MESSAGE, "malformed Socket.IO packet")
+            await self._hub.refuse(connection, error, ack_id)
+            return
+        if (pkt.namespace or NAMESPACE) != NAMESPACE:
+            return
+        args = pkt.data if isinstance(pkt.data, list) else []
+        if not args:
+            error = ProtocolError(ErrorCode.INVALID_MESSAGE, "event without a name")
+            await self._hub.refuse(connection, error, pkt.id)
+            return
+        await self._hub.dispatch(connection, args[0], args[1:], pkt.id)
+
+
+def create_socketio_server(hub: Hub) -> IntradaySocketServer:
+    """Build the Socket.IO server for ``hub`` from its settings."""
+    settings = hub.settings
+    return IntradaySocketServer(
+        hub,
+        async_mode="asgi",
+        cors_allowed_origins=list(settings.cors_origins),
+        ping_interval=settings.ping_interval_ms / 1000,
+        ping_timeout=settings.ping_timeout_ms / 1000,
+        max_http_buffer_size=settings.transport_message_limit,
+        http_compression=settings.compression_enabled,
+        compression_threshold=settings.compression_threshold_bytes,
+        logger=False,
+        engineio_logger=False,
+    )
