@@ -1,0 +1,39 @@
+# `make demo` and `make test` set up everything they need (virtualenv, package, npm packages).
+PYTHON ?= $(shell scripts/find-python)
+VENV := .venv
+BIN := $(VENV)/bin
+INTEROP := tests/interop
+DURATION ?=
+
+.PHONY: demo test lint typecheck unit interop-deps bench clean
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-lock.json
+	cd $(INTEROP) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/intraday-live-server demo $(if $(DURATION),--duration $(DURATION))
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+interop-deps: $(INTEROP)/node_modules/.installed
+
+test: $(BIN)/.installed interop-deps lint typecheck
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
+
+clean:
+	rm -rf $(VENV) $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,158 @@
+"""Shared fixtures: a real reference server on a free port, real clients.
+
+``make_server(**settings)`` starts a :class:`ReferenceServer` in this event
+loop on port 0 and stops it after the test; ``SioClient`` is a thin wrapper
+over python-socketio's AsyncClient that records every event so tests can wait
+on them with a timeout instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+
+from reference_server.app import ReferenceServer
+from reference_server.config import load_settings
+
+WAIT = 5.0
+
+
+class SioClient:
+    """A python-socketio client that keeps every event it receives."""
+
+    def __init__(self, url: str, path: str = "/ws") -> None:
+        self.url = url
+        self.path = path
+        self.sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Condition()
+        self.disconnected = asyncio.Event()
+        self.disconnect_reason: Any = None
+        self.connect_error: Any = None
+        self.sio.on("*", self._record)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("connect_error", self._on_connect_error)
+
+    async def _record(self, event: str, *args: Any) -> None:
+        async with self._changed:
+            self.events.append((event, args[0] if args else None))
+            self._changed.notify_all()
+
+    async def _on_disconnect(self, reason: Any = None) -> None:
+        self.disconnect_reason = reason
+        self.disconnected.set()
+
+    async def _on_connect_error(self, data: Any) -> None:
+        self.connect_error = data
+
+    async def connect(
+        self, auth: dict[str, Any] | None = None, transports: list[str] | None = None
+    ) -> None:
+        await self.sio.connect(
+            self.url,
+            socketio_path=self.path.strip("/"),
+            transports=transports or ["websocket"],
+            auth=auth,
+            wait_timeout=WAIT,
+        )
+
+    async def authenticate(self, user_id: str = "user_1", organization_id: str = "org_a") -> Any:
+        return await self.call(
+            "authenticate", {"user_id": user_id, "organization_id": organization_id}
+        )
+
+    async def call(self, event: str, data: Any = None, timeout: float = WAIT) -> Any:
+        return await self.sio.call(event, data, timeout=timeout)
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        await self.sio.emit(event, data)
+
+    def received(self, event: str) -> list[Any]:
+        return [data for name, data in self.events if name == event]
+
+    async def wait_for(
+        self, event: str, count: int = 1, timeout: float = WAIT
+    ) -> list[Any]:
+        """Wait until ``count`` events named ``event`` have arrived; return them."""
+
+        async def enough() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.received(event)) >= count)
+
+        await asyncio.wait_for(enough(), timeout)
+        return self.received(event)
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+ServerFactory = Callable[..., Awaitable[ReferenceServer]]
+ClientFactory = Callable[..., Awaitable[SioClient]]
+
+
+@pytest.fixture
+async def make_server() -> AsyncIterator[ServerFactory]:
+    """Start reference servers with the given settings; all stopped after the test."""
+    servers: list[ReferenceServer] = []
+
+    async def start(**settings: Any) -> ReferenceServer:
+        settings.setdefault("port", 0)
+        settings.setdefault("shutdown_drain_ms", 0)
+        server = ReferenceServer(load_settings(**settings), install_signal_handlers=False)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> ReferenceServer:
+    """A reference server with default settings."""
+    return await make_server()
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[Callable[[ReferenceServer], SioClient]]:
+    """Create (not connect) clients for a server; all closed after the test."""
+    clients: list[SioClient] = []
+
+    def create(server: ReferenceServer) -> SioClient:
+        client = SioClient(server.url, server.settings.path)
+        clients.append(client)
+        return client
+
+    yield create
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def authed(
+    server: ReferenceServer, make_client: Callable[[ReferenceServer], SioClient]
+) -> Callable[..., Awaitable[SioClient]]:
+    """Connected, authenticated clients of ``server``: ``await authed("user", "org")``."""
+
+    async def connect(user_id: str = "user_1", organization_id: str = "org_a") -> SioClient:
+        client = make_client(server)
+        await client.connect()
+        ack = await client.authenticate(user_id, organization_id)
+        assert ack["success"] is True, ack
+        return client
+
+    return connect
+
+
+@pytest.fixture
+async def api(server: ReferenceServer) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the management API of ``server``."""
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as client:
+        yield client
