@@ -69,6 +69,8 @@ class ServerSettings(BaseSettings):
     ping_interval_ms: Positive = 25_000
     ping_timeout_ms: Positive = 60_000
     room_max_size: Positive = 1000
+    max_subscriptions_per_socket: Positive = 256
+    """Subscription rooms one socket may hold; beyond it ``SUBSCRIPTION_FAILED``."""
     room_cleanup_interval_ms: Positive = 300_000
     auth_required: bool = True
     auth_timeout_ms: Positive = 10_000

@@ -200,6 +200,14 @@ class ClientHandlers:
         scope = request.scope(org)
         wanted = [subscription_room(c, scope) for c in expand_channels(request.channels)]
         added = [room for room in wanted if room not in connection.rooms]
+        allowed = hub.settings.max_subscriptions_per_socket
+        if len(connection.subscriptions) + len(added) > allowed:
+            raise ProtocolError(
+                ErrorCode.SUBSCRIPTION_FAILED,
+                f"a socket may hold at most {allowed} subscriptions",
+                details={"max_subscriptions_per_socket": allowed},
+                retryable=False,
+            )
         limit = hub.settings.room_max_size
         full = [room for room in added if hub.registry.member_count(room) >= limit]
         if full:
