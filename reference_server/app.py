@@ -121,10 +121,13 @@ class _Server(uvicorn.Server):
         self._signals = signals
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
 
     async def startup(self, sockets: Any = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -212,11 +215,17 @@ class ReferenceServer:
     async def start(self) -> None:
         """Start serving in the background and return once listening."""
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                await self._task
-                raise RuntimeError("the server stopped during start-up")
-            await asyncio.sleep(0.01)
+        listening = asyncio.create_task(self._server.listening.wait())
+        await asyncio.wait({self._task, listening}, return_when=asyncio.FIRST_COMPLETED)
+        if not self._server.listening.is_set():
+            listening.cancel()
+            await self._task
+            raise RuntimeError("the server stopped during start-up")
+
+    async def wait_stopped(self) -> None:
+        """Wait until the server has stopped (after a signal or :meth:`stop`)."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
 
     async def stop(self) -> None:
         """Drain (maintenance notice, disconnect) and stop."""

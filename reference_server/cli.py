@@ -71,22 +71,18 @@ async def _demo(settings: ServerSettings, org: str, duration: float | None) -> N
     from .live_view import watch
 
     server = ReferenceServer(settings)
-    serving = asyncio.create_task(server.serve())
-    while not server._server.started:
-        if serving.done():
-            await serving
-            return
-        await asyncio.sleep(0.05)
+    await server.start()
     print(f"reference server on {server.url}{settings.path} (simulated feed); Ctrl-C stops")
     watcher = asyncio.create_task(watch(server.url, org, path=settings.path, duration=duration))
-    done, _ = await asyncio.wait({serving, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    stopped = asyncio.create_task(server.wait_stopped())
+    done, _ = await asyncio.wait({stopped, watcher}, return_when=asyncio.FIRST_COMPLETED)
     if watcher in done:
-        await server._server.stop()
+        await server.stop()
     else:
         watcher.cancel()
-    await serving
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await stopped
 
 
 def main(argv: list[str] | None = None) -> int:
