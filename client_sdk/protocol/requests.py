@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from .events import Channel
 from .identifiers import Identifier
@@ -71,7 +71,10 @@ class SubscribeRequest(_Filter):
     """``subscribe``: join one room per channel for the filter."""
 
     channels: Annotated[list[Channel], Field(min_length=1, max_length=16)]
-    since: dict[Annotated[str, Field(max_length=300)], Annotated[int, Field(ge=0)]] | None = None
+    # Strict: "1041" or true is not a sequence number (nor is it in the JSON Schema).
+    since: (
+        dict[Annotated[str, Field(max_length=300)], Annotated[int, Strict(), Field(ge=0)]] | None
+    ) = None
     snapshot: bool = False
 
 
