@@ -57,6 +57,11 @@ BROADCAST_KINDS: dict[str, tuple[Channel, ServerEvent]] = {
 }
 
 
+# Module level: with postponed annotations FastAPI resolves route annotations
+# in the module's namespace, so a local alias would fail at request time.
+OrgQuery = Annotated[Identifier | None, Query()]
+
+
 class ApiError(Exception):
     """A protocol error with the HTTP status to answer it with."""
 
@@ -86,30 +91,35 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._too_large(scope, receive, send)
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        # Read the body here (at most ``limit`` bytes kept): an exception raised
+        # from inside the app's ``receive`` would be turned into a 400 by FastAPI.
+        body = bytearray()
+        more_body = True
+        while more_body:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            more_body = message.get("more_body", False)
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._too_large(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = _failure(
             413, ErrorCode.MESSAGE_TOO_LARGE, f"request body exceeds {self.limit} bytes"
         )
         await response(scope, receive, send)
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _connection_info(connection: Connection) -> ConnectionInfo:
@@ -148,7 +158,6 @@ def create_api(hub: Hub) -> ASGIApp:
             raise ApiError(ProtocolError(ErrorCode.AUTH_FAILED, "admin bearer token required"))
 
     admin = [Depends(require_admin)]
-    OrgQuery = Annotated[Identifier | None, Query()]
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
