@@ -148,6 +148,16 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._welcome.pop(sid, None)
         self._hub.forget(sid)
 
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        # python-engineio leaves a pending long-poll GET hanging after the
+        # client's CLOSE packet (for ping_interval + ping_timeout): a Python
+        # client's disconnect() waits for it and so does the server's shutdown.
+        # Answer it now, as engine.io does.
+        socket = self.eio.sockets.get(eio_sid)
+        if reason == self.reason.CLIENT_DISCONNECT and socket is not None and not socket.upgraded:
+            socket.queue.put_nowait(None)
+
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         await super()._handle_connect(eio_sid, namespace, data)
         # The CONNECT packet is out now, so ``authenticated`` cannot overtake it.
