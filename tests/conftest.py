@@ -75,9 +75,7 @@ class SioClient:
     def received(self, event: str) -> list[Any]:
         return [data for name, data in self.events if name == event]
 
-    async def wait_for(
-        self, event: str, count: int = 1, timeout: float = WAIT
-    ) -> list[Any]:
+    async def wait_for(self, event: str, count: int = 1, timeout: float = WAIT) -> list[Any]:
         """Wait until ``count`` events named ``event`` have arrived; return them."""
 
         async def enough() -> None:
