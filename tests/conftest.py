@@ -9,6 +9,7 @@ on them with a timeout instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -154,3 +155,33 @@ async def api(server: ReferenceServer) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the management API of ``server``."""
     async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as client:
         yield client
+
+
+def kpi(org: str = "org_a", queue: str = "support", **extra: Any) -> dict[str, Any]:
+    """A valid ``kpi:update`` payload: the seed's minimal KPI update."""
+    return {
+        "organization_id": org,
+        "queue_name": queue,
+        "timestamp": "2026-11-25T10:30:00Z",
+        "utilization": {"current_utilization": 85},
+        "health_score": 90,
+        **extra,
+    }
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.02
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``.
+
+    For state only observable by asking (the server's registry, its stats),
+    where no event announces the change.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+        await asyncio.sleep(interval)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from reference_server.app import ReferenceServer
+from tests.conftest import kpi
 
 pytestmark = pytest.mark.interop
 
@@ -32,16 +33,6 @@ WAIT = 10.0
 SEED_AUTHENTICATE = (
     '{"event":"authenticate","data":{"user_id":"user_123","organization_id":"org_123"}}'
 )
-
-
-def kpi(org: str, queue: str = "support") -> dict[str, Any]:
-    return {
-        "organization_id": org,
-        "queue_name": queue,
-        "timestamp": "2026-11-25T10:30:00Z",
-        "utilization": {"current_utilization": 85},
-        "health_score": 90,
-    }
 
 
 @pytest.fixture

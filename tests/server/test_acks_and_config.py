@@ -15,8 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import httpx
 import pytest
 
 from reference_server.config import AuthMode, ConfigError, load_settings
-from tests.conftest import SioClient
+from tests.conftest import SioClient, eventually
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,20 +33,6 @@ KPI = {
     "utilization": {"current_utilization": 85},
     "health_score": 90,
 }
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.02
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
 
 
 # -- acknowledged deliveries --------------------------------------------------

@@ -11,23 +11,11 @@ import httpx
 import pytest
 
 from reference_server.app import ReferenceServer
-from tests.conftest import SioClient
+from tests.conftest import SioClient, kpi
 
 WAIT = 5.0
 TOKEN = "s3cret-admin-token"
 BASE = "/api/ws"
-
-
-def kpi(org: str = "org_a", queue: str = "support", **extra: Any) -> dict[str, Any]:
-    """A valid ``kpi:update`` payload (the seed's minimal KPI update)."""
-    return {
-        "organization_id": org,
-        "queue_name": queue,
-        "timestamp": "2026-11-25T10:30:00Z",
-        "utilization": {"current_utilization": 85},
-        "health_score": 90,
-        **extra,
-    }
 
 
 PAYLOADS: dict[str, dict[str, Any]] = {

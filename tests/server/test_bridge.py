@@ -18,24 +18,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from reference_server.app import ReferenceServer
-from tests.conftest import SioClient
+from tests.conftest import SioClient, kpi
 
 WAIT = 5.0
 SEED_AUTHENTICATE = (
     '{"event":"authenticate","data":{"user_id":"user_123","organization_id":"org_123"}}'
 )
-
-
-def kpi(org: str, queue: str = "support", **extra: Any) -> dict[str, Any]:
-    """A valid ``kpi:update`` payload."""
-    return {
-        "organization_id": org,
-        "queue_name": queue,
-        "timestamp": "2026-11-25T10:30:00Z",
-        "utilization": {"current_utilization": 85},
-        "health_score": 90,
-        **extra,
-    }
 
 
 class BridgeClient:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -25,23 +24,9 @@ import pytest
 import socketio
 from socketio import packet as sio_packet
 
-from tests.conftest import SioClient
+from tests.conftest import SioClient, eventually
 
 ORG_A = {"user_id": "user_1", "organization_id": "org_a"}
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.02
-) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {condition}")
-        await asyncio.sleep(interval)
 
 
 async def stats(server: Any) -> dict[str, Any]:
