@@ -12,6 +12,15 @@ Variants (each server runs in its own subprocess, on uvloop, bound to 127.0.0.1)
 * ``aiohttp``            -- aiohttp defaults (``WebSocketResponse(compress=True)``)
 * ``aiohttp-nodeflate``  -- engine.io's aiohttp driver has no knob, so ``WebSocketResponse`` is
   patched to ``compress=False`` inside that server process only
+* ``reference``          -- OUR server (``reference_server.app.ReferenceServer``, also uvicorn
+  with per-message deflate): clients authenticate in the handshake, subscribe to channel
+  ``kpi`` and receive ``kpi:update`` envelopes built by ``hub.publisher.publish``. Our server
+  rejects unknown client events, so the burst is triggered by a ``start`` line on the server's
+  stdin instead of a controller client; same pacing as the bare variants.
+* ``reference-nodeflate`` -- same with ``compression_enabled=False``
+
+Comparing ``reference`` with ``uvicorn`` shows what our broadcast path (validation, envelope,
+registry, rooms) costs against bare python-socketio on the same web server.
 
 Per run: a fresh server process, then client process(es) holding ``--clients`` python-socketio
 ``AsyncClient`` instances (websocket transport only). Every client joins room ``kpi`` on
@@ -61,12 +70,20 @@ from typing import Any
 
 import socketio
 
-VARIANTS: tuple[str, ...] = ("uvicorn", "uvicorn-nodeflate", "aiohttp", "aiohttp-nodeflate")
+VARIANTS: tuple[str, ...] = (
+    "uvicorn",
+    "uvicorn-nodeflate",
+    "aiohttp",
+    "aiohttp-nodeflate",
+    "reference",
+    "reference-nodeflate",
+)
 BASELINE = "uvicorn"
 ROOM = "kpi"
 EVENT = "kpi:update"
 SOCKETIO_PATH = "ws"
 HOST = "127.0.0.1"
+REF_ORG = "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SCRIPT = os.path.abspath(__file__)
 
@@ -149,6 +166,41 @@ def make_payloads(count: int, seed: int = 42) -> list[dict[str, Any]]:
                     "status": "provisional",
                     "flags": ["live", "intraday"],
                 },
+            }
+        )
+    return out
+
+
+def make_reference_payloads(count: int, seed: int = 42) -> list[dict[str, Any]]:
+    """Valid ``KpiPayload`` dicts for org ``bench``, ~400 bytes with extra (allowed) fields."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for seq, bare in enumerate(make_payloads(count, seed)):
+        extra = bare["data"]
+        out.append(
+            {
+                "organization_id": REF_ORG,
+                "timestamp": bare["ts"],
+                "utilization": {
+                    "current_utilization": round(rng.uniform(50.0, 99.0), 2),
+                    "target_utilization": 85.0,
+                    "occupancy": round(rng.uniform(50.0, 99.0), 2),
+                },
+                "service_level": {
+                    "current": round(rng.uniform(60.0, 99.0), 2),
+                    "target": 80.0,
+                    "threshold_seconds": 20.0,
+                },
+                "contacts_offered": rng.randint(0, 5000),
+                "health_score": round(rng.uniform(0.0, 100.0), 1),
+                "seq": seq,
+                "stream": bare["stream"],
+                "desk": extra["desk"],
+                "book": extra["book"],
+                "value": extra["value"],
+                "pnl_eur": extra["pnl_eur"],
+                "vwap_eur_mwh": extra["vwap_eur_mwh"],
+                "status": extra["status"],
             }
         )
     return out
@@ -270,9 +322,70 @@ async def serve_aiohttp(variant: str, port: int) -> None:
     await asyncio.wait_for(runner.cleanup(), 10)
 
 
+async def serve_reference(variant: str, port: int) -> None:
+    """Run OUR server; stdin lines ``start MESSAGES BURST`` trigger a burst, EOF stops it."""
+    from client_sdk.protocol import BroadcastRequest, ServerEvent
+    from reference_server.app import ReferenceServer
+    from reference_server.config import load_settings
+
+    big = 1_000_000
+    settings = load_settings(
+        port=port,
+        max_connections_total=big,
+        max_connections_per_org=big,
+        room_max_size=big,
+        compression_enabled=variant != "reference-nodeflate",
+        enable_logging=False,
+        log_connection_events=False,
+        log_subscription_events=False,
+        auth_timeout_ms=3_600_000,
+        shutdown_drain_ms=0,
+        rate_limit_messages_per_second=big,
+    )
+    server = ReferenceServer(settings, install_signal_handlers=False)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read_lines() -> None:
+        with contextlib.suppress(Exception):
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, line.strip())
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    threading.Thread(target=read_lines, daemon=True).start()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def broadcast(requests: list[BroadcastRequest], burst: int) -> None:
+        publish = server.hub.publisher.publish
+        t0 = time.monotonic()
+        for i, request in enumerate(requests, 1):
+            await publish(request)
+            if i % burst == 0:
+                await asyncio.sleep(0)
+        print(f"DONE {json.dumps({'emit_loop_s': time.monotonic() - t0})}", flush=True)
+
+    print(f"READY {server.port}", flush=True)
+    while (line := await lines.get()) is not None:
+        parts = line.split()
+        if not parts or parts[0] != "start":
+            continue
+        payloads = make_reference_payloads(int(parts[1]))
+        requests = [BroadcastRequest(event=ServerEvent.KPI_UPDATE, data=p) for p in payloads]
+        size = len(json.dumps(payloads[0], separators=(",", ":")))
+        info = {"room_size": server.hub.registry.authenticated_in(REF_ORG), "payload_bytes": size}
+        task = asyncio.create_task(broadcast(requests, max(1, int(parts[2]))))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        print(f"STARTED {json.dumps(info)}", flush=True)
+    await asyncio.wait_for(server.stop(), 10)
+
+
 def serve_main(variant: str, port: int) -> None:
     raise_nofile(20_000)
-    if variant.startswith("uvicorn"):
+    if variant.startswith("reference"):
+        run_loop(serve_reference(variant, port))
+    elif variant.startswith("uvicorn"):
         run_loop(serve_uvicorn(variant, port))
     else:
         run_loop(serve_aiohttp(variant, port))
@@ -337,13 +450,17 @@ async def client_run(args: argparse.Namespace) -> None:
         )
         make_handlers(i, client)
         clients.append(client)
+        auth = {"user_id": f"u{i}", "organization_id": REF_ORG} if args.reference else None
         async with sem:
             await client.connect(
                 args.client,
                 socketio_path=SOCKETIO_PATH,
                 transports=["websocket"],
                 wait_timeout=30,
+                auth=auth,
             )
+            if args.reference:
+                await client.call("subscribe", {"channels": [ROOM]}, timeout=30)
 
     results = await asyncio.gather(*(connect_one(i) for i in range(n)), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -445,6 +562,7 @@ async def run_once(variant: str, args: argparse.Namespace) -> RunResult:
     client_procs: list[asyncio.subprocess.Process] = []
     controller: socketio.AsyncClient | None = None
     pipe = asyncio.subprocess.PIPE
+    reference = variant.startswith("reference")
     try:
         server = await asyncio.create_subprocess_exec(
             py, script, "--serve", variant, "--port", "0", stdin=pipe, stdout=pipe
@@ -458,6 +576,8 @@ async def run_once(variant: str, args: argparse.Namespace) -> RunResult:
             cmd += ["--messages", str(args.messages), "--timeout", str(args.timeout)]
             if not args.client_deflate:
                 cmd.append("--no-client-deflate")
+            if reference:
+                cmd.append("--reference")
             client_procs.append(await asyncio.create_subprocess_exec(*cmd, stdin=pipe, stdout=pipe))
         connect_timeout = 30 + args.clients / 10
         infos = [
@@ -466,16 +586,26 @@ async def run_once(variant: str, args: argparse.Namespace) -> RunResult:
         res.pmd = all(i["pmd"] for i in infos)
         if sum(i["connected"] for i in infos) != args.clients:
             res.error = f"only {sum(i['connected'] for i in infos)}/{args.clients} connected"
-        controller = socketio.AsyncClient(reconnection=False, handle_sigint=False)
-        await controller.connect(
-            url, socketio_path=SOCKETIO_PATH, transports=["websocket"], auth={"role": "controller"}
-        )
+        if not reference:
+            controller = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+            await controller.connect(
+                url,
+                socketio_path=SOCKETIO_PATH,
+                transports=["websocket"],
+                auth={"role": "controller"},
+            )
         pids = [server.pid] + [p.pid for p in client_procs]
         cpu0 = [proc_cpu_seconds(pid) for pid in pids]
         t0 = time.monotonic()
-        ack = await controller.call(
-            "start", {"messages": args.messages, "burst": args.burst}, timeout=30
-        )
+        if controller is not None:
+            ack = await controller.call(
+                "start", {"messages": args.messages, "burst": args.burst}, timeout=30
+            )
+        else:
+            assert server.stdin is not None
+            server.stdin.write(f"start {args.messages} {args.burst}\n".encode())
+            await server.stdin.drain()
+            ack = json.loads(await read_tagged(server, "STARTED", 30))
         res.extra.update(ack)
         results = [
             json.loads(await read_tagged(p, "RESULT", args.timeout + 30)) for p in client_procs
@@ -486,7 +616,10 @@ async def run_once(variant: str, args: argparse.Namespace) -> RunResult:
         res.server_cpu_s = cpu1[0] - cpu0[0]
         res.client_cpu_s = sum(b - a for a, b in zip(cpu0[1:], cpu1[1:], strict=True))
         with contextlib.suppress(Exception):
-            stats = await controller.call("stats", timeout=10)
+            if controller is not None:
+                stats = await controller.call("stats", timeout=10)
+            else:
+                stats = json.loads(await read_tagged(server, "DONE", 10))
             res.emit_loop_s = float(stats.get("emit_loop_s", float("nan")))
         res.received = sum(r["received"] for r in results)
         res.losses = sum(r["losses"] for r in results)
@@ -613,6 +746,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
+    p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad:
