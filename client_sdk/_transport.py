@@ -1,0 +1,125 @@
+"""The one module of the SDK that touches python-socketio.
+
+A typed adapter over ``socketio.AsyncClient`` with its own reconnection and
+SIGINT handling turned off (the SDK owns both), and one seam where its
+exceptions become ours. A new adapter (and a new AsyncClient) is made for
+every connection attempt, so reconnecting can never stack handlers or tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import engineio
+import socketio
+
+from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError
+
+__all__ = ["SocketIOTransport", "map_exceptions"]
+
+EventSink = Callable[[str, Any], Awaitable[Any]]
+"""Receives every server event; what it returns is the event's ack."""
+
+
+@contextlib.contextmanager
+def map_exceptions(action: str) -> Iterator[None]:
+    """Translate python-socketio and engineio exceptions into the SDK's."""
+    try:
+        yield
+    except IntradayError:
+        raise
+    except socketio.exceptions.TimeoutError as exc:
+        raise RequestTimeoutError(f"{action}: no answer in time") from exc
+    except (socketio.exceptions.ConnectionError, socketio.exceptions.BadNamespaceError) as exc:
+        raise ConnectionLostError(f"{action}: {exc}") from exc
+    except engineio.exceptions.EngineIOError as exc:
+        raise ConnectionLostError(f"{action}: {exc}") from exc
+    except (TimeoutError, OSError) as exc:
+        raise ConnectionLostError(f"{action}: {exc}") from exc
+
+
+class SocketIOTransport:
+    """One Socket.IO connection: open, request, receive, close."""
+
+    def __init__(self, sink: EventSink, on_lost: Callable[[str], None]) -> None:
+        self._client = socketio.AsyncClient(
+            reconnection=False, handle_sigint=False, logger=False, engineio_logger=False
+        )
+        self._sink = sink
+        self._on_lost = on_lost
+        self._closing = False
+        self._client.on("*", self._any)
+        self._client.on("disconnect", self._disconnected)
+
+    async def _any(self, event: str, *args: Any) -> Any:
+        # Runs in its own task per message (python-engineio); the sink's first
+        # step is synchronous, so arrival order is kept.
+        return await self._sink(event, args[0] if args else None)
+
+    async def _disconnected(self, reason: Any = None) -> None:
+        if not self._closing:
+            self._on_lost(str(reason or "disconnected"))
+
+    @property
+    def connected(self) -> bool:
+        """Whether the namespace is connected."""
+        return bool(self._client.connected)
+
+    @property
+    def sid(self) -> str | None:
+        """The server's id for this socket."""
+        sid = self._client.get_sid()
+        return sid if isinstance(sid, str) else None
+
+    @property
+    def transport_name(self) -> str | None:
+        """``websocket`` or ``polling`` while connected."""
+        name = self._client.transport()
+        return name if isinstance(name, str) else None
+
+    async def open(
+        self,
+        url: str,
+        *,
+        path: str,
+        transports: Sequence[str],
+        headers: Mapping[str, str],
+        timeout: float,
+    ) -> None:
+        """Connect within ``timeout`` seconds.
+
+        Raises:
+            ConnectionLostError: refused, unreachable or too slow.
+        """
+        with map_exceptions(f"connect to {url}"):
+            await asyncio.wait_for(
+                self._client.connect(
+                    url,
+                    headers=dict(headers),
+                    transports=list(transports),
+                    socketio_path=path.strip("/"),
+                    wait_timeout=timeout,
+                ),
+                timeout,
+            )
+
+    async def call(self, event: str, data: Any, timeout: float) -> Any:
+        """Send a request and wait for its ack."""
+        with map_exceptions(event):
+            return await self._client.call(event, data, timeout=timeout)
+
+    async def emit(self, event: str, data: Any) -> None:
+        """Send an event without waiting for an answer."""
+        with map_exceptions(event):
+            await self._client.emit(event, data)
+
+    async def close(self) -> None:
+        """Disconnect, never raising: used on every path out."""
+        self._closing = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._client.disconnect(), 5)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._client.wait(), 5)

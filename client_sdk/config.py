@@ -1,0 +1,113 @@
+"""Client configuration: one frozen, validated value, changed with :meth:`ClientConfig.replace`.
+
+The SDK reads no environment variable by itself; build the config from
+whatever your application uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .protocol import is_identifier
+
+__all__ = ["ClientConfig", "TokenProvider"]
+
+TokenProvider = Callable[[], "str | Awaitable[str | None] | None"]
+"""Called (sync or async) on every connection and reconnection for a fresh token."""
+
+Sleep = Callable[[float], Awaitable[Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """Everything an :class:`~client_sdk.IntradayClient` needs to know.
+
+    Defaults follow the original console's client options (path ``/ws``,
+    reconnection on, 5 attempts, 1 s first delay, 20 s timeout) plus what
+    real use needs: a maximum delay, jitter, transports, headers, a token
+    provider and an ack timeout.
+
+    Attributes:
+        url: the server's base URL, ``http(s)://host:port``.
+        path: the Socket.IO path.
+        user_id: who to authenticate as (with ``organization_id``); without
+            both, the client connects but does not authenticate by itself.
+        organization_id: the organization to authenticate into.
+        token: a static JWT; ``token_provider`` wins when both are given.
+        token_provider: returns a fresh token, called on every (re)connection
+            and once more when the server says the token expired.
+        capabilities: announced at authentication (``batch``, ``replay``...).
+        reconnection: reconnect after an unexpected disconnect.
+        reconnection_attempts: attempts per outage; ``None`` retries for ever
+            (for bots).
+        reconnection_delay: the delay before the second attempt; it doubles
+            each attempt (the first attempt is immediate).
+        reconnection_delay_max: the cap on that delay.
+        jitter: up to this fraction of each delay is added at random, so a
+            fleet of clients does not reconnect in lockstep.
+        timeout: seconds to establish one connection.
+        ack_timeout: seconds to wait for the answer to a request.
+        transports: Engine.IO transports in order of preference.
+        headers: extra HTTP headers of the handshake.
+        auto_connect: connect on ``async with`` entry.
+        dedupe_window: how many recent message ids are remembered to drop duplicates.
+        retry_sleep: what waits between attempts (``asyncio.sleep``); tests
+            inject a fake to run the backoff in virtual time.
+    """
+
+    url: str = "http://localhost:5000"
+    path: str = "/ws"
+    user_id: str | None = None
+    organization_id: str | None = None
+    token: str | None = field(default=None, repr=False)
+    token_provider: TokenProvider | None = field(default=None, repr=False)
+    capabilities: tuple[str, ...] = ()
+    reconnection: bool = True
+    reconnection_attempts: int | None = 5
+    reconnection_delay: float = 1.0
+    reconnection_delay_max: float = 30.0
+    jitter: float = 0.0
+    timeout: float = 20.0
+    ack_timeout: float = 10.0
+    transports: tuple[str, ...] = ("websocket", "polling")
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    auto_connect: bool = True
+    dedupe_window: int = 2048
+    retry_sleep: Sleep | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError(f"url: must start with http(s):// or ws(s)://, got {self.url!r}")
+        if not self.path.startswith("/"):
+            raise ValueError(f"path: must start with '/', got {self.path!r}")
+        for name in ("user_id", "organization_id"):
+            value = getattr(self, name)
+            if value is not None and not is_identifier(value):
+                raise ValueError(f"{name}: not a valid protocol identifier: {value!r}")
+        if (self.user_id is None) != (self.organization_id is None):
+            raise ValueError("user_id and organization_id: give both or neither")
+        if self.reconnection_attempts is not None and self.reconnection_attempts < 1:
+            raise ValueError("reconnection_attempts: at least 1, or None for unlimited")
+        for name in ("reconnection_delay", "reconnection_delay_max", "timeout", "ack_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter: a fraction from 0 to 1")
+        if not set(self.transports) <= {"websocket", "polling"} or not self.transports:
+            raise ValueError("transports: 'websocket' and/or 'polling'")
+        if self.dedupe_window < 0:
+            raise ValueError("dedupe_window: must not be negative")
+        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether the client authenticates by itself after connecting."""
+        return self.user_id is not None and self.organization_id is not None
+
+    def replace(self, **changes: Any) -> ClientConfig:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)

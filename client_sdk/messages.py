@@ -1,0 +1,110 @@
+"""Messages as handlers receive them: the envelope plus its typed payload."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import ValidationError
+
+from .exceptions import MalformedMessageError
+from .protocol import (
+    EVENT_PAYLOADS,
+    Channel,
+    Envelope,
+    Payload,
+    Priority,
+    ServerEvent,
+    Target,
+)
+
+__all__ = ["Message", "parse_message"]
+
+P = TypeVar("P", bound=Payload, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Message(Generic[P]):
+    """One server event: ``envelope`` as sent, ``payload`` parsed into the event's model.
+
+    Unknown fields of either are kept (``payload.model_extra``).
+    """
+
+    envelope: Envelope
+    payload: P
+
+    @property
+    def id(self) -> str:
+        """The message id (unique per message)."""
+        return self.envelope.id
+
+    @property
+    def event(self) -> ServerEvent:
+        """The event name."""
+        return self.envelope.event
+
+    @property
+    def channel(self) -> Channel:
+        """The channel the event belongs to."""
+        return self.envelope.channel
+
+    @property
+    def target(self) -> Target:
+        """Who the message was for."""
+        return self.envelope.target
+
+    @property
+    def timestamp(self) -> datetime:
+        """When the server sent it."""
+        return self.envelope.timestamp
+
+    @property
+    def priority(self) -> Priority:
+        """The message priority."""
+        return self.envelope.priority
+
+
+def parse_message(event: str, raw: Any) -> Message[Payload]:
+    """Validate an incoming server event.
+
+    Raises:
+        MalformedMessageError: not an envelope, or a payload off its schema.
+    """
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise MalformedMessageError(
+            f"{event}: not a valid envelope ({exc.error_count()} problems)", event=event, raw=raw
+        ) from None
+    if envelope.event != event:
+        raise MalformedMessageError(
+            f"{event}: envelope says {envelope.event}", event=event, raw=raw
+        )
+    try:
+        payload = EVENT_PAYLOADS[envelope.event].model_validate(envelope.data)
+    except ValidationError as exc:
+        raise MalformedMessageError(
+            f"{event}: payload off schema ({exc.error_count()} problems)", event=event, raw=raw
+        ) from None
+    return Message(envelope, payload)
+
+
+class RecentIds:
+    """The last ``capacity`` message ids, to drop duplicates (replays, reconnects)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def seen(self, message_id: str) -> bool:
+        """Record ``message_id``; ``True`` if it was already there."""
+        if message_id in self._ids:
+            self._ids.move_to_end(message_id)
+            return True
+        if self._capacity:
+            self._ids[message_id] = None
+            if len(self._ids) > self._capacity:
+                self._ids.popitem(last=False)
+        return False

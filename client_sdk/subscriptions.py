@@ -1,0 +1,137 @@
+"""Subscriptions: handles the user holds, rooms the server holds.
+
+Several handles may need the same room (two hooks on the same queue); the
+book counts them, so a room is left only when its last handle closes, and
+after a reconnect exactly the rooms still wanted are subscribed again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol import Channel, Scope, expand_channels, subscription_room
+
+__all__ = ["Filter", "Subscription", "SubscriptionBook"]
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which part of an organization a subscription covers.
+
+    ``organization_id`` defaults to the authenticated organization; the
+    department and queue are optional and independent.
+    """
+
+    organization_id: str | None = None
+    department_id: str | None = None
+    queue_name: str | None = None
+
+    def scope(self, default_organization: str | None) -> Scope:
+        """The filter as a protocol scope.
+
+        Raises:
+            ValueError: no organization given and none authenticated.
+        """
+        org = self.organization_id or default_organization
+        if org is None:
+            raise ValueError("organization_id is needed before authentication")
+        return Scope(org, self.department_id, self.queue_name)
+
+    def request(self) -> dict[str, Any]:
+        """The filter fields of a subscribe request (absent ones left out)."""
+        return {
+            k: v
+            for k, v in (
+                ("organization_id", self.organization_id),
+                ("department_id", self.department_id),
+                ("queue_name", self.queue_name),
+            )
+            if v is not None
+        }
+
+
+class Subscription:
+    """A live subscription; :meth:`close` (or leaving ``async with``) ends it.
+
+    It survives reconnects: the client subscribes it again each time.
+    """
+
+    def __init__(
+        self,
+        channels: tuple[Channel, ...],
+        filter: Filter,
+        rooms: tuple[str, ...],
+        closer: Callable[[Subscription], Awaitable[None]],
+    ) -> None:
+        self.channels = channels
+        self.filter = filter
+        self.rooms = rooms
+        self._closer = closer
+        self.closed = False
+
+    async def close(self) -> None:
+        """Unsubscribe (the rooms no other subscription needs). Idempotent."""
+        if not self.closed:
+            self.closed = True
+            await self._closer(self)
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Subscription {', '.join(self.rooms)}{' closed' if self.closed else ''}>"
+
+
+def rooms_for(channels: Iterable[Channel | str], scope: Scope) -> tuple[str, ...]:
+    """The rooms a subscription to ``channels`` with ``scope`` joins."""
+    return tuple(subscription_room(c, scope) for c in expand_channels(channels))
+
+
+class SubscriptionBook:
+    """Every open subscription and how many of them need each room."""
+
+    def __init__(self) -> None:
+        self._open: list[Subscription] = []
+        self._needed: Counter[str] = Counter()
+
+    def add(self, subscription: Subscription) -> list[str]:
+        """Record ``subscription``; the rooms no one needed before."""
+        self._open.append(subscription)
+        new = [room for room in subscription.rooms if self._needed[room] == 0]
+        self._needed.update(subscription.rooms)
+        return new
+
+    def remove(self, subscription: Subscription) -> list[str]:
+        """Forget ``subscription``; the rooms no one needs any more."""
+        if subscription not in self._open:
+            return []
+        self._open.remove(subscription)
+        self._needed.subtract(subscription.rooms)
+        unused = [room for room in subscription.rooms if self._needed[room] <= 0]
+        for room in unused:
+            del self._needed[room]
+        return unused
+
+    @property
+    def rooms(self) -> list[str]:
+        """Every room some open subscription needs, sorted."""
+        return sorted(self._needed)
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Subscribe requests that restore every room: one per filter, channels merged."""
+        by_filter: dict[Filter, set[Channel]] = {}
+        for subscription in self._open:
+            by_filter.setdefault(subscription.filter, set()).update(subscription.channels)
+        return [
+            {"channels": sorted(c.value for c in channels), **f.request()}
+            for f, channels in by_filter.items()
+        ]
+
+    def __len__(self) -> int:
+        return len(self._open)
