@@ -23,7 +23,7 @@ from client_sdk import (
 )
 from client_sdk.protocol import KpiPayload
 from reference_server.app import ReferenceServer
-from tests.conftest import kpi
+from tests.conftest import eventually, kpi
 
 
 def config_for(server: ReferenceServer, **changes: Any) -> ClientConfig:
@@ -110,16 +110,18 @@ async def test_handler_names_are_checked_and_handlers_can_be_removed(
         client.on(on_kpi_update=async_handler)
         await client.subscribe(["kpi"])
         await api.post("/api/ws/broadcast/kpi", json=kpi("org_a"))
-        await asyncio.wait_for(_until(lambda: len(calls) == 2), 5)
+        await _until(lambda: len(calls) == 2)
         remove()
         await api.post("/api/ws/broadcast/kpi", json=kpi("org_a"))
-        await asyncio.wait_for(_until(lambda: len(calls) == 3), 5)
+        await _until(lambda: len(calls) == 3)
         assert sorted(calls) == ["async", "async", "sync"]
 
 
 async def _until(condition: Any) -> None:
-    while not condition():
-        await asyncio.sleep(0.01)
+    async def check() -> bool:
+        return bool(condition())
+
+    await eventually(check)
 
 
 async def test_a_closed_client_refuses_use(server: ReferenceServer) -> None:
