@@ -4,6 +4,7 @@ Start with :class:`IntradayClient` and :class:`ClientConfig`; the wire
 contract itself is in :mod:`client_sdk.protocol`.
 """
 
+from .admin import AdminClient
 from .client import ClientStatistics, IntradayClient
 from .config import ClientConfig, TokenProvider
 from .exceptions import (
@@ -31,6 +32,7 @@ from .subscriptions import Filter, Subscription
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AdminClient",
     "AuthenticationError",
     "Channel",
     "ClientClosedError",
