@@ -27,6 +27,7 @@ from client_sdk.protocol import (
     BroadcastResult,
     BroadcastTarget,
     Channel,
+    ConnectionDetail,
     ConnectionInfo,
     ConnectionList,
     DisconnectResult,
@@ -254,11 +255,12 @@ def create_api(hub: Hub) -> ASGIApp:
         return connection
 
     @app.get(
-        f"{API_BASE}/connections/{{socket_id}}", response_model=ConnectionInfo, dependencies=admin
+        f"{API_BASE}/connections/{{socket_id}}", response_model=ConnectionDetail, dependencies=admin
     )
-    async def connection(socket_id: str) -> ConnectionInfo:
+    async def connection(socket_id: str) -> ConnectionDetail:
         """One connected socket, or 404."""
-        return _connection_info(_find(socket_id))
+        info = _connection_info(_find(socket_id))
+        return ConnectionDetail.model_validate(info.model_dump())
 
     @app.delete(
         f"{API_BASE}/connections/{{socket_id}}",

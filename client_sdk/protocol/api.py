@@ -21,6 +21,7 @@ __all__ = [
     "BroadcastRequest",
     "BroadcastResult",
     "BroadcastTarget",
+    "ConnectionDetail",
     "ConnectionInfo",
     "ConnectionList",
     "ConnectionStatus",
@@ -101,6 +102,12 @@ class ConnectionInfo(_Body):
     subscriptions: list[str]
     connected_at: Timestamp
     last_activity_at: Timestamp
+
+
+class ConnectionDetail(ConnectionInfo):
+    """``GET /connections/{socket_id}``: one connection with ``success``."""
+
+    success: Literal[True] = True
 
 
 class ConnectionList(_Body):

@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from .api import (
     BroadcastRequest,
     BroadcastResult,
-    ConnectionInfo,
+    ConnectionDetail,
     ConnectionList,
     DisconnectResult,
     Health,
@@ -169,7 +169,7 @@ def _entries() -> dict[str, _Entry]:
         ),
         "stats": (Stats, "GET /api/ws/stats, response body"),
         "connections": (ConnectionList, "GET /api/ws/connections, response body"),
-        "connection": (ConnectionInfo, "one connection, as GET /api/ws/connections lists it"),
+        "connection": (ConnectionDetail, "GET /api/ws/connections/{socket_id}: one connection"),
         "disconnect": (DisconnectResult, "DELETE /api/ws/connections/{socket_id}, response body"),
         "rooms": (RoomList, "GET /api/ws/rooms, response body"),
         "health": (Health, "GET /api/ws/health, response body"),

@@ -31,6 +31,7 @@ EXPORTS = [
     "CONCRETE_CHANNELS",
     "Channel",
     "ClientEvent",
+    "ConnectionDetail",
     "ConnectionInfo",
     "ConnectionList",
     "ConnectionState",
