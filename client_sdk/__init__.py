@@ -4,31 +4,79 @@ Start with :class:`IntradayClient` and :class:`ClientConfig`; the wire
 contract itself is in :mod:`client_sdk.protocol`.
 """
 
-from .admin import AdminClient
-from .client import ClientStatistics, IntradayClient
-from .config import ClientConfig, TokenProvider
-from .exceptions import (
-    AuthenticationError,
-    ClientClosedError,
-    ConnectionLimitError,
-    ConnectionLostError,
-    InternalServerError,
-    IntradayError,
-    InvalidMessageError,
-    MalformedMessageError,
-    MessageTooLargeError,
-    RateLimitedError,
-    ReconnectFailedError,
-    RequestTimeoutError,
-    RoomFullError,
-    RoomNotFoundError,
-    ServerError,
-    SubscriptionFailedError,
-    UnauthorizedError,
-)
-from .messages import Message
-from .protocol import PROTOCOL_VERSION, Channel, ConnectionState, ServerEvent
-from .subscriptions import Filter, Subscription
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# The protocol stays importable without socketio, aiohttp or asyncio: the
+# client and the rest load on first use (PEP 562).
+if TYPE_CHECKING:
+    from .admin import AdminClient
+    from .client import ClientStatistics, IntradayClient
+    from .config import ClientConfig, TokenProvider
+    from .exceptions import (
+        AuthenticationError,
+        ClientClosedError,
+        ConnectionLimitError,
+        ConnectionLostError,
+        InternalServerError,
+        IntradayError,
+        InvalidMessageError,
+        MalformedMessageError,
+        MessageTooLargeError,
+        RateLimitedError,
+        ReconnectFailedError,
+        RequestTimeoutError,
+        RoomFullError,
+        RoomNotFoundError,
+        ServerError,
+        SubscriptionFailedError,
+        UnauthorizedError,
+    )
+    from .messages import Message
+    from .protocol import PROTOCOL_VERSION, Channel, ConnectionState, ServerEvent
+    from .subscriptions import Filter, Subscription
+
+_LAZY: dict[str, str] = {
+    "AdminClient": ".admin",
+    "AuthenticationError": ".exceptions",
+    "Channel": ".protocol",
+    "ClientClosedError": ".exceptions",
+    "ClientConfig": ".config",
+    "ClientStatistics": ".client",
+    "ConnectionLimitError": ".exceptions",
+    "ConnectionLostError": ".exceptions",
+    "ConnectionState": ".protocol",
+    "Filter": ".subscriptions",
+    "InternalServerError": ".exceptions",
+    "IntradayClient": ".client",
+    "IntradayError": ".exceptions",
+    "InvalidMessageError": ".exceptions",
+    "MalformedMessageError": ".exceptions",
+    "Message": ".messages",
+    "MessageTooLargeError": ".exceptions",
+    "PROTOCOL_VERSION": ".protocol",
+    "RateLimitedError": ".exceptions",
+    "ReconnectFailedError": ".exceptions",
+    "RequestTimeoutError": ".exceptions",
+    "RoomFullError": ".exceptions",
+    "RoomNotFoundError": ".exceptions",
+    "ServerError": ".exceptions",
+    "ServerEvent": ".protocol",
+    "Subscription": ".subscriptions",
+    "SubscriptionFailedError": ".exceptions",
+    "TokenProvider": ".config",
+    "UnauthorizedError": ".exceptions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'client_sdk' has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PROTOCOL_VERSION",
