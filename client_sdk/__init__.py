@@ -32,11 +32,15 @@ if TYPE_CHECKING:
         SubscriptionFailedError,
         UnauthorizedError,
     )
+    from .hooks import Backpressure, Health, LiveHooks
     from .messages import Message
     from .protocol import PROTOCOL_VERSION, Channel, ConnectionState, ServerEvent
     from .subscriptions import Filter, Subscription
 
 _LAZY: dict[str, str] = {
+    "Backpressure": ".hooks",
+    "Health": ".hooks",
+    "LiveHooks": ".hooks",
     "AdminClient": ".admin",
     "AuthenticationError": ".exceptions",
     "Channel": ".protocol",
@@ -82,6 +86,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "AdminClient",
     "AuthenticationError",
+    "Backpressure",
     "Channel",
     "ClientClosedError",
     "ClientConfig",
@@ -90,10 +95,12 @@ __all__ = [
     "ConnectionLostError",
     "ConnectionState",
     "Filter",
+    "Health",
     "InternalServerError",
     "IntradayClient",
     "IntradayError",
     "InvalidMessageError",
+    "LiveHooks",
     "MalformedMessageError",
     "Message",
     "MessageTooLargeError",

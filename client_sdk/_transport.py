@@ -16,7 +16,7 @@ from typing import Any
 import engineio
 import socketio
 
-from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError
+from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError, ServerError
 
 __all__ = ["SocketIOTransport", "map_exceptions"]
 
@@ -51,13 +51,20 @@ class SocketIOTransport:
         self._sink = sink
         self._on_lost = on_lost
         self._closing = False
+        self._refusal: Any = None
         self._client.on("*", self._any)
         self._client.on("disconnect", self._disconnected)
+        self._client.on("connect_error", self._refused)
 
     async def _any(self, event: str, *args: Any) -> Any:
         # Runs in its own task per message (python-engineio); the sink's first
         # step is synchronous, so arrival order is kept.
         return await self._sink(event, args[0] if args else None)
+
+    async def _refused(self, data: Any = None) -> None:
+        # python-socketio hands over {"message", "data": ERROR}; the ERROR is ``data``.
+        inner = data.get("data") if isinstance(data, Mapping) else None
+        self._refusal = inner if isinstance(inner, Mapping) else data
 
     async def _disconnected(self, reason: Any = None) -> None:
         if not self._closing:
@@ -88,23 +95,32 @@ class SocketIOTransport:
         transports: Sequence[str],
         headers: Mapping[str, str],
         timeout: float,
+        auth: Mapping[str, Any] | None = None,
     ) -> None:
-        """Connect within ``timeout`` seconds.
+        """Connect within ``timeout`` seconds, optionally with a handshake ``auth`` object.
 
         Raises:
-            ConnectionLostError: refused, unreachable or too slow.
+            ServerError: the server refused the handshake with a protocol ERROR.
+            ConnectionLostError: refused otherwise, unreachable or too slow.
         """
-        with map_exceptions(f"connect to {url}"):
-            await asyncio.wait_for(
-                self._client.connect(
-                    url,
-                    headers=dict(headers),
-                    transports=list(transports),
-                    socketio_path=path.strip("/"),
-                    wait_timeout=timeout,
-                ),
-                timeout,
-            )
+        self._refusal = None
+        try:
+            with map_exceptions(f"connect to {url}"):
+                await asyncio.wait_for(
+                    self._client.connect(
+                        url,
+                        headers=dict(headers),
+                        auth=dict(auth) if auth is not None else None,
+                        transports=list(transports),
+                        socketio_path=path.strip("/"),
+                        wait_timeout=timeout,
+                    ),
+                    timeout,
+                )
+        except ConnectionLostError as exc:
+            if isinstance(self._refusal, Mapping) and "code" in self._refusal:
+                raise ServerError.from_wire(self._refusal) from exc
+            raise
 
     async def call(self, event: str, data: Any, timeout: float) -> Any:
         """Send a request and wait for its ack."""
@@ -122,4 +138,6 @@ class SocketIOTransport:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._client.disconnect(), 5)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._client.wait(), 5)
+            # The Engine.IO read loop, not AsyncClient.wait(): that one always
+            # sleeps 1 s more (for its own reconnect task, which is off here).
+            await asyncio.wait_for(self._client.eio.wait(), 5)

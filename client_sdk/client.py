@@ -462,6 +462,9 @@ class IntradayClient:
             raise
         if self._lost.is_set():
             raise ConnectionLostError(f"connection lost while setting up: {self._lost_reason}")
+        if self._credentials is not None:
+            # Only now: "authenticated" after a reconnect means subscriptions are back.
+            self._set_state(ConnectionState.AUTHENTICATED)
 
     async def _token(self, refresh: bool = False) -> str | None:
         provider = self._config.token_provider
@@ -493,7 +496,6 @@ class IntradayClient:
             request["capabilities"] = list(self._config.capabilities)
         ack = await self._request(transport, ClientEvent.AUTHENTICATE, request)
         self._identity = AuthSuccess.model_validate(ack)
-        self._set_state(ConnectionState.AUTHENTICATED)
 
     async def _restore_subscriptions(self, transport: SocketIOTransport) -> None:
         for request in self._book.requests():
@@ -543,6 +545,7 @@ class IntradayClient:
             transport, user_id, organization_id, token if token is not None else await self._token()
         )
         self._credentials = (user_id, organization_id)
+        self._set_state(ConnectionState.AUTHENTICATED)
         assert self._identity is not None
         return self._identity
 

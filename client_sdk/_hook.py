@@ -1,0 +1,519 @@
+"""The machinery of the live hooks: a hot, reference-counted observable with a pull path.
+
+:class:`Hook` starts its work when the first observer or stream arrives and
+stops it when the last one leaves; :class:`MessageHook` is a hook whose work
+is a server subscription, held in a session task that subscribes once the
+client is authenticated (retrying through outages), holds the subscription
+until released, then closes it. The public face is :mod:`client_sdk.hooks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+import reactivex
+from reactivex import abc
+from reactivex.disposable import Disposable
+
+from ._backpressure import Backpressure, PolicyQueue
+from .exceptions import (
+    ClientClosedError,
+    ConnectionLostError,
+    IntradayError,
+    RequestTimeoutError,
+    ServerError,
+)
+from .messages import Message
+from .protocol import Channel, ConnectionState, Payload, ServerEvent, Target
+from .subscriptions import Filter, Subscription
+
+if TYPE_CHECKING:
+    from .client import IntradayClient
+
+__all__ = ["Hook", "MessageHook"]
+
+log = logging.getLogger("client_sdk.hooks")
+
+T = TypeVar("T")
+P = TypeVar("P", bound=Payload)
+
+_RETRY_FIRST = 0.05
+_RETRY_MAX = 2.0
+
+
+class Hook(reactivex.Observable[T]):
+    """Base of every hook: a hot, reference-counted observable with a pull path.
+
+    The first observer or stream starts the hook (subscribes, starts pinging
+    ...), the last one to leave stops it. Observers added later share what
+    is running. A hook is bound to one client; create it anywhere, observe
+    it in the event loop.
+
+    Example:
+        >>> hook = connection_status(client)  # doctest: +SKIP
+        >>> disposable = hook.subscribe(print)  # starts it
+        >>> hook.observer_count, hook.active
+        (1, True)
+        >>> disposable.dispose()  # the last one: stops it
+    """
+
+    def __init__(self, client: IntradayClient, policy: Backpressure) -> None:
+        super().__init__()
+        self._client = client
+        self._policy = policy
+        self._observers: list[abc.ObserverBase[T]] = []
+        self._queues: list[PolicyQueue[T]] = []
+        self._latest: T | None = None
+        self._dropped = 0
+        self._watch: abc.DisposableBase | None = None
+        self._active = False
+        self._starting = False
+        self._closed = False
+
+    @property
+    def client(self) -> IntradayClient:
+        """The client this hook reads from."""
+        return self._client
+
+    @property
+    def policy(self) -> Backpressure:
+        """The default backpressure policy of :meth:`stream`."""
+        return self._policy
+
+    @property
+    def latest(self) -> T | None:
+        """The last value emitted (kept after the last observer left), or ``None``."""
+        return self._latest
+
+    @property
+    def dropped(self) -> int:
+        """Values dropped by this hook's streams under their backpressure policy."""
+        return self._dropped
+
+    @property
+    def observer_count(self) -> int:
+        """Observers plus open streams: while above zero the hook is running."""
+        return len(self._observers) + len(self._queues)
+
+    @property
+    def active(self) -> bool:
+        """Whether the hook is running (someone observes it)."""
+        return self._active
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} observers={self.observer_count}>"
+
+    # -- observers ----------------------------------------------------------------
+
+    def _subscribe_core(
+        self, observer: abc.ObserverBase[T], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        if self._closed:
+            observer.on_completed()
+            return Disposable()
+        self._observers.append(observer)
+        self._sync()
+        greeting = self._greeting()
+        if greeting is not None and observer in self._observers:
+            self._safely(observer.on_next, greeting)
+
+        def remove() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+                self._sync()
+
+        return Disposable(remove)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, policy: Backpressure | None = None) -> AsyncIterator[PolicyQueue[T]]:
+        """Read this hook with ``async for``, buffering by ``policy`` while the reader is busy.
+
+        Entering observes the hook and waits until it is live (for message
+        hooks: subscribed on the server), so nothing published afterwards is
+        missed; leaving stops observing. The stream ends when the client is
+        closed, and raises the hook's error if the subscription is refused.
+
+        Args:
+            policy: what to keep while the reader is busy; the hook's own by default.
+
+        Example:
+            >>> async with kpi_updates(client).stream(BUFFER(10)) as updates:  # doctest: +SKIP
+            ...     async for message in updates:
+            ...         await store(message)
+        """
+        queue: PolicyQueue[T] = PolicyQueue(policy or self._policy, self._count_drops)
+        if self._closed:
+            queue.close()
+            yield queue
+            return
+        self._queues.append(queue)
+        try:
+            self._sync()
+            greeting = self._greeting()
+            if greeting is not None:
+                queue.put_nowait(greeting)
+            if not queue.closed:
+                await self._until_ready()
+            yield queue
+        finally:
+            if queue in self._queues:
+                self._queues.remove(queue)
+                self._sync()
+            queue.close()
+
+    async def __aiter__(self) -> AsyncIterator[T]:
+        """``async for value in hook``: :meth:`stream` with the hook's policy.
+
+        Leaving the loop early stops observing once the generator is closed;
+        wrap it in ``contextlib.aclosing`` to make that immediate.
+        """
+        async with self.stream() as values:
+            async for value in values:
+                yield value
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Start when the first user arrives, stop when the last one leaves."""
+        wanted = bool(self._observers or self._queues) and not self._closed
+        if wanted and not self._active:
+            self._active = True
+            self._starting = True
+            try:
+                watch = self._client.state_changes.subscribe(
+                    on_next=self._state_changed, on_completed=self._complete
+                )
+                if self._closed:  # the client was closed already: completed at once
+                    watch.dispose()
+                    return
+                self._watch = watch
+                self._start()
+            finally:
+                self._starting = False
+        elif not wanted and self._active:
+            self._active = False
+            old, self._watch = self._watch, None
+            if old is not None:
+                old.dispose()
+            self._stop()
+
+    def _start(self) -> None:
+        """Begin the hook's work (first user)."""
+
+    def _stop(self) -> None:
+        """End the hook's work (last user left)."""
+
+    async def _until_ready(self) -> None:
+        """Wait until the hook delivers (a message hook: subscribed)."""
+
+    def _greeting(self) -> T | None:
+        """What a new observer gets at once (``None``: nothing)."""
+        return None
+
+    def _state_changed(self, state: ConnectionState) -> None:
+        """The client's state changed (never raises into the client)."""
+
+    def _count_drops(self, count: int) -> None:
+        self._dropped += count
+        self._client.count_dropped(count)
+
+    def _complete(self) -> None:
+        """The client was closed: complete every observer and stream, for good."""
+        if self._closed:
+            return
+        self._closed = True
+        observers, self._observers = self._observers, []
+        queues, self._queues = self._queues, []
+        self._sync()
+        for queue in queues:
+            queue.close()
+        for observer in observers:
+            self._safely(observer.on_completed)
+
+    def _fail(self, error: Exception) -> None:
+        """Send ``error`` to every observer and stream; they are detached."""
+        observers, self._observers = self._observers, []
+        queues, self._queues = self._queues, []
+        self._sync()
+        for queue in queues:
+            queue.close(error)
+        for observer in observers:
+            self._safely(observer.on_error, error)
+
+    def _emit(self, value: T) -> list[Exception]:
+        """Deliver ``value`` to every stream and observer; return the observers' exceptions."""
+        self._latest = value
+        for queue in list(self._queues):
+            queue.put_nowait(value)
+        failures: list[Exception] = []
+        for observer in list(self._observers):
+            try:
+                observer.on_next(value)
+            except Exception as exc:
+                failures.append(exc)
+        return failures
+
+    def _emit_logged(self, value: T) -> None:
+        for failure in self._emit(value):
+            log.error("an observer of %r raised", self, exc_info=failure)
+
+    @staticmethod
+    def _safely(call: Callable[..., Any], *args: Any) -> None:
+        try:
+            call(*args)
+        except Exception:
+            log.exception("an observer raised")
+
+
+class MessageHook(Hook[Message[P]], Generic[P]):
+    """A hook over server messages: subscribes its channels with its filter while observed.
+
+    Messages are also matched against the filter locally, since the client
+    delivers every message of an event to every listener (two hooks on two
+    queues both see both queues' traffic otherwise).
+
+    Example:
+        >>> hook = kpi_updates(client, queue_name="support")  # doctest: +SKIP
+        >>> disposable = hook.subscribe(lambda m: print(m.payload.health_score))
+        >>> await hook.wait_subscribed(timeout=5)
+        >>> hook.latest  # the last kpi:update or kpi:computed, or None
+        >>> disposable.dispose()  # last observer: unsubscribes
+    """
+
+    def __init__(
+        self,
+        client: IntradayClient,
+        *,
+        channels: tuple[Channel, ...],
+        events: frozenset[ServerEvent] | None,
+        filter: Filter,
+        policy: Backpressure,
+    ) -> None:
+        super().__init__(client, policy)
+        self._channels = channels
+        self._events = events
+        self._filter = filter
+        self._removers: list[Callable[[], None]] = []
+        self._released: asyncio.Event | None = None
+        self._session: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self._ready = False
+        self._failure: Exception | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        """The channels subscribed while observed (empty: listens only)."""
+        return self._channels
+
+    @property
+    def event_names(self) -> frozenset[ServerEvent] | None:
+        """The events emitted (``None``: every event of the channels)."""
+        return self._events
+
+    @property
+    def subscription_filter(self) -> Filter:
+        """The organization, department and queue this hook covers."""
+        return self._filter
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether the hook holds its server subscription (the client restores it after outages)."""
+        return self._ready
+
+    @property
+    def error(self) -> Exception | None:
+        """Why the last subscription attempt was refused, if it was."""
+        return self._failure
+
+    def __repr__(self) -> str:
+        what = ",".join(sorted(self._events)) if self._events else ",".join(self._channels) or "*"
+        scope = "".join(f" {k}={v}" for k, v in self._filter.request().items())
+        return f"<{type(self).__name__} {what}{scope} observers={self.observer_count}>"
+
+    async def wait_subscribed(self, timeout: float | None = None) -> None:
+        """Wait until the server subscription is in place (someone must observe the hook).
+
+        Raises:
+            RequestTimeoutError: not subscribed within ``timeout`` seconds.
+            ServerError: the server refused the subscription (for example
+                ``UnauthorizedError`` for another organization).
+            ClientClosedError: the client was closed.
+        """
+        if self._ready:
+            return
+        if self._closed:
+            raise ClientClosedError("the client was closed")
+        if self._failure is not None and not self._active:
+            raise self._failure
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise RequestTimeoutError(f"{self!r} not subscribed within {timeout} s") from None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    async def _until_ready(self) -> None:
+        await self.wait_subscribed()
+
+    def _resolve_waiters(self, error: Exception | None = None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._failure = None
+        keys: tuple[str, ...] = tuple(c.value for c in self._channels) or ("*",)
+        self._removers = [self._client.add_listener(key, self._on_message) for key in keys]
+        if not self._channels:
+            self._set_ready(None)
+            return
+        released = asyncio.Event()
+        self._released = released
+        self._session = asyncio.get_running_loop().create_task(
+            self._run_session(self._session, released), name=f"hook {self!r}"
+        )
+
+    def _stop(self) -> None:
+        for remove in self._removers:
+            remove()
+        self._removers = []
+        self._ready = False
+        if self._released is not None:
+            self._released.set()
+            self._released = None
+
+    def _complete(self) -> None:
+        super()._complete()
+        self._resolve_waiters(ClientClosedError("the client was closed"))
+
+    def _fail(self, error: Exception) -> None:
+        self._failure = error
+        super()._fail(error)
+        self._resolve_waiters(error)
+
+    def _set_ready(self, subscription: Subscription | None) -> None:
+        self._subscription = subscription
+        self._ready = True
+        self._resolve_waiters()
+
+    async def _run_session(
+        self, previous: asyncio.Task[None] | None, released: asyncio.Event
+    ) -> None:
+        """Subscribe, hold the subscription until released, then close it."""
+        if previous is not None and not previous.done():
+            await asyncio.wait([previous])  # the last session's unsubscribe goes first
+        subscription = await self._open(released)
+        if subscription is None:
+            return
+        try:
+            if not released.is_set():
+                self._set_ready(subscription)
+                await released.wait()
+        finally:
+            if self._subscription is subscription:
+                self._subscription = None
+            await subscription.close()
+
+    async def _open(self, released: asyncio.Event) -> Subscription | None:
+        """Subscribe once authenticated, retrying through outages; ``None`` if released or refused.
+
+        Connection trouble is never an error of the hook (``connection_status``
+        reports it): the hook waits for the client to be authenticated again.
+        """
+        delay = _RETRY_FIRST
+        while await _unless_released(released, self._authenticated()):
+            f = self._filter
+            try:
+                subscription = await self._client.subscribe(
+                    self._channels,
+                    organization_id=f.organization_id,
+                    department_id=f.department_id,
+                    queue_name=f.queue_name,
+                )
+            except (ConnectionLostError, RequestTimeoutError):
+                pass
+            except ServerError as exc:
+                if not exc.retryable:
+                    self._fail(exc)
+                    return None
+            except (IntradayError, ValueError) as exc:
+                self._fail(exc)
+                return None
+            else:
+                if released.is_set():
+                    await subscription.close()
+                    return None
+                return subscription
+            if not await _unless_released(released, asyncio.sleep(delay)):
+                return None
+            delay = min(delay * 2, _RETRY_MAX)
+        return None
+
+    async def _authenticated(self) -> None:
+        """Wait until the client is authenticated (through failures and manual reconnects)."""
+        done = asyncio.get_running_loop().create_future()
+
+        def check(state: ConnectionState) -> None:
+            if state is ConnectionState.AUTHENTICATED and not done.done():
+                done.set_result(None)
+
+        watch = self._client.state_changes.subscribe(check)
+        try:
+            await done
+        finally:
+            watch.dispose()
+
+    # -- messages -------------------------------------------------------------------
+
+    def _matches(self, target: Target) -> bool:
+        if target.organization_id is None:
+            return True  # an admin broadcast to every organization reaches every filter
+        f = self._filter
+        return all(
+            wanted is None or wanted == actual
+            for wanted, actual in (
+                (f.organization_id, target.organization_id),
+                (f.department_id, target.department_id),
+                (f.queue_name, target.queue_name),
+            )
+        )
+
+    def _on_message(self, message: Message[Payload]) -> None:
+        if self._events is not None and message.event not in self._events:
+            return
+        if not self._matches(message.target):
+            return
+        self._accept(cast(Message[P], message))
+
+    def _accept(self, message: Message[P]) -> None:
+        failures = self._emit(message)
+        for extra in failures[1:]:
+            log.error("an observer of %r raised", self, exc_info=extra)
+        if failures:
+            raise failures[0]  # the client reports it on ``errors`` and carries on
+
+
+async def _unless_released(released: asyncio.Event, work: Awaitable[Any]) -> bool:
+    """Run ``work`` unless ``released`` is set first; ``True`` if it finished first."""
+    stop = asyncio.ensure_future(released.wait())
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({stop, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        task.cancel()
+    return task.done() and not task.cancelled() and not released.is_set()
