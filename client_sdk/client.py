@@ -140,6 +140,7 @@ class IntradayClient:
         self._handler_errors = 0
         self._external_drops = 0
         self._last_event_at: float | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- public state ---------------------------------------------------------
 
@@ -394,11 +395,14 @@ class IntradayClient:
             transport, self._transport = self._transport, None
             if transport is not None:
                 await transport.close()
+            # The state says what happens next before the handler hears of the loss.
+            reconnecting = self._config.reconnection
+            self._set_state(
+                ConnectionState.RECONNECTING if reconnecting else ConnectionState.DISCONNECTED
+            )
             await self._fire("on_disconnect", reason)
-            if not self._config.reconnection:
-                self._set_state(ConnectionState.DISCONNECTED)
+            if not reconnecting:
                 return
-            self._set_state(ConnectionState.RECONNECTING)
 
     def _fail(self, exc: IntradayError, ready: asyncio.Future[None]) -> None:
         self._failure = exc
@@ -408,7 +412,11 @@ class IntradayClient:
         if not ready.done():
             ready.set_exception(exc)
         else:
-            asyncio.get_running_loop().create_task(self._fire("on_error", exc))
+            # The supervisor is ending; a task of its own keeps on_error from
+            # being cancelled with it, and the reference keeps the task alive.
+            task = asyncio.get_running_loop().create_task(self._fire("on_error", exc))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     _lost_reason: str = ""
 

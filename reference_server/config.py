@@ -66,7 +66,8 @@ class ServerSettings(BaseSettings):
     rate_limit_messages_per_second: Positive = 100
     rate_limit_strikes: Positive = 3
     """Consecutive seconds over the rate limit after which a client is disconnected."""
-    ping_interval_ms: Positive = 25_000
+    ping_interval_ms: Annotated[int, Field(ge=1000, multiple_of=1000)] = 25_000
+    """Whole seconds only: python-engineio announces the interval in seconds."""
     ping_timeout_ms: Positive = 60_000
     room_max_size: Positive = 1000
     max_subscriptions_per_socket: Positive = 256
