@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 # client and the rest load on first use (PEP 562).
 if TYPE_CHECKING:
     from .admin import AdminClient
+    from .blocking import BlockingClient
     from .client import ClientStatistics, IntradayClient
     from .config import ClientConfig, TokenProvider
     from .exceptions import (
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 _LAZY: dict[str, str] = {
     "Backpressure": ".hooks",
+    "BlockingClient": ".blocking",
     "Health": ".hooks",
     "LiveHooks": ".hooks",
     "AdminClient": ".admin",
@@ -87,6 +89,7 @@ __all__ = [
     "AdminClient",
     "AuthenticationError",
     "Backpressure",
+    "BlockingClient",
     "Channel",
     "ClientClosedError",
     "ClientConfig",

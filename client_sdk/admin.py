@@ -131,7 +131,7 @@ def _read_body(response: httpx.Response) -> dict[str, Any]:
                 body=response.text,
             ) from None
         raise ServerError.from_error(info, http_status=status)
-    # ``GET /connections/{id}`` answers the bare ConnectionInfo, without ``success``.
+    # A 2xx body without ``success`` is taken as it is (servers differ here).
     if not response.is_success:
         raise _unexpected(
             f"HTTP {status} with an unexpected body", http_status=status, body=response.text

@@ -47,8 +47,9 @@ class ClientConfig:
         reconnection_delay: the delay before the second attempt; it doubles
             each attempt (the first attempt is immediate).
         reconnection_delay_max: the cap on that delay.
-        jitter: up to this fraction of each delay is added at random, so a
-            fleet of clients does not reconnect in lockstep.
+        jitter: up to ``jitter * reconnection_delay`` seconds are added at
+            random to each delay, so a fleet of clients does not reconnect in
+            lockstep.
         timeout: seconds to establish one connection.
         ack_timeout: seconds to wait for the answer to a request.
         transports: Engine.IO transports in order of preference.

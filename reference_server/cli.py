@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--host", help="address to listen on (default 127.0.0.1)")
         command.add_argument("--port", type=int, help="port (default 5000; 0 picks a free one)")
         command.add_argument("--config", type=Path, help="a .toml or .json settings file")
-        command.add_argument("--log-level", default="info", help="debug, info, warning, error")
+        # The demo's dashboard redraws the terminal: only warnings may interleave.
+        level = "warning" if command is demo else "info"
+        command.add_argument("--log-level", default=level, help=f"debug, info... (default {level})")
     serve.add_argument("--auth-mode", choices=["trust", "jwt"], help="default trust")
     serve.add_argument("--admin-token", help="bearer token for the management API")
     serve.add_argument("--jwt-secret", help="HS256 secret (jwt mode)")
@@ -66,14 +68,32 @@ def _configure_logging(level: str, settings: ServerSettings) -> None:
     )
 
 
+async def _dashboard(url: str, path: str, org: str, duration: float | None) -> None:
+    """The SDK's rich dashboard of ``org``; the plain line view without rich."""
+    try:
+        from client_sdk import IntradayClient
+        from client_sdk.dashboard import run_dashboard
+    except ModuleNotFoundError:  # rich is the SDK's dashboard extra
+        from .live_view import watch
+
+        await watch(url, org, path=path, duration=duration)
+        return
+    client = IntradayClient(
+        url=url, path=path, user_id="demo-viewer", organization_id=org, reconnection_attempts=None
+    )
+    try:
+        await run_dashboard(client, organization_id=org, duration=duration)
+    finally:
+        await client.close()
+
+
 async def _demo(settings: ServerSettings, org: str, duration: float | None) -> None:
     from .app import ReferenceServer
-    from .live_view import watch
 
     server = ReferenceServer(settings)
     await server.start()
     print(f"reference server on {server.url}{settings.path} (simulated feed); Ctrl-C stops")
-    watcher = asyncio.create_task(watch(server.url, org, path=settings.path, duration=duration))
+    watcher = asyncio.create_task(_dashboard(server.url, settings.path, org, duration))
     stopped = asyncio.create_task(server.wait_stopped())
     done, _ = await asyncio.wait({stopped, watcher}, return_when=asyncio.FIRST_COMPLETED)
     if watcher in done:

@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+"""The protocol version spoken here (``protocol`` in the authenticate ack and ``/health``)."""
 
 Capability = Annotated[str, Field(min_length=1, max_length=64)]
 

@@ -1,0 +1,471 @@
+"""A live terminal dashboard of one organization, with rich (the ``dashboard`` extra).
+
+The Python twin of the console's LiveDashboard: the connection and its
+round trip, a KPI table per queue, the backlog per queue, and the latest
+alerts with their count. It is built in two halves so that it can be tested
+without a terminal:
+
+- :class:`DashboardState` is plain data, updated by :meth:`DashboardState.apply`
+  with each :class:`~client_sdk.Message` and by the connection state;
+- :func:`render` is a pure function of that state to a rich renderable.
+
+:func:`run_dashboard` wires them to a client with the live hooks of
+:mod:`client_sdk.hooks`, as the console's dashboard uses its React hooks:
+``kpi_updates``, ``backlog_updates``, ``alert_notifications`` and the
+``notifications`` channel feed the state, ``connection_status`` and
+``health`` (a ping every few seconds) the header; a ``rich.live.Live`` is
+redrawn from the event loop, so no refresh thread touches the state. Run it
+with ``intraday-live dashboard``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .client import IntradayClient
+from .exceptions import ConnectionLostError, IntradayError
+from .hooks import (
+    Health,
+    MessageHook,
+    alert_notifications,
+    backlog_updates,
+    connection_status,
+    events,
+    health,
+    kpi_updates,
+)
+from .messages import Message
+from .protocol import (
+    AlertPayload,
+    AlertStatus,
+    BacklogPayload,
+    Channel,
+    ConnectionState,
+    KpiPayload,
+    Payload,
+    ServerEvent,
+    Severity,
+    SystemPayload,
+)
+
+__all__ = [
+    "AlertRow",
+    "BacklogRow",
+    "DashboardState",
+    "KpiRow",
+    "render",
+    "run_dashboard",
+]
+
+ALERT_ROWS: Final = 8
+"""How many alerts the dashboard shows (latest first)."""
+WIDE: Final = 120
+"""From this console width on, the KPI and backlog tables stand side by side."""
+
+_EVENT_STATUS: Final = {
+    ServerEvent.ALERT_TRIGGERED: AlertStatus.TRIGGERED,
+    ServerEvent.ALERT_ACKNOWLEDGED: AlertStatus.ACKNOWLEDGED,
+    ServerEvent.ALERT_ESCALATED: AlertStatus.ESCALATED,
+    ServerEvent.ALERT_RESOLVED: AlertStatus.RESOLVED,
+}
+_SEVERITY_STYLE: Final = {
+    Severity.LOW: "green",
+    Severity.MEDIUM: "yellow",
+    Severity.HIGH: "bold red",
+    Severity.CRITICAL: "bold white on red",
+}
+_STATE_STYLE: Final = {
+    ConnectionState.AUTHENTICATED: "bold green",
+    ConnectionState.CONNECTED: "green",
+    ConnectionState.CONNECTING: "yellow",
+    ConnectionState.RECONNECTING: "bold yellow",
+    ConnectionState.DISCONNECTED: "dim",
+    ConnectionState.FAILED: "bold red",
+}
+
+
+@dataclass(slots=True)
+class KpiRow:
+    """The latest KPIs of one queue."""
+
+    utilization: float | None = None
+    service_level: float | None = None
+    service_level_target: float | None = None
+    health_score: float | None = None
+    headcount_gap: float | None = None
+    sla_risk: Severity | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class BacklogRow:
+    """The latest backlog figures of one queue."""
+
+    total_items: int | None = None
+    oldest_item_age_seconds: float | None = None
+    sla_breaches: int | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class AlertRow:
+    """One alert, at the latest step of its life the dashboard saw."""
+
+    alert_id: str
+    severity: Severity
+    rule_name: str
+    queue: str
+    status: AlertStatus
+    updated_at: datetime
+
+
+def _queue_key(department_id: str | None, queue_name: str) -> str:
+    return f"{department_id}/{queue_name}" if department_id else queue_name
+
+
+@dataclass
+class DashboardState:
+    """Everything the dashboard shows; :func:`render` draws it.
+
+    Attributes:
+        organization_id: the organization watched.
+        url: the server, for the header.
+        connection: the client's connection state.
+        round_trip: the last ping's round trip in seconds (``None``: unknown).
+        messages: messages applied.
+        alert_events: ``alert:*`` events received (the alert count).
+        kpis: the latest KPIs by queue (``department/queue``).
+        backlogs: the latest backlog by queue.
+        alerts: every alert seen, least recently changed first.
+        notice: the latest system message.
+    """
+
+    organization_id: str
+    url: str = ""
+    connection: ConnectionState = ConnectionState.DISCONNECTED
+    round_trip: float | None = None
+    reconnects: int = 0
+    messages: int = 0
+    alert_events: int = 0
+    last_event_at: datetime | None = None
+    kpis: dict[str, KpiRow] = field(default_factory=dict)
+    backlogs: dict[str, BacklogRow] = field(default_factory=dict)
+    alerts: OrderedDict[str, AlertRow] = field(default_factory=OrderedDict)
+    notice: str | None = None
+    max_alerts: int = 200
+
+    @property
+    def open_alerts(self) -> int:
+        """Alerts seen and not resolved."""
+        return sum(1 for row in self.alerts.values() if row.status is not AlertStatus.RESOLVED)
+
+    def latest_alerts(self, count: int = ALERT_ROWS) -> list[AlertRow]:
+        """The ``count`` most recently changed alerts, latest first."""
+        return list(reversed(self.alerts.values()))[:count]
+
+    def set_connection(self, state: ConnectionState) -> None:
+        """Record a connection state (counting reconnects)."""
+        if state is ConnectionState.RECONNECTING and self.connection is not state:
+            self.reconnects += 1
+        if state not in (ConnectionState.AUTHENTICATED, ConnectionState.CONNECTED):
+            self.round_trip = None
+        self.connection = state
+
+    def apply(self, message: Message[Payload]) -> None:
+        """Update the state with one message (messages of other events are counted only)."""
+        self.messages += 1
+        self.last_event_at = message.timestamp
+        payload = message.payload
+        if isinstance(payload, KpiPayload) and message.event is ServerEvent.KPI_UPDATE:
+            self._apply_kpi(payload)
+        elif isinstance(payload, BacklogPayload) and message.channel is Channel.BACKLOG:
+            self._apply_backlog(payload)
+        elif isinstance(payload, AlertPayload):
+            self._apply_alert(message.event, payload)
+        elif isinstance(payload, SystemPayload):
+            self.notice = payload.message
+
+    def _apply_kpi(self, payload: KpiPayload) -> None:
+        if payload.queue_name is None:
+            return  # department and organization figures are not queue rows
+        row = self.kpis.setdefault(_queue_key(payload.department_id, payload.queue_name), KpiRow())
+        if payload.utilization is not None:
+            row.utilization = payload.utilization.current_utilization
+        if payload.service_level is not None:
+            row.service_level = payload.service_level.current
+            row.service_level_target = payload.service_level.target
+        if payload.health_score is not None:
+            row.health_score = payload.health_score
+        if payload.headcount_gap is not None:
+            gap = payload.headcount_gap
+            row.headcount_gap = gap.gap if gap.gap is not None else gap.scheduled - gap.required
+        if payload.sla_risk is not None:
+            row.sla_risk = payload.sla_risk.level
+        row.updated_at = payload.timestamp
+
+    def _apply_backlog(self, payload: BacklogPayload) -> None:
+        if payload.queue_name is None:
+            return
+        key = _queue_key(payload.department_id, payload.queue_name)
+        row = self.backlogs.setdefault(key, BacklogRow())
+        if payload.total_items is not None:
+            row.total_items = payload.total_items
+        if payload.oldest_item_age_seconds is not None:
+            row.oldest_item_age_seconds = payload.oldest_item_age_seconds
+        if payload.sla_breaches is not None:
+            row.sla_breaches = payload.sla_breaches
+        row.updated_at = payload.timestamp
+
+    def _apply_alert(self, event: ServerEvent, payload: AlertPayload) -> None:
+        self.alert_events += 1
+        queue = (
+            _queue_key(payload.department_id, payload.queue_name)
+            if payload.queue_name
+            else payload.department_id or payload.organization_id
+        )
+        self.alerts[payload.alert_id] = AlertRow(
+            alert_id=payload.alert_id,
+            severity=payload.severity,
+            rule_name=payload.rule_name,
+            queue=queue,
+            status=payload.status or _EVENT_STATUS.get(event, AlertStatus.TRIGGERED),
+            updated_at=payload.timestamp,
+        )
+        self.alerts.move_to_end(payload.alert_id)
+        while len(self.alerts) > self.max_alerts:
+            self.alerts.popitem(last=False)
+
+
+# -- rendering -------------------------------------------------------------------
+
+
+def _number(value: float | None, fmt: str = "{:.1f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _health(score: float | None) -> Text:
+    if score is None:
+        return Text("-")
+    style = "green" if score >= 80 else "yellow" if score >= 60 else "bold red"
+    return Text(f"{score:.0f}", style=style)
+
+
+def _severity(level: Severity | None) -> Text:
+    return Text("-") if level is None else Text(str(level), style=_SEVERITY_STYLE[level])
+
+
+def _header(state: DashboardState) -> Panel:
+    rtt = "-" if state.round_trip is None else f"{state.round_trip * 1000:.1f} ms"
+    line = Text.assemble(
+        ("● ", _STATE_STYLE[state.connection]),
+        (str(state.connection), _STATE_STYLE[state.connection]),
+        f"   round trip {rtt}",
+        f"   messages {state.messages}",
+        f"   reconnects {state.reconnects}",
+    )
+    if state.notice:
+        line.append(f"\n{state.notice}", style="italic")
+    title = f"intraday-live · {state.organization_id}"
+    return Panel(line, title=title, subtitle=state.url or None, title_align="left")
+
+
+def _kpi_table(state: DashboardState) -> Table:
+    table = Table(title="KPIs by queue", title_justify="left", expand=True)
+    table.add_column("Queue", no_wrap=True)
+    table.add_column("Util %", justify="right")
+    table.add_column("SL %", justify="right")
+    table.add_column("Health", justify="right")
+    table.add_column("HC gap", justify="right")
+    table.add_column("SLA risk")
+    for queue, row in sorted(state.kpis.items()):
+        table.add_row(
+            queue,
+            _number(row.utilization),
+            _number(row.service_level),
+            _health(row.health_score),
+            _number(row.headcount_gap, "{:+.1f}"),
+            _severity(row.sla_risk),
+        )
+    if not state.kpis:
+        table.add_row("waiting for kpi:update", "", "", "", "", "")
+    return table
+
+
+def _backlog_table(state: DashboardState) -> Table:
+    table = Table(title="Backlog by queue", title_justify="left", expand=True)
+    table.add_column("Queue", no_wrap=True)
+    table.add_column("Items", justify="right")
+    table.add_column("Oldest", justify="right")
+    table.add_column("Breaches", justify="right")
+    for queue, row in sorted(state.backlogs.items()):
+        breaches = Text(
+            _number(row.sla_breaches, "{}"),
+            style="bold red" if row.sla_breaches else "",
+        )
+        table.add_row(
+            queue,
+            _number(row.total_items, "{}"),
+            _age(row.oldest_item_age_seconds),
+            breaches,
+        )
+    if not state.backlogs:
+        table.add_row("waiting for backlog:update", "", "", "")
+    return table
+
+
+def _alert_table(state: DashboardState) -> Table:
+    title = f"Alerts: {state.alert_events} events, {state.open_alerts} open"
+    table = Table(title=title, title_justify="left", expand=True)
+    table.add_column("Time", no_wrap=True)
+    table.add_column("Severity")
+    table.add_column("Rule")
+    table.add_column("Queue", no_wrap=True)
+    table.add_column("Status")
+    for row in state.latest_alerts():
+        table.add_row(
+            row.updated_at.strftime("%H:%M:%S"),
+            _severity(row.severity),
+            row.rule_name,
+            row.queue,
+            Text(str(row.status), style="dim" if row.status is AlertStatus.RESOLVED else ""),
+        )
+    if not state.alerts:
+        table.add_row("", "", "no alerts yet", "", "")
+    return table
+
+
+@dataclass(frozen=True)
+class _Dashboard:
+    """The drawn dashboard: the tables side by side when the console is wide enough."""
+
+    header: Panel
+    kpis: Table
+    backlog: Table
+    alerts: Table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.header
+        if options.max_width >= WIDE:
+            grid = Table.grid(expand=True, padding=(0, 1))
+            grid.add_column(ratio=3)
+            grid.add_column(ratio=2)
+            grid.add_row(self.kpis, self.backlog)
+            yield grid
+        else:
+            yield self.kpis
+            yield self.backlog
+        yield self.alerts
+
+
+def render(state: DashboardState) -> RenderableType:
+    """The dashboard for ``state``: a pure function, printable on any rich console."""
+    return _Dashboard(_header(state), _kpi_table(state), _backlog_table(state), _alert_table(state))
+
+
+# -- running it ------------------------------------------------------------------
+
+
+async def _connected(client: IntradayClient) -> None:
+    """Connect the client unless it is connected (or on its way) already."""
+    if client.state in (ConnectionState.DISCONNECTED, ConnectionState.FAILED):
+        await client.connect()
+    else:
+        await client.wait_for_state(ConnectionState.AUTHENTICATED)
+
+
+async def run_dashboard(
+    client: IntradayClient,
+    *,
+    organization_id: str,
+    duration: float | None = None,
+    console: Console | None = None,
+    ping_interval: float = 5.0,
+    refresh_per_second: float = 4.0,
+) -> DashboardState:
+    """Show the live dashboard of ``organization_id`` until ``duration`` seconds pass.
+
+    Connects ``client`` if it is not connected, observes the organization's
+    hooks (their subscriptions end with the dashboard; the client stays
+    open) and, once connected, pings every ``ping_interval`` seconds. The
+    screen is redrawn ``refresh_per_second`` times a second from this task;
+    on a console that is not a terminal, rich prints the last frame when the
+    dashboard stops.
+
+    Cancelling it is safe; it then stops as after ``duration``.
+
+    Returns:
+        The final state.
+
+    Raises:
+        ServerError: the server refused the credentials or a subscription.
+        ReconnectFailedError: the client gave up reconnecting.
+    """
+    state = DashboardState(organization_id=organization_id, url=client.config.url)
+    problems: list[Exception] = []
+    feeds: list[MessageHook[Any]] = [
+        kpi_updates(client, organization_id=organization_id),
+        backlog_updates(client, organization_id=organization_id),
+        alert_notifications(client, organization_id=organization_id),
+        events(client, Channel.NOTIFICATIONS, organization_id=organization_id),
+    ]
+    observing = [feed.subscribe(state.apply, problems.append) for feed in feeds]
+    observing.append(connection_status(client).subscribe(state.set_connection))
+
+    def on_health(reading: Health) -> None:
+        state.round_trip = reading.round_trip_seconds if reading.healthy else None
+
+    connecting: asyncio.Task[None] | None = asyncio.create_task(_connected(client))
+    period = 1 / refresh_per_second
+    try:
+        with Live(render(state), console=console, auto_refresh=False) as live:
+            try:
+                async with asyncio.timeout(duration):
+                    while True:
+                        if connecting is not None and connecting.done():
+                            finished, connecting = connecting, None
+                            finished.result()  # a refused connect ends the dashboard
+                            observing.append(health(client, ping_interval).subscribe(on_health))
+                        if problems:
+                            raise problems[0]
+                        if client.state is ConnectionState.FAILED:
+                            raise client.failure or ConnectionLostError("connection failed")
+                        live.update(render(state), refresh=True)
+                        if connecting is None:
+                            await asyncio.sleep(period)
+                        else:
+                            await asyncio.wait({connecting}, timeout=period)
+            except TimeoutError:
+                pass  # the duration is over
+            finally:
+                live.update(render(state), refresh=True)
+            if not live.console.is_terminal:
+                live.console.line()  # rich leaves the last frame's line open
+    finally:
+        if connecting is not None:
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, IntradayError):
+                await connecting
+        for observer in observing:
+            observer.dispose()
+    return state

@@ -1,0 +1,47 @@
+"""Fixtures of the contract tier: a small-limits reference server and its config."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from client_sdk.contract import ContractConfig
+from reference_server.app import ReferenceServer
+
+ADMIN_TOKEN = "contract-admin-token"
+ORGS = ("org_a", "org_b")
+
+SMALL_LIMITS: dict[str, Any] = {
+    "admin_token": ADMIN_TOKEN,
+    "max_connections_per_org": 5,
+    "rate_limit_messages_per_second": 20,
+    "max_message_size_bytes": 4096,
+    "auth_timeout_ms": 500,
+    "room_max_size": 3,
+    "log_subscription_events": False,
+    "log_connection_events": False,
+}
+"""Limits small enough that the destructive checks reach them in well under a second."""
+
+
+def contract_config(server: ReferenceServer, **changes: Any) -> ContractConfig:
+    """The suite's options for ``server``: both organizations, destructive, short waits."""
+    options: dict[str, Any] = {
+        "url": server.url,
+        "admin_token": ADMIN_TOKEN,
+        "organizations": ORGS,
+        "destructive": True,
+        "auth_timeout_wait": 3.0,
+        "request_timeout": 3.0,
+        "event_timeout": 3.0,
+    }
+    options.update(changes)
+    return ContractConfig(**options)
+
+
+@pytest.fixture
+async def small_server(make_server: Callable[..., Awaitable[ReferenceServer]]) -> ReferenceServer:
+    """A reference server with :data:`SMALL_LIMITS`."""
+    return await make_server(**SMALL_LIMITS)

@@ -1,0 +1,61 @@
+"""``-p client_sdk.contract.pytest_plugin``: one pytest item per check, skips as skips."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from reference_server.app import ReferenceServer
+from tests.contract import faults
+from tests.contract.conftest import ADMIN_TOKEN
+
+pytest_plugins = ["pytester"]
+
+
+async def test_one_item_per_check_with_passes_skips_and_failures(
+    small_server: ReferenceServer, pytester: pytest.Pytester
+) -> None:
+    faults.deliver_once_per_room(small_server)
+    args = [
+        "-p",
+        "client_sdk.contract.pytest_plugin",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:asyncio",
+        "--intraday-url",
+        small_server.url,
+        "--intraday-admin-token",
+        ADMIN_TOKEN,
+        "--intraday-org",
+        "org_a",
+        "-k",
+        "client_ping or capabilities or one_delivery_per_socket",
+        "-rs",
+        "-v",
+    ]
+    # pytester blocks while the server runs in this loop: run it in a thread.
+    result = await asyncio.to_thread(pytester.runpytest_subprocess, *args, timeout=60)
+    result.assert_outcomes(passed=1, skipped=4, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*collected * items / * deselected / 6 selected*",
+            "intraday-contract::s4_delivery_rule_one_delivery_per_socket_* FAILED*",
+            "intraday-contract::s5_6_capabilities_5_batch_* SKIPPED*",
+            "intraday-contract::s7_client_ping_* PASSED*",
+            "*§4 delivery rule: one delivery per socket however many of its rooms match*",
+            "expected: exactly one delivery to a socket subscribed at all four room levels",
+            "sent: * kpi:update to *",
+            "received: 4 copies",
+            "SKIPPED *capabilities.py:*: the server does not advertise 'batch'*",
+        ]
+    )
+
+
+def test_without_a_url_the_plugin_adds_nothing(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_own():\n    pass\n")
+    result = pytester.runpytest_inprocess(
+        "-p", "client_sdk.contract.pytest_plugin", "-p", "no:asyncio", "-q"
+    )
+    result.assert_outcomes(passed=1)

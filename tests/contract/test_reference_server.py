@@ -1,0 +1,96 @@
+"""The reference server passes the whole contract suite, destructive checks included."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from client_sdk.contract import Outcome, Section, format_summary, run_contract
+from reference_server.app import ReferenceServer
+from tests.contract.conftest import contract_config
+
+SECRET = "contract-suite-hs256-secret-of-32-bytes"
+"""At least 32 bytes: PyJWT warns about shorter HMAC keys (an error under our filterwarnings)."""
+
+CAPABILITY_SKIPS = 4
+"""batch, replay (2) and snapshot: the reference server advertises none of them."""
+
+
+async def test_every_check_passes_against_the_reference_server(
+    small_server: ReferenceServer,
+) -> None:
+    report = await run_contract(contract_config(small_server))
+    summary = format_summary(report)
+    assert not report.failed, summary
+    skipped = report.with_outcome(Outcome.SKIP)
+    assert {r.check.section for r in skipped} == {Section.CAPABILITIES, Section.AUTHENTICATION}, (
+        summary
+    )
+    assert [r.check.name for r in skipped if r.check.section is Section.AUTHENTICATION] == [
+        "jwt mode: an invalid token is AUTH_FAILED, not retryable",
+        "jwt mode: an expired token is AUTH_FAILED token_expired",
+    ]
+    assert len(skipped) == CAPABILITY_SKIPS + 2
+    assert all(
+        "does not advertise" in r.message
+        for r in skipped
+        if r.check.section is Section.CAPABILITIES
+    )
+    # Every section of the protocol is covered, destructive limits included.
+    assert set(report.counts()) == set(Section)
+    assert report.counts()[Section.LIMITS][Outcome.PASS] == 5
+
+
+async def test_non_destructive_quick_run_skips_limits_and_timers(
+    small_server: ReferenceServer,
+) -> None:
+    config = contract_config(small_server, destructive=False, quick=True, organizations=("org_a",))
+    report = await run_contract(
+        config,
+        select=["§3 authentication", "§8 limits", "isolation", "cross-organization", "bridge"],
+    )
+    assert not report.failed, format_summary(report)
+    reasons = {r.check.title: r.message for r in report.with_outcome(Outcome.SKIP)}
+    assert all(
+        "--destructive" in reasons[r.check.title]
+        for r in report.results
+        if r.check.section is Section.LIMITS
+    )
+    assert (
+        "--quick"
+        in reasons[
+            "§3 authentication: an unauthenticated socket gets AUTH_FAILED and is disconnected"
+        ]
+    )
+    isolation = next(r for r in report.results if "cross-organization" in r.check.name)
+    assert "2 organizations" in reasons[isolation.check.title]
+
+
+async def test_jwt_mode_server_with_a_signing_secret(
+    make_server: Callable[..., Awaitable[ReferenceServer]],
+) -> None:
+    server = await make_server(auth_mode="jwt", jwt_secret=SECRET, admin_token="t")
+    config = contract_config(server, admin_token="t", jwt_secret=SECRET, quick=True)
+    report = await run_contract(config, select=["§3 authentication", "§4 subscriptions"])
+    assert not report.failed, format_summary(report)
+    outcome = {r.check.name: r.outcome for r in report.results}
+    assert outcome["jwt mode: an invalid token is AUTH_FAILED, not retryable"] is Outcome.PASS
+    assert outcome["jwt mode: an expired token is AUTH_FAILED token_expired"] is Outcome.PASS
+    assert outcome["trust mode says so in /health"] is Outcome.SKIP
+
+
+async def test_jwt_mode_server_without_a_secret_skips_with_the_reason(
+    make_server: Callable[..., Awaitable[ReferenceServer]],
+) -> None:
+    server = await make_server(auth_mode="jwt", jwt_secret=SECRET, admin_token="t")
+    report = await run_contract(
+        contract_config(server, admin_token="t"), select=["§4 subscriptions", "GET /health"]
+    )
+    assert not report.failed, format_summary(report)
+    health = report.result("§9 HTTP API: GET /health answers without a token")
+    assert health.outcome is Outcome.PASS
+    for result in report.results:
+        if result.check.needs.auth:
+            assert result.outcome is Outcome.SKIP, result
+            assert "--jwt-secret" in result.message
+        else:
+            assert result.outcome is Outcome.PASS, result
