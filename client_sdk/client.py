@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Unpack
 
 import reactivex
+from pydantic import ValidationError
 from reactivex.subject import BehaviorSubject, Subject
 from tenacity import (
     AsyncRetrying,
@@ -282,8 +283,12 @@ class IntradayClient:
         """
         self._check_open()
         if self._supervisor is not None and not self._supervisor.done():
-            await self.wait_for_state(ConnectionState.AUTHENTICATED, ConnectionState.CONNECTED)
+            if self._credentials is not None:
+                await self.wait_for_state(ConnectionState.AUTHENTICATED)
+            else:
+                await self.wait_for_state(ConnectionState.AUTHENTICATED, ConnectionState.CONNECTED)
             return
+        await self._stop_tasks()  # what a failed earlier run left (its dispatcher)
         loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._lost = asyncio.Event()
@@ -345,6 +350,11 @@ class IntradayClient:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._supervisor = self._dispatcher = None
+        queue, self._queue = self._queue, None
+        while queue is not None and not queue.empty():
+            _, _, done = queue.get_nowait()
+            if done is not None and not done.done():
+                done.set_result(None)  # releases the transport task waiting to ack
         transport, self._transport = self._transport, None
         if transport is not None:
             await transport.close()
@@ -380,6 +390,12 @@ class IntradayClient:
                 await self._establish(first)
             except IntradayError as exc:
                 self._fail(exc, ready)
+                return
+            except Exception as exc:  # a bug or a foreign failure must not hang connect()
+                log.exception("intraday client supervisor failed")
+                failure = IntradayError(f"unexpected failure: {type(exc).__name__}: {exc}")
+                failure.__cause__ = exc
+                self._fail(failure, ready)
                 return
             if first:
                 first = False
@@ -503,7 +519,12 @@ class IntradayClient:
         if self._config.capabilities:
             request["capabilities"] = list(self._config.capabilities)
         ack = await self._request(transport, ClientEvent.AUTHENTICATE, request)
-        self._identity = AuthSuccess.model_validate(ack)
+        try:
+            self._identity = AuthSuccess.model_validate(ack)
+        except ValidationError:
+            raise MalformedMessageError(
+                "authenticate: the success ack is not the protocol's", event="authenticate", raw=ack
+            ) from None
 
     async def _restore_subscriptions(self, transport: SocketIOTransport) -> None:
         for request in self._book.requests():
@@ -579,18 +600,19 @@ class IntradayClient:
         org = self._identity.organization_id if self._identity is not None else None
         rooms = rooms_for(wanted, filter.scope(org))
         subscription = Subscription(wanted, filter, rooms, self._close_subscription)
-        new_rooms = self._book.add(subscription)
-        if new_rooms:
-            try:
-                await self._request(
-                    transport,
-                    ClientEvent.SUBSCRIBE,
-                    {"channels": [c.value for c in wanted], **filter.request()},
-                )
-            except BaseException:
-                self._book.remove(subscription)
-                subscription.closed = True
-                raise
+        self._book.add(subscription)
+        # Asked even when another handle holds the rooms (joining is idempotent):
+        # that handle's request may still be in flight, or may yet fail.
+        try:
+            await self._request(
+                transport,
+                ClientEvent.SUBSCRIBE,
+                {"channels": [c.value for c in wanted], **filter.request()},
+            )
+        except BaseException:
+            self._book.remove(subscription)
+            subscription.closed = True
+            raise
         return subscription
 
     async def _close_subscription(self, subscription: Subscription) -> None:

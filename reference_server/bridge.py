@@ -130,6 +130,11 @@ async def serve_bridge(hub: Hub, scope: Scope, receive: Receive, send: Send) -> 
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")
+            raw_size = len(text) if text is not None else len(message.get("bytes") or b"")
+            if (text is None or not text.startswith("{")) and not await hub.screen(
+                connection, raw_size, None
+            ):
+                continue  # a flood of refusable frames still meets the rate limit
             if text is None:
                 not_text = ProtocolError(ErrorCode.INVALID_MESSAGE, "send JSON text frames")
                 await hub.refuse(connection, not_text, None)

@@ -101,6 +101,11 @@ class Publisher:
             ]
             # A socket id is also the socket's own python-socketio room.
             return [c.socket_id for c in chosen], chosen
+        if org is None and (target.department_id or target.queue_name):
+            # Only a target-less admin broadcast may span organizations.
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "department_id and queue_name need organization_id"
+            )
         scope = target.scope()
         if scope is not None:
             rooms = list(delivery_rooms(channel, scope))

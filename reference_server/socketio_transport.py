@@ -178,6 +178,8 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
             # keeping state, so the attachments that follow are dropped below.
             connection = self._connection(eio_sid)
             if connection is not None and data[:1] == "5":
+                if not await self._hub.screen(connection, len(data), None):
+                    return
                 error = ProtocolError(ErrorCode.INVALID_MESSAGE, "binary payloads are not accepted")
                 await self._hub.refuse(connection, error, None)
         elif isinstance(data, bytes):

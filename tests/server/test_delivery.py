@@ -297,6 +297,21 @@ async def test_system_notification_with_target_stays_in_its_organization(authed,
     assert b_sub.received("system:notification") == []
 
 
+async def test_a_target_without_organization_but_with_a_queue_is_refused(authed, api) -> None:
+    # Only a broadcast with no target at all may span organizations; a partial
+    # target must not be read as "everyone".
+    a_sub = await subscribed(authed, "org_a", ["notifications"], department_id="sales")
+    b_sub = await subscribed(authed, "org_b", ["notifications"], department_id="sales")
+    for target in ({"department_id": "sales"}, {"queue_name": "support"}):
+        body = {"event": "system:notification", "data": {"message": "x"}, "target": target}
+        response = await api.post("/api/ws/broadcast", json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "INVALID_MESSAGE"
+    await settle(a_sub, b_sub)
+    assert a_sub.received("system:notification") == []
+    assert b_sub.received("system:notification") == []
+
+
 async def test_system_maintenance_reaches_every_socket_of_its_organization(authed, api) -> None:
     a_notifications = await subscribed(authed, "org_a", ["notifications"])
     a_kpi = await subscribed(authed, "org_a", ["kpi"], queue_name=QUEUE)
