@@ -415,3 +415,20 @@ async def test_requires_ack_is_acknowledged_after_the_handler_finished(
 async def _latency_recorded(admin: AdminClient) -> Any:
     stats = await admin.stats()
     return stats if stats.average_latency_ms is not None else None
+
+
+class _BadAuthAckServer(ScriptedServer):
+    """Answers ``authenticate`` with a success ack that lacks ``server`` and ``socket_id``."""
+
+    async def _authenticate(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {"success": True, "user_id": data["user_id"]}
+
+
+async def test_a_malformed_authenticate_ack_fails_the_client_instead_of_hanging() -> None:
+    async with _BadAuthAckServer() as scripted:
+        client = IntradayClient(**fast(scripted.url))
+        async with closing(client):
+            with pytest.raises(MalformedMessageError, match="authenticate"):
+                await asyncio.wait_for(client.connect(), WAIT)
+            assert client.state is ConnectionState.FAILED
+            assert isinstance(client.failure, MalformedMessageError)
