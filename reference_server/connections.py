@@ -106,16 +106,22 @@ class Registry:
         self._members: dict[str, set[str]] = {}
         self._empty_since: dict[str, float] = {}
         self._authenticated_by_org: Counter[str] = Counter()
+        # Sockets the Socket.IO fan-out does not reach (bridge), so that a
+        # broadcast only walks these instead of every recipient.
+        self._direct: dict[str, Connection] = {}
 
     # -- connections --------------------------------------------------------
 
     def add(self, connection: Connection) -> None:
         """Register a new socket."""
         self._connections[connection.socket_id] = connection
+        if not connection.link.via_fanout:
+            self._direct[connection.socket_id] = connection
 
     def remove(self, socket_id: str) -> Connection | None:
         """Forget a socket and take it out of every room."""
         connection = self._connections.pop(socket_id, None)
+        self._direct.pop(socket_id, None)
         if connection is None:
             return None
         for room in list(connection.rooms):
@@ -176,12 +182,20 @@ class Registry:
         """How many sockets are in ``room``."""
         return len(self._members.get(room, ()))
 
-    def members(self, rooms: Iterable[str]) -> list[Connection]:
-        """Every connection in any of ``rooms``, each once."""
+    def member_ids(self, rooms: Iterable[str]) -> set[str]:
+        """The socket id of every connection in any of ``rooms``, each once."""
         seen: set[str] = set()
         for room in rooms:
             seen.update(self._members.get(room, ()))
-        return [c for sid in seen if (c := self._connections.get(sid)) is not None]
+        return seen
+
+    def connections(self, socket_ids: Iterable[str]) -> list[Connection]:
+        """The connections with these ids (ids no longer connected are skipped)."""
+        return [c for sid in socket_ids if (c := self._connections.get(sid)) is not None]
+
+    def direct(self, socket_ids: set[str]) -> list[Connection]:
+        """Those of ``socket_ids`` that the Socket.IO fan-out does not reach."""
+        return [c for sid, c in self._direct.items() if sid in socket_ids]
 
     def rooms(self) -> dict[str, int]:
         """Every non-empty room with its member count."""

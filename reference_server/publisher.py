@@ -32,7 +32,6 @@ from client_sdk.protocol import (
     utc_now,
 )
 
-from .connections import Connection
 from .handlers import invalid_message
 
 if TYPE_CHECKING:
@@ -86,8 +85,8 @@ class Publisher:
 
     def _recipients(
         self, event: ServerEvent, target: Target, socket_ids: list[str] | None
-    ) -> tuple[list[str], list[Connection]]:
-        """The rooms to emit to and every connection they hold, each once."""
+    ) -> tuple[list[str], set[str]]:
+        """The rooms to emit to and the id of every socket they hold, each once."""
         registry = self._hub.registry
         org = target.organization_id
         channel = EVENT_CHANNEL[event]
@@ -100,7 +99,8 @@ class Publisher:
                 and (org is None or c.organization_id == org)
             ]
             # A socket id is also the socket's own python-socketio room.
-            return [c.socket_id for c in chosen], chosen
+            ids = [c.socket_id for c in chosen]
+            return ids, set(ids)
         if org is None and (target.department_id or target.queue_name):
             # Only a target-less admin broadcast may span organizations.
             raise ProtocolError(
@@ -113,13 +113,13 @@ class Publisher:
                 rooms.append(org_room(scope.organization_id))
         elif channel is Channel.NOTIFICATIONS:
             # An admin broadcast with no target: the one case that spans organizations.
-            prefix = "org:" if event is ServerEvent.SYSTEM_MAINTENANCE else "notifications:org:"
-            rooms = [r for r in registry.rooms() if r.startswith(prefix)]
+            prefixes: tuple[str, ...] = ("notifications:org:",)
             if event is ServerEvent.SYSTEM_MAINTENANCE:
-                rooms += [r for r in registry.rooms() if r.startswith("notifications:org:")]
+                prefixes = ("org:", "notifications:org:")
+            rooms = [r for r in registry.rooms() if r.startswith(prefixes)]
         else:
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{event} needs an organization_id")
-        return rooms, registry.members(rooms)
+        return rooms, registry.member_ids(rooms)
 
     def validate(self, request: BroadcastRequest) -> tuple[dict[str, Any], Target]:
         """Validate the payload and resolve the target without sending anything.
@@ -142,7 +142,7 @@ class Publisher:
         """
         data, target = self.validate(request)
         socket_ids = request.target.socket_ids if request.target is not None else None
-        rooms, members = self._recipients(request.event, target, socket_ids)
+        rooms, member_ids = self._recipients(request.event, target, socket_ids)
         message_id = uuid.uuid4().hex
         envelope = build_envelope(
             message_id=message_id,
@@ -153,24 +153,25 @@ class Publisher:
             priority=request.priority,
             requires_ack=request.requires_ack,
         )
-        await self._deliver(request.event.value, envelope, rooms, members, request.requires_ack)
+        await self._deliver(request.event.value, envelope, rooms, member_ids, request.requires_ack)
         self._hub.stats.record_message(request.event.value)
         if self._hub.settings.log_broadcast_events:
-            log.info("%s %s to %d sockets", request.event, message_id, len(members))
-        return BroadcastResult(message_id=message_id, recipients=len(members))
+            log.info("%s %s to %d sockets", request.event, message_id, len(member_ids))
+        return BroadcastResult(message_id=message_id, recipients=len(member_ids))
 
     async def _deliver(
         self,
         event: str,
         envelope: dict[str, Any],
         rooms: list[str],
-        members: list[Connection],
+        member_ids: set[str],
         requires_ack: bool,
     ) -> None:
         fanout = self.fanout
+        registry = self._hub.registry
         if requires_ack:
             # python-socketio has no broadcast acks: one emit per socket.
-            for connection in members:
+            for connection in registry.connections(member_ids):
                 if not connection.link.via_fanout or fanout is None:
                     await connection.link.send(event, envelope)
                 else:
@@ -180,9 +181,8 @@ class Publisher:
             return
         if fanout is not None and rooms:
             await fanout.emit_to_rooms(event, envelope, rooms)
-        for connection in members:
-            if not connection.link.via_fanout:
-                await connection.link.send(event, envelope)
+        for connection in registry.direct(member_ids):
+            await connection.link.send(event, envelope)
 
     def _latency_recorder(self) -> Any:
         sent = time.monotonic()

@@ -38,12 +38,12 @@ def leak_across_organizations(server: ReferenceServer) -> None:
 
     def leaky(
         event: ServerEvent, target: Target, socket_ids: list[str] | None
-    ) -> tuple[list[str], list[Connection]]:
+    ) -> tuple[list[str], set[str]]:
         rooms, _ = original(event, target, socket_ids)
         shapes = {shape(room) for room in rooms}
         twins = [r for r in hub.registry.rooms() if r not in rooms and shape(r) in shapes]
         rooms = rooms + twins
-        return rooms, hub.registry.members(rooms)
+        return rooms, hub.registry.member_ids(rooms)
 
     hub.publisher._recipients = leaky  # type: ignore[method-assign]
 
@@ -79,11 +79,11 @@ def drop_envelope_field(server: ReferenceServer, field: str) -> None:
         event: str,
         envelope: dict[str, Any],
         rooms: list[str],
-        members: list[Connection],
+        member_ids: set[str],
         requires_ack: bool,
     ) -> None:
         trimmed = {k: v for k, v in envelope.items() if k != field}
-        await original(event, trimmed, rooms, members, requires_ack)
+        await original(event, trimmed, rooms, member_ids, requires_ack)
 
     publisher._deliver = deliver  # type: ignore[method-assign]
 
