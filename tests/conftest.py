@@ -185,3 +185,30 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s: {condition}")
         await asyncio.sleep(interval)
+
+
+SAMPLE_PAYLOADS: dict[str, dict[str, Any]] = {
+    "kpi": kpi(),
+    "backlog": {
+        "organization_id": "org_a",
+        "queue_name": "support",
+        "timestamp": "2026-11-25T10:30:00Z",
+        "total_items": 42,
+    },
+    "attendance": {
+        "organization_id": "org_a",
+        "queue_name": "support",
+        "timestamp": "2026-11-25T10:30:00Z",
+        "scheduled": 10,
+        "present": 9,
+    },
+    "alert": {
+        "organization_id": "org_a",
+        "queue_name": "support",
+        "timestamp": "2026-11-25T10:30:00Z",
+        "alert_id": "alert_1",
+        "rule_name": "High utilization",
+        "severity": "high",
+    },
+}
+"""A valid payload per broadcast kind (``/broadcast/{kind}``), all for org_a/support."""

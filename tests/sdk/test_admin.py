@@ -48,33 +48,11 @@ from client_sdk.protocol import (
     Utilization,
 )
 from client_sdk.testing import RunningServer, running_server
-from tests.conftest import SioClient, eventually, kpi
+from tests.conftest import SAMPLE_PAYLOADS, SioClient, eventually, kpi
 
 TOKEN = "s3cret-admin-token"
 
-PAYLOADS: dict[str, dict[str, Any]] = {
-    "backlog": {
-        "organization_id": "org_a",
-        "queue_name": "support",
-        "timestamp": "2026-11-25T10:30:00Z",
-        "total_items": 42,
-    },
-    "attendance": {
-        "organization_id": "org_a",
-        "queue_name": "support",
-        "timestamp": "2026-11-25T10:30:00Z",
-        "scheduled": 10,
-        "present": 9,
-    },
-    "alert": {
-        "organization_id": "org_a",
-        "queue_name": "support",
-        "timestamp": "2026-11-25T10:30:00Z",
-        "alert_id": "alert_1",
-        "rule_name": "High utilization",
-        "severity": "high",
-    },
-}
+PAYLOADS = {k: v for k, v in SAMPLE_PAYLOADS.items() if k != "kpi"}
 
 
 def exception_type_for(code: ErrorCode) -> type[ServerError]:

@@ -11,37 +11,14 @@ import httpx
 import pytest
 
 from reference_server.app import ReferenceServer
-from tests.conftest import SioClient, kpi
+from tests.conftest import SAMPLE_PAYLOADS, SioClient, kpi
 
 WAIT = 5.0
 TOKEN = "s3cret-admin-token"
 BASE = "/api/ws"
 
 
-PAYLOADS: dict[str, dict[str, Any]] = {
-    "kpi": kpi(),
-    "backlog": {
-        "organization_id": "org_a",
-        "queue_name": "support",
-        "timestamp": "2026-11-25T10:30:00Z",
-        "total_items": 42,
-    },
-    "attendance": {
-        "organization_id": "org_a",
-        "queue_name": "support",
-        "timestamp": "2026-11-25T10:30:00Z",
-        "scheduled": 10,
-        "present": 9,
-    },
-    "alert": {
-        "organization_id": "org_a",
-        "queue_name": "support",
-        "timestamp": "2026-11-25T10:30:00Z",
-        "alert_id": "alert_1",
-        "rule_name": "High utilization",
-        "severity": "high",
-    },
-}
+PAYLOADS = SAMPLE_PAYLOADS
 
 
 def assert_failure(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
