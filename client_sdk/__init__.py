@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     )
     from .hooks import Backpressure, Health, LiveHooks
     from .messages import Message
-    from .protocol import PROTOCOL_VERSION, Channel, ConnectionState, ServerEvent
-    from .subscriptions import Filter, Subscription
+    from .protocol import PROTOCOL_VERSION, Channel, ConnectionState, Scope, ServerEvent
+    from .subscriptions import Subscription
 
 _LAZY: dict[str, str] = {
     "Backpressure": ".hooks",
@@ -52,7 +52,6 @@ _LAZY: dict[str, str] = {
     "ConnectionLimitError": ".exceptions",
     "ConnectionLostError": ".exceptions",
     "ConnectionState": ".protocol",
-    "Filter": ".subscriptions",
     "InternalServerError": ".exceptions",
     "IntradayClient": ".client",
     "IntradayError": ".exceptions",
@@ -66,6 +65,7 @@ _LAZY: dict[str, str] = {
     "RequestTimeoutError": ".exceptions",
     "RoomFullError": ".exceptions",
     "RoomNotFoundError": ".exceptions",
+    "Scope": ".protocol",
     "ServerError": ".exceptions",
     "ServerEvent": ".protocol",
     "Subscription": ".subscriptions",
@@ -97,7 +97,6 @@ __all__ = [
     "ConnectionLimitError",
     "ConnectionLostError",
     "ConnectionState",
-    "Filter",
     "Health",
     "InternalServerError",
     "IntradayClient",
@@ -112,6 +111,7 @@ __all__ = [
     "RequestTimeoutError",
     "RoomFullError",
     "RoomNotFoundError",
+    "Scope",
     "ServerError",
     "ServerEvent",
     "Subscription",

@@ -28,8 +28,8 @@ from .exceptions import (
     ServerError,
 )
 from .messages import Message
-from .protocol import Channel, ConnectionState, Payload, ServerEvent, Target
-from .subscriptions import Filter, Subscription
+from .protocol import Channel, ConnectionState, Payload, Scope, ServerEvent
+from .subscriptions import Subscription
 
 if TYPE_CHECKING:
     from .client import IntradayClient
@@ -290,7 +290,7 @@ class MessageHook(Hook[Message[P]], Generic[P]):
         *,
         channels: tuple[Channel, ...],
         events: frozenset[ServerEvent] | None,
-        filter: Filter,
+        filter: Scope,
         policy: Backpressure,
     ) -> None:
         super().__init__(client, policy)
@@ -316,7 +316,7 @@ class MessageHook(Hook[Message[P]], Generic[P]):
         return self._events
 
     @property
-    def subscription_filter(self) -> Filter:
+    def subscription_filter(self) -> Scope:
         """The organization, department and queue this hook covers."""
         return self._filter
 
@@ -332,7 +332,7 @@ class MessageHook(Hook[Message[P]], Generic[P]):
 
     def __repr__(self) -> str:
         what = ",".join(sorted(self._events)) if self._events else ",".join(self._channels) or "*"
-        scope = "".join(f" {k}={v}" for k, v in self._filter.request().items())
+        scope = "".join(f" {k}={v}" for k, v in self._filter.fields().items())
         return f"<{type(self).__name__} {what}{scope} observers={self.observer_count}>"
 
     async def wait_subscribed(self, timeout: float | None = None) -> None:
@@ -479,23 +479,10 @@ class MessageHook(Hook[Message[P]], Generic[P]):
 
     # -- messages -------------------------------------------------------------------
 
-    def _matches(self, target: Target) -> bool:
-        if target.organization_id is None:
-            return True  # an admin broadcast to every organization reaches every filter
-        f = self._filter
-        return all(
-            wanted is None or wanted == actual
-            for wanted, actual in (
-                (f.organization_id, target.organization_id),
-                (f.department_id, target.department_id),
-                (f.queue_name, target.queue_name),
-            )
-        )
-
     def _on_message(self, message: Message[Payload]) -> None:
         if self._events is not None and message.event not in self._events:
             return
-        if not self._matches(message.target):
+        if not self._filter.covers(message.target):
             return
         self._accept(cast(Message[P], message))
 

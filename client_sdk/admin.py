@@ -34,7 +34,7 @@ import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -53,6 +53,7 @@ from .protocol import (
     AttendanceCheckPayload,
     AttendancePayload,
     BacklogPayload,
+    BroadcastKind,
     BroadcastResult,
     BroadcastTarget,
     ConnectionInfo,
@@ -66,6 +67,7 @@ from .protocol import (
     Payload,
     Priority,
     RoomList,
+    Scope,
     ServerEvent,
     Stats,
 )
@@ -73,7 +75,6 @@ from .protocol import (
 __all__ = ["AdminClient"]
 
 _Model = TypeVar("_Model", bound=BaseModel)
-_Kind = Literal["kpi", "backlog", "attendance", "alert"]
 
 _SNIPPET = 200
 """How much of an unexpected body an error quotes."""
@@ -151,10 +152,12 @@ def _parse(model: type[_Model], body: dict[str, Any], status: int) -> _Model:
         ) from None
 
 
-def _jsonable(data: BaseModel | Mapping[str, Any], what: str) -> dict[str, Any]:
+def _jsonable(data: BaseModel | Scope | Mapping[str, Any], what: str) -> dict[str, Any]:
     """A payload or target as a JSON object: models dumped, mappings converted."""
     if isinstance(data, BaseModel):
         return data.model_dump(mode="json", exclude_unset=True)
+    if isinstance(data, Scope):  # a BroadcastTarget too: its unset fields are None
+        return cast(dict[str, Any], to_jsonable_python(data, exclude_none=True))
     if isinstance(data, Mapping):
         return cast(dict[str, Any], to_jsonable_python(dict(data)))
     raise TypeError(f"{what} must be a pydantic model or a mapping, not {type(data).__name__}")
@@ -406,7 +409,7 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._publish("kpi", payload, event, priority, requires_ack)
+        return await self._publish(BroadcastKind.KPI, payload, event, priority, requires_ack)
 
     async def publish_backlog(
         self,
@@ -430,7 +433,7 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._publish("backlog", payload, event, priority, requires_ack)
+        return await self._publish(BroadcastKind.BACKLOG, payload, event, priority, requires_ack)
 
     async def publish_attendance(
         self,
@@ -457,7 +460,7 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._publish("attendance", payload, event, priority, requires_ack)
+        return await self._publish(BroadcastKind.ATTENDANCE, payload, event, priority, requires_ack)
 
     async def publish_alert(
         self,
@@ -481,11 +484,11 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._publish("alert", payload, event, priority, requires_ack)
+        return await self._publish(BroadcastKind.ALERT, payload, event, priority, requires_ack)
 
     async def _publish(
         self,
-        kind: _Kind,
+        kind: BroadcastKind,
         payload: BaseModel | Mapping[str, Any],
         event: ServerEvent | None,
         priority: Priority,

@@ -38,8 +38,8 @@ from .client import ClientStatistics, IntradayClient, Listener
 from .config import ClientConfig
 from .exceptions import ClientClosedError, IntradayError, RequestTimeoutError
 from .messages import Message
-from .protocol import AuthSuccess, Channel, ConnectionState, Payload, expand_channels
-from .subscriptions import Filter, Subscription
+from .protocol import AuthSuccess, Channel, ConnectionState, Payload, Scope, expand_channels
+from .subscriptions import Subscription
 
 __all__ = ["BlockingClient", "BlockingSubscription", "MessageStream"]
 
@@ -62,7 +62,7 @@ class BlockingSubscription:
         return self._subscription.channels
 
     @property
-    def filter(self) -> Filter:
+    def filter(self) -> Scope:
         """The organization, department and queue covered."""
         return self._subscription.filter
 
@@ -115,7 +115,7 @@ class MessageStream(Iterator[Message[Payload]]):
         self,
         owner: BlockingClient,
         channels: tuple[Channel, ...],
-        filter: Filter,
+        filter: Scope,
         *,
         timeout: float | None,
         max_queued: int,
@@ -132,19 +132,7 @@ class MessageStream(Iterator[Message[Payload]]):
         """Messages dropped because the reader fell behind."""
 
     def _matches(self, message: Message[Payload]) -> bool:
-        if message.channel not in self._wanted:
-            return False
-        target, wanted = message.target, self._filter
-        if target.organization_id is None:
-            return True  # an admin broadcast to every organization matches every filter
-        return all(
-            want is None or want == got
-            for want, got in (
-                (wanted.organization_id, target.organization_id),
-                (wanted.department_id, target.department_id),
-                (wanted.queue_name, target.queue_name),
-            )
-        )
+        return message.channel in self._wanted and self._filter.covers(message.target)
 
     def _offer(self, item: object) -> None:
         """Queue ``item`` without ever blocking the client's loop."""
@@ -517,7 +505,7 @@ class BlockingClient:
         stream = MessageStream(
             self,
             tuple(Channel(c) for c in channels),
-            Filter(organization_id, department_id, queue_name),
+            Scope(organization_id, department_id, queue_name),
             timeout=timeout,
             max_queued=max_queued,
         )

@@ -40,9 +40,9 @@ from .protocol import (
     KpiPayload,
     MetricAlertPayload,
     Payload,
+    Scope,
     SystemPayload,
 )
-from .subscriptions import Filter
 
 __all__ = ["describe", "listen", "main"]
 
@@ -104,7 +104,7 @@ def describe(message: Message[Payload]) -> str:
     return line.rstrip()
 
 
-async def _subscribe(client: IntradayClient, channels: Sequence[Channel], where: Filter) -> None:
+async def _subscribe(client: IntradayClient, channels: Sequence[Channel], where: Scope) -> None:
     """Subscribe, waiting out a reconnect that races the first request."""
     while True:
         try:
@@ -131,7 +131,7 @@ def _exit_status(error: IntradayError, err: TextIO) -> int:
 async def listen(
     config: ClientConfig,
     channels: Sequence[Channel] = (Channel.ALL,),
-    where: Filter | None = None,
+    where: Scope | None = None,
     *,
     as_json: bool = False,
     duration: float | None = None,
@@ -171,7 +171,7 @@ async def listen(
     try:
         async with deadline:
             await client.connect()
-            await _subscribe(client, channels, where or Filter())
+            await _subscribe(client, channels, where or Scope())
             names = ",".join(str(c) for c in channels)
             print(f"{PROG}: subscribed to {names}", file=err, flush=True)
             await client.wait_for_state(ConnectionState.FAILED)
@@ -278,8 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             jitter=0.2,
         )
         if args.command == "listen":
-            where = Filter(department_id=args.dept, queue_name=args.queue)
-            where.scope(args.org)  # validates the identifiers
+            where = Scope(department_id=args.dept, queue_name=args.queue)  # validates them
     except ValueError as exc:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -19,10 +19,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 import reactivex
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from reactivex.subject import BehaviorSubject, Subject
 from tenacity import (
     AsyncRetrying,
@@ -56,15 +56,22 @@ from .exceptions import (
 )
 from .messages import Message, RecentIds, parse_message
 from .protocol import (
+    AuthenticateRequest,
     AuthSuccess,
     Channel,
     ClientEvent,
     ConnectionState,
     ControlEvent,
     Payload,
+    PingRequest,
+    Scope,
     ServerEvent,
+    SubscribeRequest,
+    UnsubscribeRequest,
+    expand_channels,
+    subscription_room,
 )
-from .subscriptions import Filter, Subscription, SubscriptionBook, rooms_for
+from .subscriptions import Subscription, SubscriptionBook
 
 __all__ = ["ClientStatistics", "IntradayClient"]
 
@@ -88,6 +95,21 @@ class ClientStatistics:
     dispatch_queue_depth: int
     subscriptions: int
     rooms: tuple[str, ...]
+
+
+_R = TypeVar("_R", bound=BaseModel)
+
+
+def _request(model: type[_R], **fields: Any) -> _R:
+    """A request model, or ``ValueError`` naming the bad field (nothing is sent)."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise ValueError(f"{model.__name__}: {problems}") from None
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -513,12 +535,14 @@ class IntradayClient:
     async def _send_authenticate(
         self, transport: SocketIOTransport, user_id: str, org: str, token: str | None
     ) -> None:
-        request: dict[str, Any] = {"user_id": user_id, "organization_id": org}
-        if token is not None:
-            request["token"] = token
-        if self._config.capabilities:
-            request["capabilities"] = list(self._config.capabilities)
-        ack = await self._request(transport, ClientEvent.AUTHENTICATE, request)
+        request = _request(
+            AuthenticateRequest,
+            user_id=user_id,
+            organization_id=org,
+            token=token,
+            capabilities=list(self._config.capabilities),
+        )
+        ack = await self._request(transport, ClientEvent.AUTHENTICATE, request.to_wire())
         try:
             self._identity = AuthSuccess.model_validate(ack)
         except ValidationError:
@@ -528,7 +552,7 @@ class IntradayClient:
 
     async def _restore_subscriptions(self, transport: SocketIOTransport) -> None:
         for request in self._book.requests():
-            await self._request(transport, ClientEvent.SUBSCRIBE, request)
+            await self._request(transport, ClientEvent.SUBSCRIBE, request.to_wire())
 
     async def _request(self, transport: SocketIOTransport, event: str, data: Any) -> dict[str, Any]:
         ack = await transport.call(event, data, self._config.ack_timeout)
@@ -596,19 +620,21 @@ class IntradayClient:
         """
         transport = self._live_transport()
         wanted = tuple(Channel(c) for c in channels)
-        filter = Filter(organization_id, department_id, queue_name)
-        org = self._identity.organization_id if self._identity is not None else None
-        rooms = rooms_for(wanted, filter.scope(org))
+        filter = Scope(organization_id, department_id, queue_name)
+        org = filter.organization_id or (
+            self._identity.organization_id if self._identity is not None else None
+        )
+        if org is None:
+            raise ValueError("organization_id is needed before authentication")
+        scope = filter.within(org)
+        rooms = tuple(subscription_room(c, scope) for c in expand_channels(wanted))
         subscription = Subscription(wanted, filter, rooms, self._close_subscription)
         self._book.add(subscription)
         # Asked even when another handle holds the rooms (joining is idempotent):
         # that handle's request may still be in flight, or may yet fail.
         try:
-            await self._request(
-                transport,
-                ClientEvent.SUBSCRIBE,
-                {"channels": [c.value for c in wanted], **filter.request()},
-            )
+            request = SubscribeRequest.of(wanted, filter)
+            await self._request(transport, ClientEvent.SUBSCRIBE, request.to_wire())
         except BaseException:
             self._book.remove(subscription)
             subscription.closed = True
@@ -622,7 +648,8 @@ class IntradayClient:
             # If the connection is down the server already forgot the rooms,
             # and they are no longer in the book to be restored.
             with contextlib.suppress(ConnectionLostError, RequestTimeoutError):
-                await self._request(transport, ClientEvent.UNSUBSCRIBE, {"rooms": unused})
+                request = UnsubscribeRequest(rooms=unused)
+                await self._request(transport, ClientEvent.UNSUBSCRIBE, request.to_wire())
 
     async def unsubscribe(self, subscription: Subscription) -> None:
         """Close ``subscription`` (same as ``await subscription.close()``)."""
@@ -637,7 +664,8 @@ class IntradayClient:
         """
         transport = self._live_transport()
         started = time.monotonic()
-        await self._request(transport, ClientEvent.PING, {"timestamp": int(time.time() * 1000)})
+        request = PingRequest(timestamp=int(time.time() * 1000))
+        await self._request(transport, ClientEvent.PING, request.to_wire())
         return time.monotonic() - started
 
     # -- incoming -------------------------------------------------------------

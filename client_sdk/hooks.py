@@ -62,10 +62,10 @@ from .protocol import (
     ConnectionState,
     KpiPayload,
     Payload,
+    Scope,
     ServerEvent,
     expand_channels,
 )
-from .subscriptions import Filter
 
 if TYPE_CHECKING:
     from .client import IntradayClient
@@ -110,7 +110,7 @@ class AlertHook(MessageHook[AlertPayload]):
     """
 
     def __init__(
-        self, client: IntradayClient, *, filter: Filter, policy: Backpressure, keep: int = 100
+        self, client: IntradayClient, *, filter: Scope, policy: Backpressure, keep: int = 100
     ) -> None:
         super().__init__(
             client,
@@ -300,14 +300,14 @@ class HookOptions(TypedDict, total=False):
     policy: Backpressure
 
 
-def _filter_of(filter: Filter | None, options: HookOptions) -> Filter:
-    given = Filter(
+def _filter_of(filter: Scope | None, options: HookOptions) -> Scope:
+    given = Scope(
         options.get("organization_id"), options.get("department_id"), options.get("queue_name")
     )
     if filter is None:
         return given
-    if given != Filter():
-        raise TypeError("give a Filter or filter keywords, not both")
+    if given != Scope():
+        raise TypeError("give a Scope or filter keywords, not both")
     return filter
 
 
@@ -315,7 +315,7 @@ def _message_hook(
     client: IntradayClient,
     channels: Iterable[Channel | str],
     events: Iterable[ServerEvent] | None,
-    filter: Filter | None,
+    filter: Scope | None,
     options: HookOptions,
     default: Backpressure,
 ) -> MessageHook[Any]:
@@ -329,7 +329,7 @@ def _message_hook(
 
 
 def kpi_updates(
-    client: IntradayClient, filter: Filter | None = None, **options: Unpack[HookOptions]
+    client: IntradayClient, filter: Scope | None = None, **options: Unpack[HookOptions]
 ) -> MessageHook[KpiPayload]:
     """``useKPIUpdates``: ``kpi:update`` and ``kpi:computed`` messages (default ``KEEP_LATEST``).
 
@@ -342,7 +342,7 @@ def kpi_updates(
 
 
 def backlog_updates(
-    client: IntradayClient, filter: Filter | None = None, **options: Unpack[HookOptions]
+    client: IntradayClient, filter: Scope | None = None, **options: Unpack[HookOptions]
 ) -> MessageHook[BacklogPayload]:
     """``useBacklogUpdates``: ``backlog:update`` and ``backlog:snapshot`` (default ``KEEP_LATEST``).
 
@@ -354,7 +354,7 @@ def backlog_updates(
 
 
 def attendance_updates(
-    client: IntradayClient, filter: Filter | None = None, **options: Unpack[HookOptions]
+    client: IntradayClient, filter: Scope | None = None, **options: Unpack[HookOptions]
 ) -> MessageHook[AttendancePayload | AttendanceCheckPayload]:
     """``useAttendanceUpdates``: ``attendance:update``, ``:checkin``, ``:checkout``.
 
@@ -373,7 +373,7 @@ def attendance_updates(
 
 def alert_notifications(
     client: IntradayClient,
-    filter: Filter | None = None,
+    filter: Scope | None = None,
     *,
     keep: int = 100,
     **options: Unpack[HookOptions],
@@ -399,7 +399,7 @@ def alert_notifications(
 def subscription(
     client: IntradayClient,
     channels: Iterable[Channel | str],
-    filter: Filter | None = None,
+    filter: Scope | None = None,
     **options: Unpack[HookOptions],
 ) -> MessageHook[Payload]:
     """``useWebSocketSubscription``: every message of ``channels`` (``"all"`` for all five).
@@ -414,7 +414,7 @@ def subscription(
 def events(
     client: IntradayClient,
     name_or_channel: ServerEvent | Channel | str,
-    filter: Filter | None = None,
+    filter: Scope | None = None,
     **options: Unpack[HookOptions],
 ) -> MessageHook[Payload]:
     """One server event (subscribing its channel), one channel, or ``"*"``.
@@ -506,25 +506,25 @@ class LiveHooks:
         self.client = client
 
     def kpi_updates(
-        self, filter: Filter | None = None, **options: Unpack[HookOptions]
+        self, filter: Scope | None = None, **options: Unpack[HookOptions]
     ) -> MessageHook[KpiPayload]:
         """See :func:`kpi_updates`."""
         return kpi_updates(self.client, filter, **options)
 
     def backlog_updates(
-        self, filter: Filter | None = None, **options: Unpack[HookOptions]
+        self, filter: Scope | None = None, **options: Unpack[HookOptions]
     ) -> MessageHook[BacklogPayload]:
         """See :func:`backlog_updates`."""
         return backlog_updates(self.client, filter, **options)
 
     def attendance_updates(
-        self, filter: Filter | None = None, **options: Unpack[HookOptions]
+        self, filter: Scope | None = None, **options: Unpack[HookOptions]
     ) -> MessageHook[AttendancePayload | AttendanceCheckPayload]:
         """See :func:`attendance_updates`."""
         return attendance_updates(self.client, filter, **options)
 
     def alert_notifications(
-        self, filter: Filter | None = None, *, keep: int = 100, **options: Unpack[HookOptions]
+        self, filter: Scope | None = None, *, keep: int = 100, **options: Unpack[HookOptions]
     ) -> AlertHook:
         """See :func:`alert_notifications`."""
         return alert_notifications(self.client, filter, keep=keep, **options)
@@ -532,7 +532,7 @@ class LiveHooks:
     def subscription(
         self,
         channels: Iterable[Channel | str],
-        filter: Filter | None = None,
+        filter: Scope | None = None,
         **options: Unpack[HookOptions],
     ) -> MessageHook[Payload]:
         """See :func:`subscription`."""
@@ -541,7 +541,7 @@ class LiveHooks:
     def events(
         self,
         name_or_channel: ServerEvent | Channel | str,
-        filter: Filter | None = None,
+        filter: Scope | None = None,
         **options: Unpack[HookOptions],
     ) -> MessageHook[Payload]:
         """See :func:`events`."""

@@ -11,13 +11,13 @@ from pydantic import ValidationError
 
 from .exceptions import MalformedMessageError
 from .protocol import (
-    EVENT_PAYLOADS,
     Channel,
     Envelope,
     Payload,
     Priority,
+    Scope,
     ServerEvent,
-    Target,
+    parse_payload,
 )
 
 __all__ = ["Message", "parse_message"]
@@ -51,7 +51,7 @@ class Message(Generic[P]):
         return self.envelope.channel
 
     @property
-    def target(self) -> Target:
+    def target(self) -> Scope:
         """Who the message was for."""
         return self.envelope.target
 
@@ -83,7 +83,7 @@ def parse_message(event: str, raw: Any) -> Message[Payload]:
             f"{event}: envelope says {envelope.event}", event=event, raw=raw
         )
     try:
-        payload = EVENT_PAYLOADS[envelope.event].model_validate(envelope.data)
+        payload = parse_payload(envelope.event, envelope.data)
     except ValidationError as exc:
         raise MalformedMessageError(
             f"{event}: payload off schema ({exc.error_count()} problems)", event=event, raw=raw

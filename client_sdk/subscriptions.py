@@ -8,61 +8,29 @@ after a reconnect exactly the rooms still wanted are subscribed again.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from .protocol import Channel, Scope, expand_channels, subscription_room
+from .protocol import Channel, Scope, SubscribeRequest
 
-__all__ = ["Filter", "Subscription", "SubscriptionBook"]
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    """Which part of an organization a subscription covers.
-
-    ``organization_id`` defaults to the authenticated organization; the
-    department and queue are optional and independent.
-    """
-
-    organization_id: str | None = None
-    department_id: str | None = None
-    queue_name: str | None = None
-
-    def scope(self, default_organization: str | None) -> Scope:
-        """The filter as a protocol scope.
-
-        Raises:
-            ValueError: no organization given and none authenticated.
-        """
-        org = self.organization_id or default_organization
-        if org is None:
-            raise ValueError("organization_id is needed before authentication")
-        return Scope(org, self.department_id, self.queue_name)
-
-    def request(self) -> dict[str, Any]:
-        """The filter fields of a subscribe request (absent ones left out)."""
-        return {
-            k: v
-            for k, v in (
-                ("organization_id", self.organization_id),
-                ("department_id", self.department_id),
-                ("queue_name", self.queue_name),
-            )
-            if v is not None
-        }
+__all__ = ["Subscription"]
 
 
 class Subscription:
     """A live subscription; :meth:`close` (or leaving ``async with``) ends it.
 
     It survives reconnects: the client subscribes it again each time.
+
+    Attributes:
+        channels: the channels subscribed to (``all`` expanded).
+        filter: the organization, department and queue covered.
+        rooms: the server rooms it needs.
+        closed: whether :meth:`close` was called.
     """
 
     def __init__(
         self,
         channels: tuple[Channel, ...],
-        filter: Filter,
+        filter: Scope,
         rooms: tuple[str, ...],
         closer: Callable[[Subscription], Awaitable[None]],
     ) -> None:
@@ -86,11 +54,6 @@ class Subscription:
 
     def __repr__(self) -> str:
         return f"<Subscription {', '.join(self.rooms)}{' closed' if self.closed else ''}>"
-
-
-def rooms_for(channels: Iterable[Channel | str], scope: Scope) -> tuple[str, ...]:
-    """The rooms a subscription to ``channels`` with ``scope`` joins."""
-    return tuple(subscription_room(c, scope) for c in expand_channels(channels))
 
 
 class SubscriptionBook:
@@ -123,14 +86,13 @@ class SubscriptionBook:
         """Every room some open subscription needs, sorted."""
         return sorted(self._needed)
 
-    def requests(self) -> list[dict[str, Any]]:
+    def requests(self) -> list[SubscribeRequest]:
         """Subscribe requests that restore every room: one per filter, channels merged."""
-        by_filter: dict[Filter, set[Channel]] = {}
+        by_filter: dict[Scope, set[Channel]] = {}
         for subscription in self._open:
             by_filter.setdefault(subscription.filter, set()).update(subscription.channels)
         return [
-            {"channels": sorted(c.value for c in channels), **f.request()}
-            for f, channels in by_filter.items()
+            SubscribeRequest.of(sorted(channels), scope) for scope, channels in by_filter.items()
         ]
 
     def __len__(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -20,13 +20,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from client_sdk.protocol import (
     API_BASE,
-    CHANNEL_EVENTS,
     HTTP_STATUS,
     PROTOCOL_VERSION,
+    BroadcastKind,
     BroadcastRequest,
     BroadcastResult,
     BroadcastTarget,
-    Channel,
     ConnectionDetail,
     ConnectionInfo,
     ConnectionList,
@@ -49,14 +48,6 @@ from .hub import Hub
 __all__ = ["create_api"]
 
 log = logging.getLogger(__name__)
-
-BROADCAST_KINDS: dict[str, tuple[Channel, ServerEvent]] = {
-    "kpi": (Channel.KPI, ServerEvent.KPI_UPDATE),
-    "backlog": (Channel.BACKLOG, ServerEvent.BACKLOG_UPDATE),
-    "attendance": (Channel.ATTENDANCE, ServerEvent.ATTENDANCE_UPDATE),
-    "alert": (Channel.ALERTS, ServerEvent.ALERT_TRIGGERED),
-}
-
 
 # Module level: with postponed annotations FastAPI resolves route annotations
 # in the module's namespace, so a local alias would fail at request time.
@@ -289,19 +280,17 @@ def create_api(hub: Hub) -> ASGIApp:
 
     @app.post(f"{API_BASE}/broadcast/{{kind}}", response_model=BroadcastResult, dependencies=admin)
     async def broadcast_kind(
-        kind: Literal["kpi", "backlog", "attendance", "alert"],
+        kind: BroadcastKind,
         payload: dict[str, Any],
         event: Annotated[ServerEvent | None, Query()] = None,
         priority: Annotated[Priority, Query()] = Priority.MEDIUM,
         requires_ack: Annotated[bool, Query()] = False,
     ) -> BroadcastResult:
         """Publish one channel's payload to its own organization, department and queue."""
-        channel, default_event = BROADCAST_KINDS[kind]
-        chosen = event or default_event
-        if chosen not in CHANNEL_EVENTS[channel]:
-            raise ProtocolError(
-                ErrorCode.INVALID_MESSAGE, f"{chosen} is not an event of the {channel} channel"
-            )
+        try:
+            chosen = kind.event(event)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, str(exc)) from None
         return await hub.publisher.publish(
             BroadcastRequest(
                 event=chosen,

@@ -197,7 +197,7 @@ class ClientHandlers:
         hub = self._hub
         request = _parse(SubscribeRequest, data, "subscribe request")
         org = self._organization_for(connection, request.organization_id)
-        scope = request.scope(org)
+        scope = request.scope.within(org)
         wanted = [subscription_room(c, scope) for c in expand_channels(request.channels)]
         added = [room for room in wanted if room not in connection.rooms]
         allowed = hub.settings.max_subscriptions_per_socket
@@ -244,7 +244,7 @@ class ClientHandlers:
                     raise ProtocolError(ErrorCode.UNAUTHORIZED, f"cannot leave room {name}")
                 targets.append(name)
         else:
-            scope = request.scope(org)
+            scope = request.scope.within(org)
             targets = [subscription_room(c, scope) for c in expand_channels(request.channels or [])]
         left = [room for room in dict.fromkeys(targets) if room in connection.rooms]
         for room in left:

@@ -16,19 +16,19 @@ from pydantic import ValidationError
 
 from client_sdk.protocol import (
     EVENT_CHANNEL,
-    EVENT_PAYLOADS,
     BroadcastRequest,
     BroadcastResult,
     Channel,
     ErrorCode,
     Priority,
     ProtocolError,
+    Scope,
     ServerEvent,
-    Target,
     build_envelope,
     delivery_rooms,
     format_timestamp,
     org_room,
+    parse_payload,
     utc_now,
 )
 
@@ -63,7 +63,7 @@ class Publisher:
         self._hub = hub
         self.fanout: Fanout | None = None
 
-    def resolve_target(self, request: BroadcastRequest, data: dict[str, Any]) -> Target:
+    def resolve_target(self, request: BroadcastRequest, data: dict[str, Any]) -> Scope:
         """The message's target: the request's, completed from the payload.
 
         Raises:
@@ -81,10 +81,10 @@ class Publisher:
                     f"target.{name} does not match the payload's {name}",
                 )
             fields[name] = from_target if from_target is not None else from_payload
-        return Target(**fields)
+        return Scope(**fields)
 
     def _recipients(
-        self, event: ServerEvent, target: Target, socket_ids: list[str] | None
+        self, event: ServerEvent, target: Scope, socket_ids: tuple[str, ...] | None
     ) -> tuple[list[str], set[str]]:
         """The rooms to emit to and the id of every socket they hold, each once."""
         registry = self._hub.registry
@@ -106,11 +106,10 @@ class Publisher:
             raise ProtocolError(
                 ErrorCode.INVALID_MESSAGE, "department_id and queue_name need organization_id"
             )
-        scope = target.scope()
-        if scope is not None:
-            rooms = list(delivery_rooms(channel, scope))
+        if org is not None:
+            rooms = list(delivery_rooms(channel, target))
             if event is ServerEvent.SYSTEM_MAINTENANCE:
-                rooms.append(org_room(scope.organization_id))
+                rooms.append(org_room(org))
         elif channel is Channel.NOTIFICATIONS:
             # An admin broadcast with no target: the one case that spans organizations.
             prefixes: tuple[str, ...] = ("notifications:org:",)
@@ -121,14 +120,14 @@ class Publisher:
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{event} needs an organization_id")
         return rooms, registry.member_ids(rooms)
 
-    def validate(self, request: BroadcastRequest) -> tuple[dict[str, Any], Target]:
+    def validate(self, request: BroadcastRequest) -> tuple[dict[str, Any], Scope]:
         """Validate the payload and resolve the target without sending anything.
 
         Raises:
             ProtocolError: ``INVALID_MESSAGE``.
         """
         try:
-            payload = EVENT_PAYLOADS[request.event].model_validate(request.data)
+            payload = parse_payload(request.event, request.data)
         except ValidationError as exc:
             raise invalid_message(exc, f"{request.event} payload") from None
         data = payload.model_dump(mode="json", exclude_unset=True)
@@ -199,7 +198,7 @@ class Publisher:
             message_id=uuid.uuid4().hex,
             event=event,
             timestamp=format_timestamp(utc_now()),
-            target=Target(),
+            target=Scope(),
             data=data,
             priority=Priority.URGENT,
         )

@@ -8,6 +8,8 @@ the wire contract lives in one place.
 
 from .api import (
     API_BASE,
+    BROADCAST_KINDS,
+    BroadcastKind,
     BroadcastRequest,
     BroadcastResult,
     BroadcastTarget,
@@ -22,7 +24,7 @@ from .api import (
     Stats,
 )
 from .bridge import BridgeFrame, ack_frame, event_frame
-from .envelope import Envelope, Priority, Target, build_envelope
+from .envelope import Envelope, Priority, build_envelope
 from .errors import (
     DEFAULT_RETRYABLE,
     HTTP_STATUS,
@@ -97,6 +99,7 @@ from .timestamps import Timestamp, format_timestamp, utc_now
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "API_BASE",
+    "BROADCAST_KINDS",
     "CHANNEL_EVENTS",
     "CONCRETE_CHANNELS",
     "DEFAULT_RETRYABLE",
@@ -116,6 +119,7 @@ __all__ = [
     "BacklogPayload",
     "BacklogSnapshotPayload",
     "BridgeFrame",
+    "BroadcastKind",
     "BroadcastRequest",
     "BroadcastResult",
     "BroadcastTarget",
@@ -163,7 +167,6 @@ __all__ = [
     "SubscribeRequest",
     "SystemLevel",
     "SystemPayload",
-    "Target",
     "Timestamp",
     "UnsubscribeAck",
     "UnsubscribeRequest",

@@ -6,18 +6,23 @@ the SDK's admin client (which sends and parses them).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, with_config
 
 from .envelope import Priority
-from .events import ServerEvent
-from .identifiers import Identifier
-from .rooms import RoomType
+from .events import EVENT_CHANNEL, Channel, ServerEvent
+from .rooms import RoomType, Scope
 from .timestamps import Timestamp
 
 __all__ = [
     "API_BASE",
+    "BROADCAST_KINDS",
+    "BroadcastKind",
     "BroadcastRequest",
     "BroadcastResult",
     "BroadcastTarget",
@@ -41,17 +46,60 @@ class _Body(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
 
-class BroadcastTarget(BaseModel):
-    """Who a broadcast is for. Omitted fields are taken from the payload."""
+@with_config(ConfigDict(extra="forbid"))
+@dataclass(frozen=True, slots=True)
+class BroadcastTarget(Scope):
+    """Who a broadcast is for: a :class:`Scope`, or some of its sockets by id.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Omitted scope fields are taken from the payload; ``socket_ids`` sends to
+    those sockets only (within the organization), whatever they subscribed.
+    """
 
-    organization_id: Identifier | None = None
-    department_id: Identifier | None = None
-    queue_name: Identifier | None = None
-    socket_ids: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=10000)] | (
-        None
+    socket_ids: (
+        Annotated[tuple[Annotated[str, Field(max_length=128)], ...], Field(max_length=10000)] | None
     ) = None
+
+
+class BroadcastKind(StrEnum):
+    """The channel shortcuts ``POST /broadcast/{kind}``: one channel's payload each."""
+
+    KPI = "kpi"
+    BACKLOG = "backlog"
+    ATTENDANCE = "attendance"
+    ALERT = "alert"
+
+    @property
+    def default_event(self) -> ServerEvent:
+        """The event published when the request names none."""
+        return BROADCAST_KINDS[self]
+
+    @property
+    def channel(self) -> Channel:
+        """The channel whose events this kind publishes."""
+        return EVENT_CHANNEL[self.default_event]
+
+    def event(self, chosen: ServerEvent | None = None) -> ServerEvent:
+        """The event to publish: ``chosen`` (``?event=``) or the default.
+
+        Raises:
+            ValueError: ``chosen`` belongs to another channel.
+        """
+        if chosen is None:
+            return self.default_event
+        if EVENT_CHANNEL[chosen] is not self.channel:
+            raise ValueError(f"{chosen} is not an event of the {self.channel} channel")
+        return chosen
+
+
+BROADCAST_KINDS: Final[Mapping[BroadcastKind, ServerEvent]] = MappingProxyType(
+    {
+        BroadcastKind.KPI: ServerEvent.KPI_UPDATE,
+        BroadcastKind.BACKLOG: ServerEvent.BACKLOG_UPDATE,
+        BroadcastKind.ATTENDANCE: ServerEvent.ATTENDANCE_UPDATE,
+        BroadcastKind.ALERT: ServerEvent.ALERT_TRIGGERED,
+    }
+)
+"""The default event of each broadcast kind (section 9)."""
 
 
 class BroadcastRequest(BaseModel):

@@ -8,11 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .events import EVENT_CHANNEL, Channel, ServerEvent
-from .identifiers import Identifier
 from .rooms import Scope
 from .timestamps import Timestamp
 
-__all__ = ["Envelope", "Priority", "Target", "build_envelope"]
+__all__ = ["Envelope", "Priority", "build_envelope"]
 
 
 class Priority(StrEnum):
@@ -24,29 +23,15 @@ class Priority(StrEnum):
     URGENT = "urgent"
 
 
-class Target(BaseModel):
-    """Who a message is for. No organization means every organization (admin only)."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    organization_id: Identifier | None = None
-    department_id: Identifier | None = None
-    queue_name: Identifier | None = None
-
-    def scope(self) -> Scope | None:
-        """The target as a :class:`Scope`, or ``None`` when it names no organization."""
-        if self.organization_id is None:
-            return None
-        return Scope(self.organization_id, self.department_id, self.queue_name)
-
-
 class Envelope(BaseModel):
     """One server event: metadata around the event's payload in ``data``.
 
     ``data`` stays a plain dict here so that an envelope with a payload this
     version does not know still parses; :func:`client_sdk.protocol.parse_payload`
-    turns it into the event's typed model. ``seq`` is present only on servers
-    with the ``replay`` capability, ``snapshot`` only on snapshot messages.
+    turns it into the event's typed model. ``target`` is the message's
+    :class:`Scope` (no organization: every organization). ``seq`` is present
+    only on servers with the ``replay`` capability, ``snapshot`` only on
+    snapshot messages.
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -59,7 +44,7 @@ class Envelope(BaseModel):
     requires_ack: bool = False
     seq: int | None = None
     snapshot: bool | None = None
-    target: Target
+    target: Scope
     data: dict[str, Any]
 
     def to_wire(self) -> dict[str, Any]:
@@ -76,7 +61,7 @@ def build_envelope(
     message_id: str,
     event: ServerEvent,
     timestamp: str,
-    target: Target,
+    target: Scope,
     data: dict[str, Any],
     priority: Priority = Priority.MEDIUM,
     requires_ack: bool = False,

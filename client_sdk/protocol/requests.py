@@ -7,7 +7,8 @@ the whole organization. Answers, read by clients, keep unknown fields.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
@@ -42,6 +43,10 @@ Capability = Annotated[str, Field(min_length=1, max_length=64)]
 class _Request(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON object a client sends: fields left at their defaults are omitted."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
 
 class _Answer(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -57,15 +62,15 @@ class AuthenticateRequest(_Request):
 
 
 class _Filter(_Request):
+    # Flat on the wire (section 4); :attr:`scope` is the protocol's form of it.
     organization_id: Identifier | None = None
     department_id: Identifier | None = None
     queue_name: Identifier | None = None
 
-    def scope(self, default_organization: str) -> Scope:
-        """The filter as a scope, the organization defaulting to the authenticated one."""
-        return Scope(
-            self.organization_id or default_organization, self.department_id, self.queue_name
-        )
+    @property
+    def scope(self) -> Scope:
+        """The filter (no organization: the authenticated one, see :meth:`Scope.within`)."""
+        return Scope(self.organization_id, self.department_id, self.queue_name)
 
 
 class SubscribeRequest(_Filter):
@@ -77,6 +82,17 @@ class SubscribeRequest(_Filter):
         dict[Annotated[str, Field(max_length=300)], Annotated[int, Strict(), Field(ge=0)]] | None
     ) = None
     snapshot: bool = False
+
+    @classmethod
+    def of(cls, channels: Iterable[Channel], scope: Scope, **options: Any) -> SubscribeRequest:
+        """The request for ``channels`` with the filter ``scope`` (and ``since``, ``snapshot``)."""
+        return cls(
+            channels=list(channels),
+            organization_id=scope.organization_id,
+            department_id=scope.department_id,
+            queue_name=scope.queue_name,
+            **options,
+        )
 
 
 class UnsubscribeRequest(_Filter):

@@ -1,25 +1,32 @@
-"""Room naming, parsing and the delivery rule (protocol section 4).
+"""Scopes, room names and the delivery rule (protocol section 4).
 
-Rooms are plain strings so that any Socket.IO server can use them as they are:
+:class:`Scope` is the protocol's one notion of "which part of an
+organization": the filter of a subscription, the target of a message, the
+scope of a room. Rooms are plain strings so that any Socket.IO server can
+use them as they are:
 
 - ``org:{org}``: every authenticated socket of the organization;
 - ``{channel}:org:{org}``, ``{channel}:org:{org}:dept:{dept}``,
   ``{channel}:org:{org}:queue:{queue}``,
   ``{channel}:org:{org}:dept:{dept}:queue:{queue}``: a subscription.
 
-A message for channel C with target (O, D?, Q?) goes to the union of the
-rooms whose filter fields all equal the target's (:func:`delivery_rooms`).
-Identifiers never contain a colon, so parsing is unambiguous.
+The delivery rule has two faces that must agree, and a property test holds
+them together: the server sends a message for channel C and target T to the
+rooms :func:`delivery_rooms` names, and a client asks :meth:`Scope.covers`
+whether one of its filters wanted it. Identifiers never contain a colon, so
+parsing is unambiguous.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
+from pydantic import ConfigDict, with_config
+
 from .events import CONCRETE_CHANNELS, Channel
-from .identifiers import is_identifier
+from .identifiers import Identifier, is_identifier
 
 __all__ = [
     "ORG_ROOM_PREFIX",
@@ -34,6 +41,8 @@ __all__ = [
 
 ORG_ROOM_PREFIX: Final = "org:"
 
+_SCOPE_FIELDS: Final = ("organization_id", "department_id", "queue_name")
+
 
 class RoomType(StrEnum):
     """The level of a room, as counted by ``rooms_by_type`` in the stats."""
@@ -43,24 +52,76 @@ class RoomType(StrEnum):
     QUEUE = "queue"
 
 
+# ``extra="ignore"``: an envelope's ``target`` from a newer server may carry
+# more than these three fields and must still parse. Built in code, a
+# misspelt keyword is still a TypeError (it is a plain dataclass).
+@with_config(
+    ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "description": "An organization, optionally narrowed to one department and one "
+            "queue (independently). As a message target, no organization means every "
+            "organization (an admin broadcast)."
+        },
+    )
+)
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """An organization with an optional department and queue.
+    """An organization, optionally narrowed to one department and one queue.
 
-    Serves both as a subscription filter and as a message target. The two
-    optional fields are independent: a queue filter without a department
-    matches that queue in every department.
+    The two optional fields are independent: a queue filter without a
+    department matches that queue in every department. Without an
+    organization, a scope means "the authenticated organization" as a
+    subscription filter, and "every organization" as a message target (an
+    admin broadcast, the one message that may span organizations).
+
+    Raises:
+        ValueError: a field is not a protocol identifier.
+
+    Example:
+        >>> Scope("acme", queue_name="support").covers(Scope("acme", "care", "support"))
+        True
     """
 
-    organization_id: str
-    department_id: str | None = None
-    queue_name: str | None = None
+    organization_id: Identifier | None = None
+    department_id: Identifier | None = None
+    queue_name: Identifier | None = None
 
     def __post_init__(self) -> None:
-        for name in ("organization_id", "department_id", "queue_name"):
+        for name in _SCOPE_FIELDS:
             value = getattr(self, name)
-            if (value is not None or name == "organization_id") and not is_identifier(value):
+            if value is not None and not is_identifier(value):
                 raise ValueError(f"{name} is not a valid identifier: {value!r}")
+
+    def covers(self, target: Scope) -> bool:
+        """Whether a subscription with this filter receives a message for ``target``.
+
+        True when every field this filter sets equals the target's, and for
+        a target of no organization (an admin broadcast to everyone). It
+        agrees with :func:`delivery_rooms`: for a filter with an
+        organization, ``covers(t)`` holds exactly when the filter's
+        subscription room is among the delivery rooms of ``t``.
+        """
+        if target.organization_id is None:
+            return True
+        return (
+            (self.organization_id is None or self.organization_id == target.organization_id)
+            and (self.department_id is None or self.department_id == target.department_id)
+            and (self.queue_name is None or self.queue_name == target.queue_name)
+        )
+
+    def within(self, organization_id: str) -> Scope:
+        """This scope with ``organization_id`` filled in when it names none."""
+        if self.organization_id is not None:
+            return self
+        return replace(self, organization_id=organization_id)
+
+    def fields(self) -> dict[str, str]:
+        """The fields that are set, as a request's filter or a payload carries them."""
+        return {name: value for name in _SCOPE_FIELDS if (value := getattr(self, name)) is not None}
+
+    def __str__(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.fields().items()) or "(any)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +132,17 @@ class Room:
     scope: Scope
 
     @property
+    def organization_id(self) -> str:
+        """The organization the room belongs to (every room has one)."""
+        org = self.scope.organization_id
+        assert org is not None  # parse_room never builds a room without one
+        return org
+
+    @property
     def name(self) -> str:
         """The room's wire name."""
         if self.channel is None:
-            return org_room(self.scope.organization_id)
+            return org_room(self.organization_id)
         return subscription_room(self.channel, self.scope)
 
     @property
@@ -96,10 +164,13 @@ def subscription_room(channel: Channel, scope: Scope) -> str:
     """The room a subscription to ``channel`` with filter ``scope`` joins.
 
     Raises:
-        ValueError: ``channel`` is ``all``; expand it first.
+        ValueError: ``channel`` is ``all`` (expand it first), or ``scope``
+            names no organization (fill it in with :meth:`Scope.within`).
     """
     if channel is Channel.ALL:
         raise ValueError("'all' has no room of its own; expand it into channels")
+    if scope.organization_id is None:
+        raise ValueError("a subscription room needs an organization")
     name = f"{channel.value}:org:{scope.organization_id}"
     if scope.department_id is not None:
         name += f":dept:{scope.department_id}"
@@ -113,16 +184,28 @@ def delivery_rooms(channel: Channel, target: Scope) -> tuple[str, ...]:
 
     A subscription matches when each field of its filter equals the target's,
     so the candidates are the target with each optional field kept or dropped.
+    It runs once per broadcast, on validated input: it builds the names
+    directly instead of a scope per candidate.
+
+    Raises:
+        ValueError: ``channel`` is ``all``, or ``target`` names no
+            organization (such a broadcast goes to every organization's
+            rooms, which only the server can list).
     """
     org, dept, queue = target.organization_id, target.department_id, target.queue_name
-    scopes = [Scope(org)]
+    if channel is Channel.ALL:
+        raise ValueError("'all' has no room of its own; a message has one channel")
+    if org is None:
+        raise ValueError("delivery rooms need the target's organization")
+    base = f"{channel.value}:org:{org}"
+    rooms = [base]
     if dept is not None:
-        scopes.append(Scope(org, department_id=dept))
+        rooms.append(f"{base}:dept:{dept}")
     if queue is not None:
-        scopes.append(Scope(org, queue_name=queue))
+        rooms.append(f"{base}:queue:{queue}")
     if dept is not None and queue is not None:
-        scopes.append(Scope(org, department_id=dept, queue_name=queue))
-    return tuple(subscription_room(channel, s) for s in scopes)
+        rooms.append(f"{base}:dept:{dept}:queue:{queue}")
+    return tuple(rooms)
 
 
 _CHANNELS_BY_NAME: Final = {c.value: c for c in CONCRETE_CHANNELS}

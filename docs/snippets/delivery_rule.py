@@ -22,3 +22,9 @@ assert delivery_rooms(Channel.KPI, target) == (
 # A message for the organization as a whole reaches only organization-wide
 # subscriptions: a queue filter does not receive it.
 assert delivery_rooms(Channel.KPI, Scope("acme")) == ("kpi:org:acme",)
+
+# The client's face of the same rule: does a subscription's filter cover a
+# message's target? (A hook and BlockingClient.messages() use this.)
+assert Scope("acme", queue_name="support").covers(target)
+assert not Scope("acme", queue_name="sales").covers(target)
+assert not Scope("acme", queue_name="support").covers(Scope("acme"))

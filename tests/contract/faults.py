@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from client_sdk.protocol import ServerEvent, Target, parse_room
+from client_sdk.protocol import Scope, ServerEvent, parse_room
 from reference_server.app import ReferenceServer
 from reference_server.connections import Connection
 
@@ -37,7 +37,7 @@ def leak_across_organizations(server: ReferenceServer) -> None:
         return (parsed.channel, parsed.scope.department_id, parsed.scope.queue_name)
 
     def leaky(
-        event: ServerEvent, target: Target, socket_ids: list[str] | None
+        event: ServerEvent, target: Scope, socket_ids: tuple[str, ...] | None
     ) -> tuple[list[str], set[str]]:
         rooms, _ = original(event, target, socket_ids)
         shapes = {shape(room) for room in rooms}

@@ -13,8 +13,8 @@ from client_sdk.protocol import (
     EVENT_CHANNEL,
     Envelope,
     Priority,
+    Scope,
     ServerEvent,
-    Target,
     build_envelope,
     format_timestamp,
     utc_now,
@@ -53,7 +53,7 @@ def _build(**kwargs: Any) -> dict[str, Any]:
         "message_id": "m-1",
         "event": ServerEvent.ALERT_TRIGGERED,
         "timestamp": format_timestamp(datetime(2026, 11, 25, 10, 30, tzinfo=UTC)),
-        "target": Target(organization_id="org_123", department_id="dept_456"),
+        "target": Scope(organization_id="org_123", department_id="dept_456"),
         "data": {"alert_id": "a1"},
     }
     return build_envelope(**{**defaults, **kwargs})
@@ -135,11 +135,16 @@ def test_envelope_keeps_unknown_fields() -> None:
     assert envelope.to_wire()["trace"] == "t-1"
 
 
-def test_target_scope() -> None:
-    assert Target().scope() is None
-    scope = Target(organization_id="o", queue_name="q").scope()
-    assert scope is not None
-    assert (scope.organization_id, scope.department_id, scope.queue_name) == ("o", None, "q")
+def test_target_is_a_scope_and_tolerates_fields_it_does_not_know() -> None:
+    target = {"organization_id": "o", "department_id": None, "queue_name": "q", "region": "eu"}
+    envelope = Envelope.model_validate({**PROTOCOL_EXAMPLE, "target": target})
+    assert envelope.target == Scope("o", queue_name="q")
+
+
+def test_target_without_organization_is_every_organization() -> None:
+    envelope = Envelope.model_validate({**PROTOCOL_EXAMPLE, "target": {}})
+    assert envelope.target == Scope()
+    assert Scope("org_a", "dept", "queue").covers(envelope.target)
 
 
 @pytest.mark.parametrize(

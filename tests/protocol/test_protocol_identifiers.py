@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from client_sdk.protocol import (
     AuthenticateRequest,
     BroadcastTarget,
     Scope,
     SubscribeRequest,
-    Target,
     is_identifier,
 )
 
@@ -95,9 +94,9 @@ def test_filters_and_targets_reject_invalid_identifiers(field: str, value: str) 
     with pytest.raises(ValidationError):
         SubscribeRequest.model_validate({"channels": ["kpi"], field: value})
     with pytest.raises(ValidationError):
-        Target.model_validate({field: value})
+        TypeAdapter(Scope).validate_python({field: value})
     with pytest.raises(ValidationError):
-        BroadcastTarget.model_validate({field: value})
+        TypeAdapter(BroadcastTarget).validate_python({field: value})
 
 
 @pytest.mark.parametrize("value", INVALID)

@@ -74,12 +74,13 @@ def test_subscribe_example() -> None:
     assert request.channels == [Channel.KPI]
     assert request.since == {"kpi:org_123": 1041}
     assert request.snapshot is False
-    assert request.scope("other") == Scope("org_123", "dept_456", "support")
+    assert request.scope == Scope("org_123", "dept_456", "support")
+    assert request.scope.within("other") == request.scope
 
 
 def test_subscribe_organization_defaults_to_authenticated() -> None:
     request = SubscribeRequest.model_validate({"channels": ["all"], "queue_name": "q"})
-    assert request.scope("org_9") == Scope("org_9", queue_name="q")
+    assert request.scope.within("org_9") == Scope("org_9", queue_name="q")
 
 
 @pytest.mark.parametrize(

@@ -157,11 +157,46 @@ def _scopes(ids: st.SearchStrategy[str]) -> st.SearchStrategy[Scope]:
 
 @settings(database=None, max_examples=300)
 @given(channel=_channels, filter_=_scopes(_small_ids), target=_scopes(_small_ids))
-def test_filter_matches_iff_its_room_is_a_delivery_room(
+def test_filter_covers_target_iff_its_room_is_a_delivery_room(
     channel: Channel, filter_: Scope, target: Scope
 ) -> None:
+    """The server's face of the rule (rooms) and the client's (covers) agree."""
     room = subscription_room(channel, filter_)
-    assert (room in delivery_rooms(channel, target)) is _matches(filter_, target)
+    assert (room in delivery_rooms(channel, target)) is filter_.covers(target)
+    assert filter_.covers(target) is _matches(filter_, target)
+
+
+@settings(database=None, max_examples=200)
+@given(filter_=_scopes(_small_ids), target=_scopes(_small_ids))
+def test_a_filter_without_organization_covers_as_the_authenticated_one(
+    filter_: Scope, target: Scope
+) -> None:
+    unscoped = Scope(None, filter_.department_id, filter_.queue_name)
+    assert target.organization_id is not None
+    assert unscoped.covers(target) is unscoped.within(target.organization_id).covers(target)
+
+
+@settings(database=None, max_examples=100)
+@given(filter_=_scopes(_small_ids))
+def test_a_target_of_no_organization_is_covered_by_every_filter(filter_: Scope) -> None:
+    assert filter_.covers(Scope())
+    assert Scope().covers(Scope())
+
+
+def test_rooms_need_an_organization() -> None:
+    with pytest.raises(ValueError, match="organization"):
+        subscription_room(Channel.KPI, Scope(queue_name=QUEUE))
+    with pytest.raises(ValueError, match="organization"):
+        delivery_rooms(Channel.KPI, Scope())
+
+
+def test_scope_fields_and_within() -> None:
+    assert Scope(queue_name=QUEUE).fields() == {"queue_name": QUEUE}
+    assert Scope(queue_name=QUEUE).within(ORG) == Scope(ORG, queue_name=QUEUE)
+    assert Scope("other").within(ORG) == Scope("other")
+    assert str(Scope(ORG, queue_name=QUEUE)) == f"organization_id={ORG} queue_name={QUEUE}"
+    with pytest.raises(TypeError):
+        Scope(ORG, queue=QUEUE)  # type: ignore[call-arg]
 
 
 @settings(database=None, max_examples=100)
@@ -171,7 +206,7 @@ def test_delivery_rule_with_any_identifiers(
 ) -> None:
     room = subscription_room(channel, filter_)
     assert parse_room(room) == Room(channel, filter_)
-    assert (room in delivery_rooms(channel, target)) is _matches(filter_, target)
+    assert (room in delivery_rooms(channel, target)) is filter_.covers(target)
 
 
 @settings(database=None, max_examples=200)

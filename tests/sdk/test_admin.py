@@ -298,7 +298,7 @@ async def test_broadcast_to_socket_ids(
     chosen = await connect(live, clients, "user_1")
     other = await connect(live, clients, "user_2", channels=["kpi"])
     ids = [chosen.sio.get_sid()]
-    target = BroadcastTarget(socket_ids=ids) if as_model else {"socket_ids": ids}
+    target = BroadcastTarget(socket_ids=tuple(ids)) if as_model else {"socket_ids": ids}
     result = await admin.broadcast("kpi:update", kpi(), target=target, priority=Priority.URGENT)
     assert result.recipients == 1
     [envelope] = await chosen.wait_for("kpi:update")

@@ -17,7 +17,7 @@ import pytest
 
 from client_sdk import Channel, ClientConfig
 from client_sdk.cli import listen, main
-from client_sdk.subscriptions import Filter
+from client_sdk.protocol import Scope
 from reference_server.app import ReferenceServer
 from tests.conftest import ServerFactory, kpi
 
@@ -173,7 +173,7 @@ async def test_listen_prints_one_readable_line_per_event(
     out, err = Output(), Output()
     config = ClientConfig(url=server.url, user_id="listener", organization_id="org_a")
     task = asyncio.create_task(
-        listen(config, (Channel.KPI,), Filter(queue_name="support"), out=out, err=err)
+        listen(config, (Channel.KPI,), Scope(queue_name="support"), out=out, err=err)
     )
     try:
         await err.wait_for("subscribed to kpi")

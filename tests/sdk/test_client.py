@@ -17,7 +17,6 @@ from client_sdk import (
     ConnectionLostError,
     ConnectionState,
     IntradayClient,
-    InvalidMessageError,
     Message,
     UnauthorizedError,
 )
@@ -76,7 +75,7 @@ async def test_server_refusals_raise_the_matching_exception(server: ReferenceSer
         with pytest.raises(UnauthorizedError) as refused:
             await client.subscribe(["kpi"], organization_id="org_b")
         assert refused.value.retryable is False
-        with pytest.raises(InvalidMessageError):
+        with pytest.raises(ValueError, match="user_id"):  # refused before it is sent
             await client.authenticate("user:1", "org_a")
         with pytest.raises(UnauthorizedError):
             await client.authenticate("someone_else", "org_a")

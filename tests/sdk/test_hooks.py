@@ -20,9 +20,9 @@ from client_sdk import (
     Channel,
     ClientClosedError,
     ConnectionState,
-    Filter,
     IntradayClient,
     Message,
+    Scope,
     ServerEvent,
     UnauthorizedError,
 )
@@ -237,7 +237,7 @@ async def test_filters_route_each_queue_to_its_hook(
     client: IntradayClient, admin: AdminClient
 ) -> None:
     queue_a = kpi_updates(client, queue_name="queue_a")
-    queue_b = kpi_updates(client, Filter(queue_name="queue_b"))
+    queue_b = kpi_updates(client, Scope(queue_name="queue_b"))
     whole_org = kpi_updates(client)
     got_a, got_b, got_org = (Recorder[Message[KpiPayload]]() for _ in range(3))
     queue_a.subscribe(got_a)
@@ -671,11 +671,11 @@ async def test_live_hooks_and_factories_build_the_right_hooks() -> None:
     client = IntradayClient(url="http://127.0.0.1:9", auto_connect=False)
     live = LiveHooks(client)
     kpis = live.kpi_updates(queue_name="q")
-    assert kpis.subscription_filter == Filter(queue_name="q")
+    assert kpis.subscription_filter == Scope(queue_name="q")
     assert kpis.channels == (Channel.KPI,)
     assert kpis.event_names == {ServerEvent.KPI_UPDATE, ServerEvent.KPI_COMPUTED}
     assert kpis.policy is KEEP_LATEST
-    assert live.backlog_updates(department_id="d").subscription_filter == Filter(None, "d")
+    assert live.backlog_updates(department_id="d").subscription_filter == Scope(None, "d")
     assert live.attendance_updates().policy == BUFFER(1000)
     assert live.alert_notifications(policy=UNBOUNDED).policy is UNBOUNDED
     assert live.subscription(["all"]).channels == tuple(c for c in Channel if c is not Channel.ALL)
@@ -686,7 +686,7 @@ async def test_live_hooks_and_factories_build_the_right_hooks() -> None:
     assert live.client is client
 
     with pytest.raises(TypeError, match="not both"):
-        kpi_updates(client, Filter(queue_name="a"), queue_name="b")
+        kpi_updates(client, Scope(queue_name="a"), queue_name="b")
     with pytest.raises(ValueError, match="not an event"):
         events(client, "kpi:nope")
     with pytest.raises(ValueError, match="interval"):

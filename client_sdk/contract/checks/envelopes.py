@@ -59,10 +59,9 @@ def _payload_check(event: ServerEvent) -> CheckFunction:
             sent=shown,
             received=raw,
         )
-        scope = envelope.target.scope()
+        scope = envelope.target
         require(
-            scope is not None
-            and (scope.organization_id, scope.department_id, scope.queue_name)
+            (scope.organization_id, scope.department_id, scope.queue_name)
             == (ctx.org, dept, queue),
             "the envelope's target to be the broadcast's target",
             sent=shown,
