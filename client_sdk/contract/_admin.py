@@ -15,7 +15,7 @@ from typing import Any, Final
 import httpx
 
 from ..protocol import API_BASE
-from .model import CheckFailure
+from .failures import CheckFailure
 
 __all__ = ["AdminApi", "Answer", "Token"]
 

@@ -26,7 +26,7 @@ from ._samples import sample_payload, scope_fields
 from ._tokens import hs256_token
 from ._wire import BridgePeer, Peer, SocketPeer, probe_is
 from .config import ContractConfig
-from .model import CheckFailure, CheckSkipped
+from .failures import CheckFailure, CheckSkipped
 
 __all__ = ["CheckContext", "ServerProfile", "ServerUnreachableError", "probe_server"]
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ..protocol import ErrorCode, ErrorInfo
-from .model import CheckFailure
+from .failures import CheckFailure
 
 __all__ = ["error_object", "failure_ack", "model", "require"]
 

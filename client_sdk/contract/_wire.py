@@ -20,7 +20,7 @@ import aiohttp
 
 from .._transport import SocketIOTransport
 from ..exceptions import ConnectionLostError, RequestTimeoutError
-from .model import CheckFailure, show
+from .failures import CheckFailure, show
 
 __all__ = ["BridgePeer", "Inbox", "Peer", "SocketPeer"]
 
