@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         SubscriptionFailedError,
         UnauthorizedError,
     )
-    from .hooks import Backpressure, Health, LiveHooks
+    from .hooks import Backpressure, ConnectionHealth, LiveHooks
     from .messages import Message
     from .protocol import PROTOCOL_VERSION, Channel, ConnectionState, Scope, ServerEvent
     from .subscriptions import Subscription
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "Backpressure": ".hooks",
     "BlockingClient": ".blocking",
-    "Health": ".hooks",
+    "ConnectionHealth": ".hooks",
     "LiveHooks": ".hooks",
     "AdminClient": ".admin",
     "AuthenticationError": ".exceptions",
@@ -94,10 +94,10 @@ __all__ = [
     "ClientClosedError",
     "ClientConfig",
     "ClientStatistics",
+    "ConnectionHealth",
     "ConnectionLimitError",
     "ConnectionLostError",
     "ConnectionState",
-    "Health",
     "InternalServerError",
     "IntradayClient",
     "IntradayError",

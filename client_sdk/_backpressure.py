@@ -11,7 +11,7 @@ Each such reader gets its own :class:`PolicyQueue`, which obeys one
 - :data:`UNBOUNDED`: everything waits (memory grows with the backlog).
 
 Every drop is counted, on the queue and through its ``on_drop`` callback
-(the hooks pass it on to ``IntradayClient.count_dropped``).
+(the hooks pass it on to the client, which counts them in its statistics).
 
 Example:
     >>> queue = PolicyQueue(BUFFER(2))

@@ -20,13 +20,8 @@ from reactivex import abc
 from reactivex.disposable import Disposable
 
 from ._backpressure import Backpressure, PolicyQueue
-from .exceptions import (
-    ClientClosedError,
-    ConnectionLostError,
-    IntradayError,
-    RequestTimeoutError,
-    ServerError,
-)
+from ._retry import RetryPolicy
+from .exceptions import ClientClosedError, IntradayError, RequestTimeoutError
 from .messages import Message
 from .protocol import Channel, ConnectionState, Payload, Scope, ServerEvent
 from .subscriptions import Subscription
@@ -41,8 +36,9 @@ log = logging.getLogger("client_sdk.hooks")
 T = TypeVar("T")
 P = TypeVar("P", bound=Payload)
 
-_RETRY_FIRST = 0.05
-_RETRY_MAX = 2.0
+
+class _Released(Exception):
+    """The last observer left while the hook was still subscribing."""
 
 
 class Hook(reactivex.Observable[T]):
@@ -219,7 +215,7 @@ class Hook(reactivex.Observable[T]):
 
     def _count_drops(self, count: int) -> None:
         self._dropped += count
-        self._client.count_dropped(count)
+        self._client._count_dropped(count)
 
     def _complete(self) -> None:
         """The client was closed: complete every observer and stream, for good."""
@@ -429,39 +425,39 @@ class MessageHook(Hook[Message[P]], Generic[P]):
             await subscription.close()
 
     async def _open(self, released: asyncio.Event) -> Subscription | None:
-        """Subscribe once authenticated, retrying through outages; ``None`` if released or refused.
+        """Subscribe once authenticated, retrying; ``None`` if released or refused.
 
         Connection trouble is never an error of the hook (``connection_status``
         reports it): the hook waits for the client to be authenticated again.
+        A retryable refusal (``ROOM_FULL``) is tried again after the backoff.
         """
-        delay = _RETRY_FIRST
-        while await _unless_released(released, self._authenticated()):
-            f = self._filter
-            try:
-                subscription = await self._client.subscribe(
-                    self._channels,
-                    organization_id=f.organization_id,
-                    department_id=f.department_id,
-                    queue_name=f.queue_name,
-                )
-            except (ConnectionLostError, RequestTimeoutError):
-                pass
-            except ServerError as exc:
-                if not exc.retryable:
-                    self._fail(exc)
-                    return None
-            except (IntradayError, ValueError) as exc:
-                self._fail(exc)
-                return None
-            else:
-                if released.is_set():
-                    await subscription.close()
-                    return None
-                return subscription
-            if not await _unless_released(released, asyncio.sleep(delay)):
-                return None
-            delay = min(delay * 2, _RETRY_MAX)
-        return None
+        policy = RetryPolicy.of(self._client.config).unbounded()
+
+        async def sleep(seconds: float) -> None:
+            if not await _unless_released(released, policy.sleep(seconds)):
+                raise _Released
+
+        try:
+            async for attempt in policy.retrying(sleep=sleep, reraise=True):
+                with attempt:
+                    if not await _unless_released(released, self._authenticated()):
+                        raise _Released
+                    f = self._filter
+                    subscription = await self._client.subscribe(
+                        self._channels,
+                        organization_id=f.organization_id,
+                        department_id=f.department_id,
+                        queue_name=f.queue_name,
+                    )
+        except _Released:
+            return None
+        except (IntradayError, ValueError) as exc:
+            self._fail(exc)
+            return None
+        if released.is_set():
+            await subscription.close()
+            return None
+        return subscription
 
     async def _authenticated(self) -> None:
         """Wait until the client is authenticated (through failures and manual reconnects)."""

@@ -166,7 +166,7 @@ def _jsonable(data: BaseModel | Scope | Mapping[str, Any], what: str) -> dict[st
 class AdminClient:
     """An async client of a server's management API (``/api/ws``).
 
-    Use it as an async context manager, or call :meth:`aclose` when done.
+    Use it as an async context manager, or call :meth:`close` when done.
     The HTTP connection pool is created on first use (or on ``__aenter__``),
     so constructing the client binds nothing to an event loop. Once closed,
     every method raises :class:`~client_sdk.exceptions.ClientClosedError`.
@@ -227,7 +227,7 @@ class AdminClient:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`aclose` has been called."""
+        """Whether :meth:`close` has been called."""
         return self._closed
 
     async def __aenter__(self) -> Self:
@@ -240,9 +240,9 @@ class AdminClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        await self.close()
 
-    async def aclose(self) -> None:
+    async def close(self) -> None:
         """Close the connection pool. Idempotent; the client cannot be used afterwards."""
         self._closed = True
         client, self._client = self._client, None

@@ -33,9 +33,9 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Final, TypeVar, Unpack
 
-from ._handlers import Handlers
+from ._callbacks import Handlers
 from .client import ClientStatistics, IntradayClient, Listener
-from .config import ClientConfig
+from .config import ClientConfig, ConfigOverrides
 from .exceptions import ClientClosedError, IntradayError, RequestTimeoutError
 from .messages import Message
 from .protocol import AuthSuccess, Channel, ConnectionState, Payload, Scope, expand_channels
@@ -144,7 +144,7 @@ class MessageStream(Iterator[Message[Payload]]):
                 with contextlib.suppress(queue.Empty):
                     self._queue.get_nowait()
                     self.dropped += 1
-                    self._owner._client.count_dropped()
+                    self._owner._client._count_dropped()
 
     def _on_message(self, message: Message[Payload]) -> None:
         if not self._closed and self._matches(message):
@@ -233,7 +233,9 @@ class BlockingClient:
         ...     print(f"{client.ping() * 1000:.1f} ms")
     """
 
-    def __init__(self, config: ClientConfig | None = None, /, **overrides: Any) -> None:
+    def __init__(
+        self, config: ClientConfig | None = None, /, **overrides: Unpack[ConfigOverrides]
+    ) -> None:
         self._client = IntradayClient(config, **overrides)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

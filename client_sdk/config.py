@@ -10,11 +10,11 @@ import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from .protocol import is_identifier
 
-__all__ = ["ClientConfig", "TokenProvider"]
+__all__ = ["ClientConfig", "ConfigOverrides", "TokenProvider"]
 
 TokenProvider = Callable[[], "str | Awaitable[str | None] | None"]
 """Called (sync or async) on every connection and reconnection for a fresh token."""
@@ -47,6 +47,9 @@ class ClientConfig:
         reconnection_delay: the delay before the second attempt; it doubles
             each attempt (the first attempt is immediate).
         reconnection_delay_max: the cap on that delay.
+        reconnection_max_elapsed: seconds after which an outage's attempts
+            stop even if ``reconnection_attempts`` allows more (``None``: no
+            limit).
         jitter: up to ``jitter * reconnection_delay`` seconds are added at
             random to each delay, so a fleet of clients does not reconnect in
             lockstep.
@@ -71,6 +74,7 @@ class ClientConfig:
     reconnection_attempts: int | None = 5
     reconnection_delay: float = 1.0
     reconnection_delay_max: float = 30.0
+    reconnection_max_elapsed: float | None = None
     jitter: float = 0.0
     timeout: float = 20.0
     ack_timeout: float = 10.0
@@ -96,6 +100,8 @@ class ClientConfig:
         for name in ("reconnection_delay", "reconnection_delay_max", "timeout", "ack_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive")
+        if self.reconnection_max_elapsed is not None and self.reconnection_max_elapsed <= 0:
+            raise ValueError("reconnection_max_elapsed: must be positive, or None for no limit")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter: a fraction from 0 to 1")
         if not set(self.transports) <= {"websocket", "polling"} or not self.transports:
@@ -109,6 +115,34 @@ class ClientConfig:
         """Whether the client authenticates by itself after connecting."""
         return self.user_id is not None and self.organization_id is not None
 
-    def replace(self, **changes: Any) -> ClientConfig:
+    def replace(self, **changes: Unpack[ConfigOverrides]) -> ClientConfig:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
+
+
+class ConfigOverrides(TypedDict, total=False):
+    """Fields of :class:`ClientConfig` given as keywords (``IntradayClient(config, url=...)``).
+
+    The same names and types as the dataclass; a test keeps the two in step.
+    """
+
+    url: str
+    path: str
+    user_id: str | None
+    organization_id: str | None
+    token: str | None
+    token_provider: TokenProvider | None
+    capabilities: tuple[str, ...]
+    reconnection: bool
+    reconnection_attempts: int | None
+    reconnection_delay: float
+    reconnection_delay_max: float
+    reconnection_max_elapsed: float | None
+    jitter: float
+    timeout: float
+    ack_timeout: float
+    transports: tuple[str, ...]
+    headers: Mapping[str, str]
+    auto_connect: bool
+    dedupe_window: int
+    retry_sleep: Sleep | None

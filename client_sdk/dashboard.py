@@ -36,7 +36,7 @@ from rich.text import Text
 from .client import IntradayClient
 from .exceptions import ConnectionLostError, IntradayError
 from .hooks import (
-    Health,
+    ConnectionHealth,
     MessageHook,
     alert_notifications,
     backlog_updates,
@@ -432,7 +432,7 @@ async def run_dashboard(
     observing = [feed.subscribe(state.apply, problems.append) for feed in feeds]
     observing.append(connection_status(client).subscribe(state.set_connection))
 
-    def on_health(reading: Health) -> None:
+    def on_health(reading: ConnectionHealth) -> None:
         state.round_trip = reading.round_trip_seconds if reading.healthy else None
 
     connecting: asyncio.Task[None] | None = asyncio.create_task(_connected(client))

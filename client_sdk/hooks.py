@@ -9,19 +9,19 @@ doing anything. ``latest`` holds the last value, emissions happen on the
 event loop (inside the client's dispatcher, in server order), and the hook
 completes when the client is closed.
 
-============================  ===========================  =================================
+============================  ===========================  =====================================
 React                         here                         emits
-============================  ===========================  =================================
+============================  ===========================  =====================================
 ``useKPIUpdates``             :func:`kpi_updates`          ``kpi:update``, ``kpi:computed``
 ``useBacklogUpdates``         :func:`backlog_updates`      ``backlog:update``, ``:snapshot``
 ``useAttendanceUpdates``      :func:`attendance_updates`   ``attendance:update``,
                                                            ``:checkin``, ``:checkout``
 ``useAlertNotifications``     :func:`alert_notifications`  the four ``alert:*`` events
 ``useWebSocket``              :func:`connection_status`    the client's ``ConnectionState``
-``useWebSocketHealth``        :func:`health`               :class:`Health` after every ping
+``useWebSocketHealth``        :func:`health`               :class:`ConnectionHealth` after a ping
 ``useWebSocketSubscription``  :func:`subscription`         every event of some channels
 (anything else)               :func:`events`               an event, a channel, or ``"*"``
-============================  ===========================  =================================
+============================  ===========================  =====================================
 
 Observers run synchronously and see every message. Readers that await
 between messages use :meth:`Hook.stream` (or ``async for`` on the hook),
@@ -77,8 +77,8 @@ __all__ = [
     "UNBOUNDED",
     "AlertHook",
     "Backpressure",
+    "ConnectionHealth",
     "ConnectionStatusHook",
-    "Health",
     "HealthHook",
     "Hook",
     "HookOptions",
@@ -169,7 +169,7 @@ class ConnectionStatusHook(Hook[ConnectionState]):
 
 
 @dataclass(frozen=True, slots=True)
-class Health:
+class ConnectionHealth:
     """The connection's health after a ping (or a state change).
 
     Attributes:
@@ -191,10 +191,10 @@ class Health:
     healthy: bool
 
 
-class HealthHook(Hook[Health]):
+class HealthHook(Hook[ConnectionHealth]):
     """:func:`health`: pings the server every ``interval`` while observed.
 
-    Emits a :class:`Health` after every ping and on every state change. A new
+    Emits a :class:`ConnectionHealth` after every ping and on every state change. A new
     observer gets the last one at once.
 
     Example:
@@ -229,7 +229,7 @@ class HealthHook(Hook[Health]):
         """Seconds between the starts of two pings."""
         return self._interval
 
-    def _greeting(self) -> Health | None:
+    def _greeting(self) -> ConnectionHealth | None:
         return self._latest
 
     def _start(self) -> None:
@@ -252,7 +252,7 @@ class HealthHook(Hook[Health]):
         state = self._client.state
         connected = state in (ConnectionState.CONNECTED, ConnectionState.AUTHENTICATED)
         self._emit_logged(
-            Health(
+            ConnectionHealth(
                 state=state,
                 round_trip_seconds=self._round_trip,
                 last_pong_at=self._last_pong,

@@ -20,7 +20,7 @@ from .protocol import (
     parse_payload,
 )
 
-__all__ = ["Message", "parse_message"]
+__all__ = ["Message"]
 
 P = TypeVar("P", bound=Payload, covariant=True)
 
@@ -65,13 +65,20 @@ class Message(Generic[P]):
         """The message priority."""
         return self.envelope.priority
 
+    @staticmethod
+    def from_wire(event: str, raw: Any) -> Message[Payload]:
+        """The message a handler receives for the server event ``event`` with argument ``raw``.
 
-def parse_message(event: str, raw: Any) -> Message[Payload]:
-    """Validate an incoming server event.
+        What the client does with every incoming event; useful to test
+        handlers without a server.
 
-    Raises:
-        MalformedMessageError: not an envelope, or a payload off its schema.
-    """
+        Raises:
+            MalformedMessageError: not an envelope of ``event``, or a payload off its schema.
+        """
+        return _parse_message(event, raw)
+
+
+def _parse_message(event: str, raw: Any) -> Message[Payload]:
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:

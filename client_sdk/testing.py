@@ -108,7 +108,7 @@ class RunningServer:
 
     async def _close_admins(self) -> None:
         for client in self._admins:
-            await client.aclose()
+            await client.close()
         self._admins.clear()
 
 

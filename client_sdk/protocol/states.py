@@ -27,7 +27,11 @@ ALLOWED_TRANSITIONS: Final[Mapping[ConnectionState, frozenset[ConnectionState]]]
     {
         _S.DISCONNECTED: frozenset({_S.CONNECTING}),
         _S.CONNECTING: frozenset({_S.CONNECTED, _S.RECONNECTING, _S.FAILED, _S.DISCONNECTED}),
-        _S.CONNECTED: frozenset({_S.AUTHENTICATED, _S.RECONNECTING, _S.FAILED, _S.DISCONNECTED}),
+        # CONNECTED -> CONNECTING: the first connection's authentication was
+        # refused with a retryable error, and the next attempt begins.
+        _S.CONNECTED: frozenset(
+            {_S.AUTHENTICATED, _S.CONNECTING, _S.RECONNECTING, _S.FAILED, _S.DISCONNECTED}
+        ),
         _S.AUTHENTICATED: frozenset({_S.RECONNECTING, _S.DISCONNECTED, _S.FAILED}),
         _S.RECONNECTING: frozenset({_S.CONNECTED, _S.FAILED, _S.DISCONNECTED}),
         # A failed client can be started again by an explicit connect().

@@ -1,6 +1,6 @@
 """What a handler receives: the envelope as sent, the payload parsed into its model."""
 
-from client_sdk.messages import parse_message
+from client_sdk import Message
 from client_sdk.protocol import KpiPayload, Priority
 
 wire = {  # the one argument of a kpi:update event, as it travels
@@ -21,7 +21,7 @@ wire = {  # the one argument of a kpi:update event, as it travels
     },
 }
 
-message = parse_message("kpi:update", wire)
+message = Message.from_wire("kpi:update", wire)
 assert message.id == "3f2c0a9e8b7d4c6e9a1b2c3d4e5f6a7b"
 assert message.priority is Priority.MEDIUM
 assert message.target.queue_name == "support"

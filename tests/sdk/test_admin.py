@@ -468,8 +468,8 @@ async def test_error_body_from_anywhere_keeps_its_code_and_retryable() -> None:
 async def test_closed_client_refuses_to_work(live: RunningServer) -> None:
     admin = AdminClient(live.url)
     assert (await admin.health()).status == "ok"  # created lazily, without async with
-    await admin.aclose()
-    await admin.aclose()  # idempotent
+    await admin.close()
+    await admin.close()  # idempotent
     assert admin.closed
     with pytest.raises(ClientClosedError):
         await admin.health()

@@ -34,8 +34,8 @@ from client_sdk.hooks import (
     UNBOUNDED,
     AlertHook,
     Backpressure,
+    ConnectionHealth,
     ConnectionStatusHook,
-    Health,
     HealthHook,
     LiveHooks,
     MessageHook,
@@ -482,7 +482,7 @@ async def test_health_reports_round_trips_then_missed_pongs_when_the_server_stop
 ) -> None:
     checks = health(client, 0.05, timeout=2.0, unhealthy_after=2)
     assert isinstance(checks, HealthHook)
-    got = Recorder[Health]()
+    got = Recorder[ConnectionHealth]()
     checks.subscribe(got)
     await got.wait_until(lambda: len(got.values) >= 3)
     first = got.values[0]
@@ -494,7 +494,7 @@ async def test_health_reports_round_trips_then_missed_pongs_when_the_server_stop
     assert 0 < first.round_trip_seconds < 2.0
     assert checks.latest is got.values[-1]
 
-    late = Recorder[Health]()
+    late = Recorder[ConnectionHealth]()
     checks.subscribe(late)
     assert late.values == [checks.latest]  # the last health at once
 
@@ -513,7 +513,7 @@ async def test_health_pings_only_while_observed(
     idle = await make_client()
     assert idle.socket_id is not None
     checks = health(idle, 0.05, timeout=2.0)
-    got = Recorder[Health]()
+    got = Recorder[ConnectionHealth]()
     disposable = checks.subscribe(got)
     await got.wait_until(lambda: len(got.values) >= 2)
     disposable.dispose()
@@ -522,14 +522,14 @@ async def test_health_pings_only_while_observed(
     # Another client's pings measure time: several intervals pass without
     # any activity of the unobserved one reaching the server.
     busy = await make_client(user_id="user_2")
-    ticks = Recorder[Health]()
+    ticks = Recorder[ConnectionHealth]()
     health(busy, 0.05, timeout=2.0).subscribe(ticks)
     await ticks.wait_until(lambda: len(ticks.values) >= 2)
     before = (await admin.connection(idle.socket_id)).last_activity_at
     await ticks.wait_until(lambda: len(ticks.values) >= 5)
     assert (await admin.connection(idle.socket_id)).last_activity_at == before
 
-    again = Recorder[Health]()
+    again = Recorder[ConnectionHealth]()
     checks.subscribe(again)  # mounting again restarts the pings
     await again.wait_until(lambda: any(h.round_trip_seconds for h in again.values))
     assert (await admin.connection(idle.socket_id)).last_activity_at > before
@@ -704,7 +704,7 @@ def test_public_names_are_pinned() -> None:
         "AlertHook",
         "Backpressure",
         "ConnectionStatusHook",
-        "Health",
+        "ConnectionHealth",
         "HealthHook",
         "Hook",
         "HookOptions",
@@ -722,3 +722,26 @@ def test_public_names_are_pinned() -> None:
     }
     for name in hooks_module.__all__:
         assert getattr(hooks_module, name).__doc__, name
+
+
+async def test_a_retryable_refusal_is_retried_on_the_client_policy() -> None:
+    """ROOM_FULL passes with time: the hook tries again on the client's backoff (injected time)."""
+    async with running_server(room_max_size=1) as server:
+        holder = IntradayClient(url=server.url, user_id="holder", organization_id="org_a")
+        async with holder:
+            held = await holder.subscribe(["kpi"], queue_name="support")
+            delays: list[float] = []
+
+            async def sleep(seconds: float) -> None:
+                delays.append(seconds)
+                if len(delays) == 3:
+                    await held.close()  # the room frees up during the third wait
+                await asyncio.sleep(0)
+
+            config = {"user_id": "user_1", "organization_id": "org_a", "retry_sleep": sleep}
+            async with IntradayClient(url=server.url, **config) as client:
+                hook = kpi_updates(client, queue_name="support")
+                hook.subscribe(Recorder[Message[KpiPayload]]())
+                await hook.wait_subscribed(timeout=WAIT)
+                assert delays == [1.0, 2.0, 4.0]  # reconnection_delay doubling, as on reconnect
+                assert hook.error is None

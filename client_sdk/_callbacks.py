@@ -1,4 +1,4 @@
-"""Handler registration in the seed console's style: ``client.on(on_kpi_update=...)``."""
+"""Application callbacks in the seed console's style: ``client.on(on_kpi_update=...)``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,153 @@
+"""Incoming server events, in order, to the application's listeners.
+
+python-engineio runs every incoming message as a task of its own, so order
+and backpressure are ours: the transport's sink puts each event on one queue
+(synchronously, so arrival order is kept) and one task takes them off, parses
+each into a typed :class:`~client_sdk.messages.Message`, drops duplicates by
+id, and runs the listeners of its event, of its channel and of ``"*"``, each
+isolated from the others. A ``requires_ack`` message is acknowledged only
+after its listeners have run, so the server's latency figure includes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._callbacks import call_handler
+from .exceptions import IntradayError, MalformedMessageError, ServerError
+from .messages import Message, RecentIds, _parse_message
+from .protocol import Channel, ControlEvent, Payload, ServerEvent
+
+__all__ = ["Dispatcher", "Listener"]
+
+Listener = Callable[[Message[Payload]], Any]
+"""Called with each message of its key; may be a coroutine function."""
+
+_SERVER_EVENTS = frozenset(e.value for e in ServerEvent)
+
+_Item = tuple[str, Any, "asyncio.Future[None] | None"]
+
+
+class Dispatcher:
+    """One ordered queue from the transport to the listeners, and what went through it.
+
+    Args:
+        dedupe_window: how many recent message ids are remembered.
+        on_error: called with every error that did not fail a call (a server
+            ``error`` event, a malformed message).
+        on_handler_error: called when a listener raised (``where``, exception).
+    """
+
+    def __init__(
+        self,
+        dedupe_window: int,
+        *,
+        on_error: Callable[[IntradayError], Awaitable[None]],
+        on_handler_error: Callable[[str, Exception], None],
+    ) -> None:
+        self._recent = RecentIds(dedupe_window)
+        self._on_error = on_error
+        self._on_handler_error = on_handler_error
+        self._listeners: dict[str, list[Listener]] = {}
+        self._queue: asyncio.Queue[_Item] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.received = 0
+        self.duplicates = 0
+        self.malformed = 0
+        self.last_event_at: float | None = None
+
+    @property
+    def depth(self) -> int:
+        """Events waiting to be dispatched."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def add_listener(
+        self, key: ServerEvent | Channel | str, listener: Listener
+    ) -> Callable[[], None]:
+        """Call ``listener`` for an event, a channel or ``"*"``; returns its remover."""
+        name = key.value if isinstance(key, (ServerEvent, Channel)) else key
+        self._listeners.setdefault(name, []).append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners[name].remove(listener)
+
+        return remove
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start taking events off the queue (in the running loop)."""
+        self._queue = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(
+            self._dispatch_forever(), name="intraday-dispatch"
+        )
+
+    async def stop(self) -> None:
+        """Stop; events still queued are dropped and their acks released."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        queue, self._queue = self._queue, None
+        while queue is not None and not queue.empty():
+            _, _, done = queue.get_nowait()
+            if done is not None and not done.done():
+                done.set_result(None)  # releases the transport task waiting to ack
+
+    # -- the transport's sink -----------------------------------------------------
+
+    async def receive(self, event: str, data: Any) -> Any:
+        """Queue one server event; what it returns is the event's ack."""
+        queue = self._queue
+        if queue is None:
+            return None
+        if isinstance(data, dict) and data.get("requires_ack") is True:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queue.put_nowait((event, data, done))
+            with contextlib.suppress(asyncio.CancelledError):
+                await done
+            return {"received": True}
+        queue.put_nowait((event, data, None))
+        return None
+
+    # -- dispatching ----------------------------------------------------------------
+
+    async def _dispatch_forever(self) -> None:
+        assert self._queue is not None
+        while True:
+            event, data, done = await self._queue.get()
+            try:
+                await self._dispatch(event, data)
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def _dispatch(self, event: str, data: Any) -> None:
+        if event == ControlEvent.ERROR:
+            await self._on_error(ServerError.from_wire(data))
+            return
+        if event not in _SERVER_EVENTS:
+            return  # control events (authenticated, client:pong, ...) need no listener
+        self.received += 1
+        self.last_event_at = time.monotonic()
+        try:
+            message = _parse_message(event, data)
+        except MalformedMessageError as exc:
+            self.malformed += 1
+            await self._on_error(exc)
+            return
+        if self._recent.seen(message.id):
+            self.duplicates += 1
+            return
+        for key in (message.event.value, message.channel.value, "*"):
+            for listener in list(self._listeners.get(key, ())):
+                try:
+                    await call_handler(listener, message)
+                except Exception as exc:
+                    self._on_handler_error(key, exc)

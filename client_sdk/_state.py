@@ -1,0 +1,58 @@
+"""The client's connection state: its observable, and the moves the protocol allows.
+
+:data:`client_sdk.protocol.ALLOWED_TRANSITIONS` is the table; every change of
+state goes through :class:`StateCell`, which checks it. An illegal move is a
+bug of the SDK, not of the application: it is logged, and warned about as a
+``RuntimeWarning`` (which the SDK's own test suite turns into an error), and
+then made anyway, because a client stuck in a stale state would be worse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+
+import reactivex
+from reactivex.subject import BehaviorSubject
+
+from .protocol import ALLOWED_TRANSITIONS, ConnectionState
+
+__all__ = ["StateCell"]
+
+log = logging.getLogger("client_sdk")
+
+
+class StateCell:
+    """The current :class:`ConnectionState` and every change of it, the current one first."""
+
+    def __init__(self) -> None:
+        self._subject = BehaviorSubject(ConnectionState.DISCONNECTED)
+
+    @property
+    def value(self) -> ConnectionState:
+        """The current state."""
+        return self._subject.value
+
+    @property
+    def changes(self) -> reactivex.Observable[ConnectionState]:
+        """Every state, the current one first (a ``BehaviorSubject``)."""
+        return self._subject
+
+    def set(self, state: ConnectionState) -> None:
+        """Move to ``state`` (nothing if it is the current one)."""
+        current = self._subject.value
+        if state is current or self._subject.is_disposed:
+            return
+        if state not in ALLOWED_TRANSITIONS[current]:
+            log.error("illegal client state change %s -> %s (a bug of the SDK)", current, state)
+            warnings.warn(
+                f"illegal client state change {current} -> {state}", RuntimeWarning, stacklevel=2
+            )
+        # An observer that raises must not stop the client from moving on.
+        with contextlib.suppress(Exception):
+            self._subject.on_next(state)
+
+    def complete(self) -> None:
+        """No more states: observers complete (the client was closed)."""
+        self._subject.on_completed()
