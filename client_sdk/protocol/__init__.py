@@ -74,7 +74,6 @@ from .requests import (
     PingAck,
     PingRequest,
     Pong,
-    ReplayResult,
     RoomsNotice,
     ServerInfo,
     ServerLimits,
@@ -94,6 +93,16 @@ from .rooms import (
     subscription_room,
 )
 from .states import ALLOWED_TRANSITIONS, ConnectionState
+from .streams import (
+    Capability,
+    Epoch,
+    ReplayResult,
+    Seq,
+    StreamName,
+    StreamPosition,
+    parse_stream,
+    stream_name,
+)
 from .timestamps import Timestamp, format_timestamp, utc_now
 
 __all__ = [
@@ -123,6 +132,7 @@ __all__ = [
     "BroadcastRequest",
     "BroadcastResult",
     "BroadcastTarget",
+    "Capability",
     "Channel",
     "ClientEvent",
     "ConnectionDetail",
@@ -133,6 +143,7 @@ __all__ = [
     "ControlEvent",
     "DisconnectResult",
     "Envelope",
+    "Epoch",
     "ErrorCode",
     "ErrorInfo",
     "FailureAck",
@@ -156,6 +167,7 @@ __all__ = [
     "RoomsNotice",
     "Scope",
     "ScopedPayload",
+    "Seq",
     "ServerEvent",
     "ServerInfo",
     "ServerLimits",
@@ -163,6 +175,8 @@ __all__ = [
     "Severity",
     "SlaRisk",
     "Stats",
+    "StreamName",
+    "StreamPosition",
     "SubscribeAck",
     "SubscribeRequest",
     "SystemLevel",
@@ -181,6 +195,8 @@ __all__ = [
     "org_room",
     "parse_payload",
     "parse_room",
+    "parse_stream",
+    "stream_name",
     "subscription_room",
     "utc_now",
 ]

@@ -29,9 +29,9 @@ class Envelope(BaseModel):
     ``data`` stays a plain dict here so that an envelope with a payload this
     version does not know still parses; :func:`client_sdk.protocol.parse_payload`
     turns it into the event's typed model. ``target`` is the message's
-    :class:`Scope` (no organization: every organization). ``seq`` is present
-    only on servers with the ``replay`` capability, ``snapshot`` only on
-    snapshot messages.
+    :class:`Scope` (no organization: every organization). ``seq`` and
+    ``epoch`` are present only on servers with the ``replay`` capability,
+    ``snapshot`` only on snapshot messages (section 6).
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")
@@ -43,14 +43,15 @@ class Envelope(BaseModel):
     priority: Priority = Priority.MEDIUM
     requires_ack: bool = False
     seq: int | None = None
+    epoch: str | None = None
     snapshot: bool | None = None
     target: Scope
     data: dict[str, Any]
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON object sent on the wire (``seq`` and ``snapshot`` only when set)."""
+        """The JSON object sent on the wire (``seq``, ``epoch``, ``snapshot`` only when set)."""
         wire = self.model_dump(mode="json")
-        for optional in ("seq", "snapshot"):
+        for optional in ("seq", "epoch", "snapshot"):
             if wire.get(optional) is None:
                 wire.pop(optional, None)
         return wire
@@ -66,6 +67,7 @@ def build_envelope(
     priority: Priority = Priority.MEDIUM,
     requires_ack: bool = False,
     seq: int | None = None,
+    epoch: str | None = None,
 ) -> dict[str, Any]:
     """Build the wire envelope of an already validated payload.
 
@@ -89,4 +91,6 @@ def build_envelope(
     }
     if seq is not None:
         wire["seq"] = seq
+    if epoch is not None:
+        wire["epoch"] = epoch
     return wire

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .events import Channel
 from .identifiers import Identifier
 from .rooms import Scope
+from .streams import ReplayResult, Seq, StreamName, StreamPosition
 from .timestamps import Timestamp
 
 __all__ = [
@@ -24,7 +25,6 @@ __all__ = [
     "PingAck",
     "PingRequest",
     "Pong",
-    "ReplayResult",
     "RoomsNotice",
     "ServerInfo",
     "ServerLimits",
@@ -37,7 +37,7 @@ __all__ = [
 PROTOCOL_VERSION = 1
 """The protocol version spoken here (``protocol`` in the authenticate ack and ``/health``)."""
 
-Capability = Annotated[str, Field(min_length=1, max_length=64)]
+CapabilityName = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _Request(BaseModel):
@@ -58,7 +58,7 @@ class AuthenticateRequest(_Request):
     user_id: Identifier
     organization_id: Identifier
     token: Annotated[str, Field(max_length=16384)] | None = None
-    capabilities: Annotated[list[Capability], Field(max_length=32)] = []
+    capabilities: Annotated[list[CapabilityName], Field(max_length=32)] = []
 
 
 class _Filter(_Request):
@@ -78,10 +78,10 @@ class SubscribeRequest(_Filter):
 
     channels: Annotated[list[Channel], Field(min_length=1, max_length=16)]
     # Strict: "1041" or true is not a sequence number (nor is it in the JSON Schema).
-    since: (
-        dict[Annotated[str, Field(max_length=300)], Annotated[int, Strict(), Field(ge=0)]] | None
-    ) = None
+    since: Annotated[dict[StreamName, Seq | StreamPosition], Field(max_length=16)] | None = None
+    """The last message seen of each stream: its ``seq``, or ``{"seq", "epoch"}`` (section 6)."""
     snapshot: bool = False
+    """Send the latest message of each ``(event, target)`` of the filter first."""
 
     @classmethod
     def of(cls, channels: Iterable[Channel], scope: Scope, **options: Any) -> SubscribeRequest:
@@ -152,13 +152,6 @@ class AuthSuccess(_Answer):
     socket_id: str
     server_time: Timestamp
     server: ServerInfo
-
-
-class ReplayResult(_Answer):
-    """What a replay (section 6) delivered for one stream."""
-
-    replayed: int
-    complete: bool
 
 
 class SubscribeAck(_Answer):

@@ -15,13 +15,17 @@ from client_sdk.protocol import (
     Channel,
     PingAck,
     PingRequest,
+    ReplayResult,
     Scope,
+    StreamPosition,
     SubscribeAck,
     SubscribeRequest,
     UnsubscribeAck,
     UnsubscribeRequest,
     ack_frame,
     event_frame,
+    parse_stream,
+    stream_name,
 )
 
 
@@ -200,3 +204,48 @@ def test_bridge_frames() -> None:
 def test_bridge_frame_rejects(data: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         BridgeFrame.model_validate(data)
+
+
+def test_since_takes_a_seq_or_a_position_per_stream() -> None:
+    request = SubscribeRequest.model_validate(
+        {
+            "channels": ["kpi", "alerts"],
+            "since": {"kpi:org_1": 7, "alerts:org_1": {"seq": 3, "epoch": "e1"}},
+        }
+    )
+    assert request.since == {"kpi:org_1": 7, "alerts:org_1": StreamPosition(seq=3, epoch="e1")}
+    assert request.to_wire()["since"] == {"kpi:org_1": 7, "alerts:org_1": {"seq": 3, "epoch": "e1"}}
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        {"kpi:org_1": "7"},
+        {"kpi:org_1": True},
+        {"kpi:org_1": -1},
+        {"kpi:org_1": {"seq": 3}},
+        {"kpi:org_1": {"seq": 3, "epoch": ""}},
+        {"kpi:org_1": {"seq": 3, "epoch": "e", "extra": 1}},
+        {f"kpi:org_{n}": 1 for n in range(17)},
+    ],
+)
+def test_since_rejects_what_is_no_position(since: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        SubscribeRequest.model_validate({"channels": ["kpi"], "since": since})
+
+
+def test_stream_names() -> None:
+    assert stream_name(Channel.KPI, "org_1") == "kpi:org_1"
+    assert parse_stream("alerts:org_1") == (Channel.ALERTS, "org_1")
+    for bad in ("kpi", "all:org_1", "kpi:", "kpi:a:b", "bogus:org"):
+        with pytest.raises(ValueError, match="stream"):
+            parse_stream(bad)
+    with pytest.raises(ValueError, match="all"):
+        stream_name(Channel.ALL, "org_1")
+
+
+def test_replay_result_of_servers_with_and_without_replay() -> None:
+    full = ReplayResult.model_validate({"replayed": 2, "complete": True, "epoch": "e", "seq": 9})
+    assert (full.replayed, full.complete, full.epoch, full.seq) == (2, True, "e", 9)
+    bare = ReplayResult.model_validate({"replayed": 0, "complete": False})
+    assert (bare.epoch, bare.seq) == (None, None)
