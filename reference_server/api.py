@@ -21,10 +21,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from client_sdk.protocol import API_BASE, HTTP_STATUS, ErrorCode, ProtocolError
 
-from .api_routes import ApiContext, ApiError, Parts, admin, api_context, public
+from .api_routes import ApiError, ApiParts, Parts, admin, api_parts, public
 from .validation import invalid_message
 
-__all__ = ["ApiContext", "BodyLimit", "create_api"]
+__all__ = ["ApiParts", "BodyLimit", "create_api"]
 
 # The logger keeps this module's name: the docs tell operators to watch
 # ``reference_server.api`` for management API failures.
@@ -104,19 +104,19 @@ async def require_admin(request: Request, parts: Parts) -> None:
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    api_context(request).stats.record_error()
+    api_parts(request).stats.record_error()
     return JSONResponse({"success": False, "error": exc.error.to_wire()}, status_code=exc.status)
 
 
 async def _protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-    api_context(request).stats.record_error()
+    api_parts(request).stats.record_error()
     return JSONResponse(
         {"success": False, "error": exc.to_wire()}, status_code=HTTP_STATUS[exc.code]
     )
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    api_context(request).stats.record_error()
+    api_parts(request).stats.record_error()
     error = invalid_message(exc.errors(), "request")
     # The shape this API has always answered validation failures with: no ``retryable``.
     return _failure(400, error.code, error.message, details=error.details)
@@ -129,20 +129,20 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
     log.exception("management API failure", exc_info=exc)
-    api_context(request).stats.record_error()
+    api_parts(request).stats.record_error()
     return _failure(500, ErrorCode.INTERNAL_ERROR, "internal error")
 
 
-def create_api(context: ApiContext) -> ASGIApp:
-    """Build the management API over ``context`` as an ASGI app."""
+def create_api(parts: ApiParts) -> ASGIApp:
+    """Build the management API over ``parts`` as an ASGI app."""
     app = FastAPI(
         title="intraday-live management API",
-        version=context.version,
+        version=parts.version,
         openapi_url=f"{API_BASE}/openapi.json",
         docs_url=f"{API_BASE}/docs",
         redoc_url=None,
     )
-    app.state.api_context = context
+    app.state.api_parts = parts
     app.exception_handler(ApiError)(_api_error)
     app.exception_handler(ProtocolError)(_protocol_error)
     app.exception_handler(RequestValidationError)(_invalid_request)
@@ -150,4 +150,4 @@ def create_api(context: ApiContext) -> ASGIApp:
     app.exception_handler(Exception)(_crash)
     app.include_router(public)
     app.include_router(admin, dependencies=[Depends(require_admin)])
-    return BodyLimit(app, context.settings.max_message_size_bytes)
+    return BodyLimit(app, parts.settings.max_message_size_bytes)

@@ -1,7 +1,7 @@
 """The endpoints of the management API (protocol section 9), under ``/api/ws``.
 
 Each endpoint gets the server's parts through the :data:`Parts` dependency,
-which reads the :class:`ApiContext` that :func:`reference_server.api.create_api`
+which reads the :class:`ApiParts` that :func:`reference_server.api.create_api`
 stored on the application's state. :data:`public` holds what needs no token
 (``/health``); :data:`admin` holds the rest, which the app factory includes
 behind the admin-token check.
@@ -45,11 +45,11 @@ from .hub import Hub
 from .publisher import Publisher
 from .stats import ServerStats
 
-__all__ = ["ApiContext", "ApiError", "admin", "api_context", "public"]
+__all__ = ["ApiError", "ApiParts", "admin", "api_parts", "public"]
 
 
 @dataclass(frozen=True, slots=True)
-class ApiContext:
+class ApiParts:
     """The parts of the server the management API reads and drives."""
 
     settings: ServerSettings
@@ -70,17 +70,17 @@ class ApiError(Exception):
         self.status = status or HTTP_STATUS[error.code]
 
 
-def api_context(request: Request) -> ApiContext:
-    """The :class:`ApiContext` of the application serving ``request``."""
-    context = request.app.state.api_context
-    if not isinstance(context, ApiContext):  # only create_api builds these apps
-        raise TypeError("the management API was built without an ApiContext")
-    return context
+def api_parts(request: Request) -> ApiParts:
+    """The :class:`ApiParts` of the application serving ``request``."""
+    parts = request.app.state.api_parts
+    if not isinstance(parts, ApiParts):  # only create_api builds these apps
+        raise TypeError("the management API was built without its ApiParts")
+    return parts
 
 
 # Module level: with postponed annotations FastAPI resolves route annotations
 # in the module's namespace, so a local alias would fail at request time.
-Parts = Annotated[ApiContext, Depends(api_context)]
+Parts = Annotated[ApiParts, Depends(api_parts)]
 OrgQuery = Annotated[Identifier | None, Query()]
 EventQuery = Annotated[ServerEvent | None, Query()]
 PriorityQuery = Annotated[Priority, Query()]
@@ -106,7 +106,7 @@ def _connection_info(connection: Connection) -> ConnectionInfo:
     )
 
 
-def _find(parts: ApiContext, socket_id: str) -> Connection:
+def _find(parts: ApiParts, socket_id: str) -> Connection:
     connection = parts.registry.get(socket_id)
     if connection is None:
         error = ProtocolError(ErrorCode.INVALID_MESSAGE, f"no connection {socket_id[:128]}")

@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from client_sdk.protocol import BroadcastRequest, ProtocolError, ServerEvent
 
 from . import __version__
-from .api import ApiContext, create_api
+from .api import ApiParts, create_api
 from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
 from .config import ServerSettings
@@ -92,7 +92,7 @@ class IntradayApp:
         self.publisher = Publisher(settings, self.registry, self.stats, fanout)
         self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
         self._api = create_api(
-            ApiContext(
+            ApiParts(
                 settings=settings,
                 registry=self.registry,
                 stats=self.stats,

@@ -1,4 +1,4 @@
-"""The Socket.IO transport: python-socketio's ``AsyncServer`` wired to the hub.
+"""The Socket.IO transport: python-socketio's ``AsyncServer`` wired to the screen and the hub.
 
 This is the only module of the server that touches python-socketio. Its one
 deep hook is :meth:`IntradaySocketServer._handle_eio_message`: event packets
@@ -91,7 +91,11 @@ class SocketIOLink:
 
 
 class SocketIOFanout:
-    """Room broadcasts through python-socketio: one encode, one delivery per socket."""
+    """Room broadcasts through python-socketio: one encode, one delivery per socket.
+
+    The application builds it around its :class:`IntradaySocketServer` and
+    hands it to the publisher.
+    """
 
     def __init__(self, server: socketio.AsyncServer) -> None:
         self._server = server

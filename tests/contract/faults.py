@@ -133,7 +133,7 @@ def _unanswered_oversize(*, close: bool) -> ScreenWrapper:
     return wrap
 
 
-def _fanout(build: Callable[[Fanout], Fanout]) -> FanoutWrapper:
+def _fanout_wrapper(build: Callable[[Fanout], Fanout]) -> FanoutWrapper:
     """A fan-out wrapper that needs only the real fan-out, not the registry."""
 
     def wrap(real: Fanout, registry: Registry) -> Fanout:
@@ -150,7 +150,7 @@ LEAK_ACROSS_ORGANIZATIONS = Fault(
 )
 DELIVER_ONCE_PER_ROOM = Fault(
     "emits once per matching room instead of once per socket",
-    wrap_fanout=_fanout(PerRoomFanout),
+    wrap_fanout=_fanout_wrapper(PerRoomFanout),
 )
 IGNORE_AUTH_TIMEOUT = Fault(
     # An hour is forever to the suite, which waits a second and a half.
@@ -171,5 +171,5 @@ def drop_envelope_field(dropped: str) -> Fault:
     """A server whose envelopes lack ``dropped``."""
     return Fault(
         f"sends envelopes without {dropped!r}",
-        wrap_fanout=_fanout(lambda real: TrimmingFanout(real, dropped)),
+        wrap_fanout=_fanout_wrapper(lambda real: TrimmingFanout(real, dropped)),
     )
