@@ -14,7 +14,7 @@ Variants (each server runs in its own subprocess, on uvloop, bound to 127.0.0.1)
   patched to ``compress=False`` inside that server process only
 * ``reference``          -- OUR server (``reference_server.app.ReferenceServer``, also uvicorn
   with per-message deflate): clients authenticate in the handshake, subscribe to channel
-  ``kpi`` and receive ``kpi:update`` envelopes built by ``hub.publisher.publish``. Our server
+  ``kpi`` and receive ``kpi:update`` envelopes built by ``server.publisher.publish``. Our server
   rejects unknown client events, so the burst is triggered by a ``start`` line on the server's
   stdin instead of a controller client; same pacing as the bare variants.
 * ``reference-nodeflate`` -- same with ``compression_enabled=False``
@@ -357,7 +357,7 @@ async def serve_reference(variant: str, port: int) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     async def broadcast(requests: list[BroadcastRequest], burst: int) -> None:
-        publish = server.hub.publisher.publish
+        publish = server.publisher.publish
         t0 = time.monotonic()
         for i, request in enumerate(requests, 1):
             await publish(request)

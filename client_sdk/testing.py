@@ -53,7 +53,7 @@ class RunningServer:
 
     Attributes:
         server: the :class:`reference_server.app.ReferenceServer` itself, for
-            its settings and its hub (registry, stats, publisher).
+            its settings, its hub (registry, stats) and its publisher.
     """
 
     def __init__(self, server: ReferenceServer) -> None:

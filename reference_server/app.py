@@ -1,8 +1,11 @@
 """The reference server as one ASGI application, and how to run it.
 
-Requests are routed by path: the Socket.IO path goes to Engine.IO, unless it
-is a WebSocket upgrade without ``EIO`` in the query string, which is the
-plain-WebSocket bridge; everything else is the management API.
+:class:`IntradayApp` is the composition root: it builds every part (registry,
+stats, handlers, hub, screen, Socket.IO server, fan-out, publisher, API) and
+hands each only what it uses. Requests are routed by path: the Socket.IO
+path goes to Engine.IO, unless it is a WebSocket upgrade without ``EIO`` in
+the query string, which is the plain-WebSocket bridge; everything else is
+the management API.
 """
 
 from __future__ import annotations
@@ -11,37 +14,93 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
-from types import FrameType
-from typing import Any
+from collections.abc import Iterator, Mapping
+from types import FrameType, MappingProxyType
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 import socketio
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from client_sdk.protocol import BroadcastRequest, ProtocolError
+from client_sdk.protocol import BroadcastRequest, ProtocolError, ServerEvent
 
-from .api import create_api
+from . import __version__
+from .api import ApiParts, create_api
+from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
 from .config import ServerSettings
+from .connections import Registry
+from .handlers import ClientHandlers, describe_server
 from .hub import Hub
-from .socketio_transport import IntradaySocketServer, create_socketio_server
+from .publisher import Fanout, FanoutWrapper, Publisher
+from .screening import IngressScreen, LimitScreen, ScreenWrapper
+from .socketio_transport import IntradaySocketServer, SocketIOFanout, create_socketio_server
+from .stats import ServerStats
 
 __all__ = ["IntradayApp", "ReferenceServer"]
 
 log = logging.getLogger("reference_server")
 
+SERVER_NAME = "intraday-live"
+"""The ``server.name`` of the authentication answer."""
+
+SHUTDOWN_NOTICE: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "message": "The server is shutting down; reconnect in a moment.",
+        "title": "Server shutdown",
+        "level": "warning",
+    }
+)
+"""The ``system:maintenance`` payload every client gets when the server stops."""
+
 
 class IntradayApp:
-    """The ASGI application: Socket.IO, the bridge and the management API on one port."""
+    """The ASGI application: Socket.IO, the bridge and the management API on one port.
 
-    def __init__(self, settings: ServerSettings) -> None:
+    Args:
+        settings: the configuration.
+        wrap_fanout: for tests only, builds the fan-out the publisher uses from
+            the real one (and the registry): the way to get a server that
+            misdelivers (duplicates, leaks, broken envelopes) on purpose.
+        wrap_screen: for tests only, builds the screen incoming events pass
+            from the real one (and the settings): the way to get a server that
+            mishandles oversized or too frequent messages on purpose.
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        wrap_fanout: FanoutWrapper | None = None,
+        wrap_screen: ScreenWrapper | None = None,
+    ) -> None:
         self.settings = settings
-        self.hub = Hub(settings)
-        self.sio: IntradaySocketServer = create_socketio_server(self.hub)
+        self.registry = Registry()
+        self.stats = ServerStats()
+        server = describe_server(settings, name=SERVER_NAME, version=__version__)
+        handlers = ClientHandlers(settings, self.registry, Authenticator(settings), server)
+        self.hub = Hub(settings, self.registry, self.stats, handlers)
+        screen: IngressScreen = LimitScreen(settings, self.hub)
+        if wrap_screen is not None:
+            screen = wrap_screen(screen, settings)
+        self._screen = screen
+        self.sio: IntradaySocketServer = create_socketio_server(settings, self.hub, screen)
+        fanout: Fanout = SocketIOFanout(self.sio)
+        if wrap_fanout is not None:
+            fanout = wrap_fanout(fanout, self.registry)
+        self.publisher = Publisher(settings, self.registry, self.stats, fanout)
         self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
-        self._api = create_api(self.hub)
+        self._api = create_api(
+            ApiParts(
+                settings=settings,
+                registry=self.registry,
+                stats=self.stats,
+                hub=self.hub,
+                publisher=self.publisher,
+                version=__version__,
+            )
+        )
         self._background: list[asyncio.Task[None]] = []
         self._path = settings.path.rstrip("/")
 
@@ -54,7 +113,7 @@ class IntradayApp:
         if path in (self._path, self._path + "/"):
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             if kind == "websocket" and "EIO" not in query:
-                await serve_bridge(self.hub, scope, receive, send)
+                await serve_bridge(self.hub, self._screen, scope, receive, send)
             else:
                 await self._engineio(scope, receive, send)
             return
@@ -62,8 +121,9 @@ class IntradayApp:
 
     async def startup(self) -> None:
         """Start the background work: room clean-up and, if configured, the simulator."""
-        if self.hub.trust_warning:
-            log.warning("%s", self.hub.trust_warning.upper())
+        warning = mode_warning(self.settings.auth_mode)
+        if warning:
+            log.warning("%s", warning.upper())
         self._background.append(asyncio.create_task(self.hub.clean_rooms_forever()))
         if self.settings.simulate:
             from .simulator import IntradaySimulator
@@ -76,14 +136,24 @@ class IntradayApp:
 
     async def _publish_quietly(self, request: BroadcastRequest) -> object:
         try:
-            return await self.hub.publisher.publish(request)
+            return await self.publisher.publish(request)
         except ProtocolError as error:  # a simulator bug must not stop the feed
             log.error("simulator produced an invalid message: %s", error)
             return None
 
     async def shutdown(self) -> None:
-        """Notify and disconnect every client, then stop the background work."""
-        await self.hub.shutdown()
+        """Notify every client of the maintenance, let them drain, disconnect them.
+
+        Then stop the background work. Only the first call notifies anyone.
+        """
+        if self.hub.stop_admitting():
+            log.info("shutting down: notifying %d clients", len(self.registry))
+            # A failed notice must not keep the server from stopping.
+            with contextlib.suppress(Exception):
+                notice = dict(SHUTDOWN_NOTICE)
+                await self.publisher.notify_all(ServerEvent.SYSTEM_MAINTENANCE, notice)
+            await asyncio.sleep(self.settings.shutdown_drain_ms / 1000)
+            await self.hub.disconnect_all()
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -170,11 +240,20 @@ class ReferenceServer:
     Args:
         settings: the configuration; ``port=0`` picks a free port.
         install_signal_handlers: handle SIGTERM/SIGINT (off when embedded in tests).
+        wrap_fanout: for tests only, see :class:`IntradayApp`.
+        wrap_screen: for tests only, see :class:`IntradayApp`.
     """
 
-    def __init__(self, settings: ServerSettings, *, install_signal_handlers: bool = True) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        *,
+        install_signal_handlers: bool = True,
+        wrap_fanout: FanoutWrapper | None = None,
+        wrap_screen: ScreenWrapper | None = None,
+    ) -> None:
         self.settings = settings
-        self.app = IntradayApp(settings)
+        self.app = IntradayApp(settings, wrap_fanout=wrap_fanout, wrap_screen=wrap_screen)
         config = uvicorn.Config(
             self.app,
             host=settings.host,
@@ -192,8 +271,13 @@ class ReferenceServer:
 
     @property
     def hub(self) -> Hub:
-        """The server's core (registry, stats, publisher)."""
+        """The server's core: its ``registry``, ``stats``, ``settings`` and ``handlers``."""
         return self.app.hub
+
+    @property
+    def publisher(self) -> Publisher:
+        """What the management API and the simulator publish through."""
+        return self.app.publisher
 
     @property
     def port(self) -> int:

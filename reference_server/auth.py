@@ -12,9 +12,16 @@ from client_sdk.protocol import AuthenticateRequest, ErrorCode, ProtocolError
 
 from .config import AuthMode, ServerSettings
 
-__all__ = ["Authenticator", "Identity"]
+__all__ = ["TRUST_MODE_WARNING", "Authenticator", "Identity", "mode_warning"]
 
 log = logging.getLogger(__name__)
+
+TRUST_MODE_WARNING = "auth mode 'trust': ids are accepted as stated; never use it in production"
+
+
+def mode_warning(mode: AuthMode) -> str | None:
+    """The loud warning of trust mode (logged at start, shown by ``/health``), else ``None``."""
+    return TRUST_MODE_WARNING if mode is AuthMode.TRUST else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,6 @@ import logging
 import uuid
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -30,8 +29,9 @@ from client_sdk.protocol import (
     event_frame,
 )
 
-from .handlers import invalid_message
 from .hub import Hub
+from .screening import IngressScreen
+from .validation import parse_model
 
 __all__ = ["BridgeLink", "serve_bridge"]
 
@@ -109,8 +109,10 @@ def _frame_id(raw: Any) -> int | None:
     return None
 
 
-async def serve_bridge(hub: Hub, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run one bridge connection from upgrade to close."""
+async def serve_bridge(
+    hub: Hub, screen: IngressScreen, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Run one bridge connection from upgrade to close: ``screen`` first, then ``hub``."""
     websocket = WebSocket(scope, receive, send)
     await websocket.accept()
     link = BridgeLink(websocket)
@@ -131,7 +133,7 @@ async def serve_bridge(hub: Hub, scope: Scope, receive: Receive, send: Send) -> 
                 break
             text = message.get("text")
             raw_size = len(text) if text is not None else len(message.get("bytes") or b"")
-            if (text is None or not text.startswith("{")) and not await hub.screen(
+            if (text is None or not text.startswith("{")) and not await screen.passes(
                 connection, raw_size, None
             ):
                 continue  # a flood of refusable frames still meets the rate limit
@@ -149,12 +151,12 @@ async def serve_bridge(hub: Hub, scope: Scope, receive: Receive, send: Send) -> 
                     await hub.refuse(connection, not_json, None)
                     continue
             frame_id = _frame_id(raw)
-            if not await hub.screen(connection, size, frame_id):
+            if not await screen.passes(connection, size, frame_id):
                 continue
             try:
-                frame = BridgeFrame.model_validate(raw)
-            except ValidationError as exc:
-                await hub.refuse(connection, invalid_message(exc, "frame"), frame_id)
+                frame = parse_model(BridgeFrame, raw, "frame")
+            except ProtocolError as error:
+                await hub.refuse(connection, error, frame_id)
                 continue
             args = [frame.data] if frame.data is not None else []
             await hub.dispatch(connection, frame.event, args, frame.id)

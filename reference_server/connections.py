@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from client_sdk.protocol import ConnectionStatus, org_room, utc_now
 
 from .auth import Identity
+from .ratelimit import RateWindow
 
 __all__ = ["Connection", "Link", "Registry"]
 
@@ -70,6 +71,7 @@ class Connection:
     connected_at: datetime = field(default_factory=utc_now)
     last_activity_at: datetime = field(default_factory=utc_now)
     auth_timer: asyncio.Task[None] | None = None
+    rate_window: RateWindow = field(default_factory=RateWindow)
     closing: bool = False
 
     @property

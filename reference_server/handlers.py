@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import Any
 
 from client_sdk.protocol import (
     PROTOCOL_VERSION,
@@ -35,15 +33,15 @@ from client_sdk.protocol import (
     utc_now,
 )
 
-from .auth import Identity
-from .connections import Connection
+from .auth import Authenticator, Identity
+from .config import ServerSettings
+from .connections import Connection, Registry
+from .validation import parse_model
 
-if TYPE_CHECKING:
-    from .hub import Hub
-
-__all__ = ["ClientHandlers", "Reply", "invalid_message"]
+__all__ = ["ClientHandlers", "Reply", "describe_server"]
 
 log = logging.getLogger("reference_server.subscriptions")
+connection_log = logging.getLogger("reference_server.connections")
 
 SERVER_CAPABILITIES = ("acks",)
 
@@ -65,33 +63,34 @@ class Reply:
 Handler = Callable[[Connection, Mapping[str, Any]], Awaitable[Reply]]
 
 
-def invalid_message(exc: ValidationError, what: str) -> ProtocolError:
-    """Turn a pydantic error into ``INVALID_MESSAGE`` naming the fields, never echoing input."""
-    problems = [
-        {"field": ".".join(str(p) for p in e["loc"]) or what, "problem": e["msg"]}
-        for e in exc.errors(include_url=False, include_input=False, include_context=False)
-    ][:10]
-    fields = ", ".join(p["field"] for p in problems)
-    return ProtocolError(
-        ErrorCode.INVALID_MESSAGE, f"invalid {what}: {fields}", details={"errors": problems}
+def describe_server(settings: ServerSettings, *, name: str, version: str) -> ServerInfo:
+    """The ``server`` object of the authentication answer: who answers, and its limits."""
+    return ServerInfo(
+        name=name,
+        version=version,
+        protocol=PROTOCOL_VERSION,
+        capabilities=list(SERVER_CAPABILITIES),
+        limits=ServerLimits(
+            max_message_size_bytes=settings.max_message_size_bytes,
+            rate_limit_messages_per_second=settings.rate_limit_messages_per_second,
+        ),
     )
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _parse(model: type[M], data: Mapping[str, Any], what: str) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise invalid_message(exc, what) from None
 
 
 class ClientHandlers:
     """The request handlers of one server, keyed by event name."""
 
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
+    def __init__(
+        self,
+        settings: ServerSettings,
+        registry: Registry,
+        authenticator: Authenticator,
+        server: ServerInfo,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._authenticator = authenticator
+        self._server = server
         self.table: dict[str, Handler] = {
             ClientEvent.AUTHENTICATE: self.authenticate,
             ClientEvent.SUBSCRIBE: self.subscribe,
@@ -99,33 +98,20 @@ class ClientHandlers:
             ClientEvent.PING: self.ping,
         }
 
-    def server_info(self) -> dict[str, Any]:
-        """The ``server`` object of the authentication answer."""
-        settings = self._hub.settings
-        return ServerInfo(
-            name=self._hub.name,
-            version=self._hub.version,
-            protocol=PROTOCOL_VERSION,
-            capabilities=list(SERVER_CAPABILITIES),
-            limits=ServerLimits(
-                max_message_size_bytes=settings.max_message_size_bytes,
-                rate_limit_messages_per_second=settings.rate_limit_messages_per_second,
-            ),
-        ).model_dump(mode="json")
-
     def auth_body(self, connection: Connection, identity: Identity) -> dict[str, Any]:
+        """The body of ``authenticated`` (and of the ``authenticate`` ack)."""
         return {
             "success": True,
             "user_id": identity.user_id,
             "organization_id": identity.organization_id,
             "socket_id": connection.socket_id,
             "server_time": format_timestamp(utc_now()),
-            "server": self.server_info(),
+            "server": self._server.model_dump(mode="json"),
         }
 
     async def authenticate(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
         """``authenticate``: prove who the socket is and join its organization room."""
-        request = _parse(AuthenticateRequest, data, "authenticate request")
+        request = parse_model(AuthenticateRequest, data, "authenticate request")
         identity = await self.authenticate_request(connection, request)
         return Reply(self.auth_body(connection, identity), unasked_event=ControlEvent.AUTHENTICATED)
 
@@ -138,7 +124,6 @@ class ClientHandlers:
             ProtocolError: ``AUTH_FAILED``, ``UNAUTHORIZED`` (other ids on an
                 authenticated socket) or ``CONNECTION_LIMIT``.
         """
-        hub = self._hub
         current = connection.identity
         if current is not None:
             if (current.user_id, current.organization_id) == (
@@ -149,25 +134,24 @@ class ClientHandlers:
             raise ProtocolError(
                 ErrorCode.UNAUTHORIZED, "this socket is already authenticated as someone else"
             )
-        identity = hub.authenticator.authenticate(request)
-        if hub.registry.authenticated_in(identity.organization_id) >= (
-            hub.settings.max_connections_per_org
-        ):
+        identity = self._authenticator.authenticate(request)
+        per_org = self._settings.max_connections_per_org
+        if self._registry.authenticated_in(identity.organization_id) >= per_org:
             raise ProtocolError(
                 ErrorCode.CONNECTION_LIMIT,
                 "the organization has reached its connection limit",
-                details={"limit": hub.settings.max_connections_per_org},
+                details={"limit": per_org},
             )
-        hub.registry.mark_authenticated(connection, identity)
+        self._registry.mark_authenticated(connection, identity)
         connection.capabilities = frozenset(request.capabilities)
         if connection.auth_timer is not None:
             connection.auth_timer.cancel()
             connection.auth_timer = None
         room = org_room(identity.organization_id)
-        hub.registry.join(connection, room)
+        self._registry.join(connection, room)
         await connection.link.join(room)
-        if hub.settings.log_connection_events:
-            logging.getLogger("reference_server.connections").info(
+        if self._settings.log_connection_events:
+            connection_log.info(
                 "authenticated %s as %s@%s",
                 connection.socket_id,
                 identity.user_id,
@@ -178,7 +162,7 @@ class ClientHandlers:
     def _organization_for(self, connection: Connection, requested: str | None) -> str:
         org = connection.organization_id
         if org is None:
-            if self._hub.settings.auth_required:
+            if self._settings.auth_required:
                 raise ProtocolError(ErrorCode.UNAUTHORIZED, "authenticate first")
             if requested is None:
                 raise ProtocolError(
@@ -194,13 +178,12 @@ class ClientHandlers:
 
     async def subscribe(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
         """``subscribe``: join one room per channel for the filter, or none if any is full."""
-        hub = self._hub
-        request = _parse(SubscribeRequest, data, "subscribe request")
+        request = parse_model(SubscribeRequest, data, "subscribe request")
         org = self._organization_for(connection, request.organization_id)
         scope = request.scope.within(org)
         wanted = [subscription_room(c, scope) for c in expand_channels(request.channels)]
         added = [room for room in wanted if room not in connection.rooms]
-        allowed = hub.settings.max_subscriptions_per_socket
+        allowed = self._settings.max_subscriptions_per_socket
         if len(connection.subscriptions) + len(added) > allowed:
             raise ProtocolError(
                 ErrorCode.SUBSCRIPTION_FAILED,
@@ -208,8 +191,8 @@ class ClientHandlers:
                 details={"max_subscriptions_per_socket": allowed},
                 retryable=False,
             )
-        limit = hub.settings.room_max_size
-        full = [room for room in added if hub.registry.member_count(room) >= limit]
+        limit = self._settings.room_max_size
+        full = [room for room in added if self._registry.member_count(room) >= limit]
         if full:
             raise ProtocolError(
                 ErrorCode.ROOM_FULL,
@@ -217,10 +200,10 @@ class ClientHandlers:
                 details={"rooms": full, "room_max_size": limit},
             )
         for room in added:
-            hub.registry.join(connection, room)
+            self._registry.join(connection, room)
         for room in added:
             await connection.link.join(room)
-        if hub.settings.log_subscription_events and added:
+        if self._settings.log_subscription_events and added:
             log.info("%s subscribed to %s", connection.socket_id, ", ".join(added))
         return Reply(
             {"success": True, "subscriptions": connection.subscriptions},
@@ -229,7 +212,7 @@ class ClientHandlers:
 
     async def unsubscribe(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
         """``unsubscribe``: leave the filter's rooms, or the rooms named."""
-        request = _parse(UnsubscribeRequest, data, "unsubscribe request")
+        request = parse_model(UnsubscribeRequest, data, "unsubscribe request")
         org = self._organization_for(connection, request.organization_id)
         if request.rooms is not None:
             targets: list[str] = []
@@ -248,10 +231,10 @@ class ClientHandlers:
             targets = [subscription_room(c, scope) for c in expand_channels(request.channels or [])]
         left = [room for room in dict.fromkeys(targets) if room in connection.rooms]
         for room in left:
-            self._hub.registry.leave(connection, room)
+            self._registry.leave(connection, room)
         for room in left:
             await connection.link.leave(room)
-        if self._hub.settings.log_subscription_events and left:
+        if self._settings.log_subscription_events and left:
             log.info("%s unsubscribed from %s", connection.socket_id, ", ".join(left))
         return Reply(
             {"success": True, "subscriptions": connection.subscriptions},
@@ -260,7 +243,7 @@ class ClientHandlers:
 
     async def ping(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
         """``client:ping``: ack and ``client:pong`` with the client's timestamp echoed."""
-        _parse(PingRequest, data, "ping")
+        parse_model(PingRequest, data, "ping")
         # Echo the client's value untouched: a float round trip would turn 17 into 17.0.
         pong = {"timestamp": data.get("timestamp"), "server_time": format_timestamp(utc_now())}
         return Reply({"success": True, **pong}, follow_ups=[(ControlEvent.PONG, pong)])

@@ -1,8 +1,11 @@
-"""The server's core: connections in and out, requests dispatched, shutdown.
+"""The server's core: connections in and out, requests dispatched and answered.
 
 Transports (the Socket.IO adapter and the plain-WebSocket bridge) call into
-a :class:`Hub`; it owns the registry, the limits, the stats and the
-publisher, and it never imports a transport.
+a :class:`Hub` once their screen (see :mod:`.screening`) has let an event
+through. The hub is given the registry, the stats and the request handlers
+it works with; it never imports a transport, and it publishes nothing (the
+shutdown notice is the application's, which knows both the hub and the
+publisher).
 """
 
 from __future__ import annotations
@@ -10,28 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from client_sdk.protocol import AuthenticateRequest, ControlEvent, ErrorCode, ProtocolError
 
-from client_sdk.protocol import (
-    AuthenticateRequest,
-    ControlEvent,
-    ErrorCode,
-    ProtocolError,
-    ServerEvent,
-)
-
-from . import __version__
-from .auth import Authenticator
-from .config import AuthMode, ServerSettings
+from .config import ServerSettings
 from .connections import Connection, Link, Registry
-from .handlers import ClientHandlers, Reply, invalid_message
-from .publisher import Publisher
-from .ratelimit import RateVerdict, RateWindow
+from .handlers import ClientHandlers, Reply
 from .stats import ServerStats
+from .validation import parse_model
 
 __all__ = ["Hub"]
 
@@ -39,29 +30,28 @@ log = logging.getLogger("reference_server")
 connection_log = logging.getLogger("reference_server.connections")
 message_log = logging.getLogger("reference_server.messages")
 
-TRUST_MODE_WARNING = "auth mode 'trust': ids are accepted as stated; never use it in production"
-
 
 class Hub:
-    """Everything one reference server knows and does, minus the transports."""
+    """Sockets admitted and forgotten, requests dispatched and answered, for every transport."""
 
-    def __init__(self, settings: ServerSettings, *, name: str = "intraday-live") -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        registry: Registry,
+        stats: ServerStats,
+        handlers: ClientHandlers,
+    ) -> None:
         self.settings = settings
-        self.name = name
-        self.version = __version__
-        self.registry = Registry()
-        self.stats = ServerStats()
-        self.authenticator = Authenticator(settings)
-        self.handlers = ClientHandlers(self)
-        self.publisher = Publisher(self)
-        self.draining = False
-        self._rate_windows: dict[str, RateWindow] = {}
+        self.registry = registry
+        self.stats = stats
+        self.handlers = handlers
+        self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
-    def trust_warning(self) -> str | None:
-        """The loud warning of trust mode, or ``None`` in jwt mode."""
-        return TRUST_MODE_WARNING if self.settings.auth_mode is AuthMode.TRUST else None
+    def draining(self) -> bool:
+        """Whether the server is shutting down (new sockets are refused)."""
+        return self._draining
 
     # -- sockets in and out -------------------------------------------------
 
@@ -81,7 +71,6 @@ class Hub:
             )
         connection = Connection(socket_id, link)
         self.registry.add(connection)
-        self._rate_windows[socket_id] = RateWindow()
         if self.settings.auth_required:
             connection.auth_timer = self._spawn(self._expire_unauthenticated(connection))
         if self.settings.log_connection_events:
@@ -96,17 +85,13 @@ class Hub:
         Raises:
             ProtocolError: the handshake must be refused with this error.
         """
-        try:
-            request = AuthenticateRequest.model_validate(auth)
-        except ValidationError as exc:
-            raise invalid_message(exc, "handshake auth") from None
+        request = parse_model(AuthenticateRequest, auth, "handshake auth")
         identity = await self.handlers.authenticate_request(connection, request)
         return self.handlers.auth_body(connection, identity)
 
     def forget(self, socket_id: str) -> None:
         """Drop a socket that disconnected (or was refused)."""
         connection = self.registry.remove(socket_id)
-        self._rate_windows.pop(socket_id, None)
         if connection is None:
             return
         if connection.auth_timer is not None:
@@ -131,47 +116,7 @@ class Hub:
             await self.send_error(connection, error)
             await self.disconnect(connection)
 
-    # -- incoming -----------------------------------------------------------
-
-    async def screen(self, connection: Connection, size: int, ack_id: int | None) -> bool:
-        """Apply the size limit and the rate limit to one incoming event.
-
-        Returns ``True`` when the event may be handled; otherwise the refusal
-        has been sent (and a client that keeps exceeding the rate is gone).
-        """
-        connection.touch()
-        limit = self.settings.max_message_size_bytes
-        if size > limit:
-            await self.refuse(
-                connection,
-                ProtocolError(
-                    ErrorCode.MESSAGE_TOO_LARGE,
-                    f"message of {size} bytes exceeds the limit of {limit}",
-                    details={"size": size, "limit": limit},
-                ),
-                ack_id,
-            )
-            return False
-        window = self._rate_windows.get(connection.socket_id)
-        if window is None:
-            return False
-        verdict = window.hit(
-            time.monotonic(),
-            limit=self.settings.rate_limit_messages_per_second,
-            strikes=self.settings.rate_limit_strikes,
-        )
-        if verdict is RateVerdict.ALLOW:
-            return True
-        error = ProtocolError(
-            ErrorCode.RATE_LIMIT_EXCEEDED,
-            f"more than {self.settings.rate_limit_messages_per_second} events per second",
-            details={"limit": self.settings.rate_limit_messages_per_second},
-        )
-        await self.refuse(connection, error, ack_id)
-        if verdict is RateVerdict.DISCONNECT:
-            log.warning("disconnecting %s: kept exceeding the rate limit", connection.socket_id)
-            await self.disconnect(connection)
-        return False
+    # -- requests and answers -------------------------------------------------
 
     async def dispatch(
         self, connection: Connection, event: Any, args: list[Any], ack_id: int | None
@@ -228,7 +173,7 @@ class Hub:
 
     # -- background work ----------------------------------------------------
 
-    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -243,20 +188,18 @@ class Hub:
             if removed:
                 log.debug("cleaned up %d empty rooms", len(removed))
 
-    async def shutdown(self) -> None:
-        """Notify every client of the maintenance, let them drain, disconnect them."""
-        if self.draining:
-            return
-        self.draining = True
-        log.info("shutting down: notifying %d clients", len(self.registry))
-        notice = {
-            "message": "The server is shutting down; reconnect in a moment.",
-            "title": "Server shutdown",
-            "level": "warning",
-        }
-        with contextlib.suppress(Exception):
-            await self.publisher.notify_all(ServerEvent.SYSTEM_MAINTENANCE, notice)
-        await asyncio.sleep(self.settings.shutdown_drain_ms / 1000)
+    def stop_admitting(self) -> bool:
+        """Refuse every new socket from now on (the server is draining).
+
+        Returns ``False`` if it already was, so that shutdown happens once.
+        """
+        if self._draining:
+            return False
+        self._draining = True
+        return True
+
+    async def disconnect_all(self) -> None:
+        """Close every socket and stop the background work (the end of a shutdown)."""
         for connection in list(self.registry):
             await self.disconnect(connection)
         for task in list(self._tasks):

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Protocol
-
-from pydantic import ValidationError
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from client_sdk.protocol import (
     EVENT_CHANNEL,
@@ -32,18 +31,24 @@ from client_sdk.protocol import (
     utc_now,
 )
 
-from .handlers import invalid_message
+from .config import ServerSettings
+from .connections import Registry
+from .stats import ServerStats
+from .validation import validating
 
-if TYPE_CHECKING:
-    from .hub import Hub
-
-__all__ = ["Fanout", "Publisher"]
+__all__ = ["Fanout", "FanoutWrapper", "Publisher"]
 
 log = logging.getLogger("reference_server.broadcasts")
 
 
 class Fanout(Protocol):
-    """Delivery to Socket.IO sockets through python-socketio's rooms."""
+    """Delivery to Socket.IO sockets through python-socketio's rooms.
+
+    The publisher is given its fan-out when it is built. ``IntradayApp`` and
+    ``ReferenceServer`` take a ``wrap_fanout`` (a :data:`FanoutWrapper`) that
+    wraps the real one: the way to build a server that misdelivers, for the
+    tests that prove a client or the contract suite notices.
+    """
 
     async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
         """Send to every socket in any of ``rooms``, once per socket."""
@@ -56,12 +61,20 @@ class Fanout(Protocol):
         ...
 
 
+FanoutWrapper = Callable[[Fanout, Registry], Fanout]
+"""Builds the fan-out a server uses from its real one and the registry (a test seam)."""
+
+
 class Publisher:
     """Validates broadcasts and delivers them by the delivery rule."""
 
-    def __init__(self, hub: Hub) -> None:
-        self._hub = hub
-        self.fanout: Fanout | None = None
+    def __init__(
+        self, settings: ServerSettings, registry: Registry, stats: ServerStats, fanout: Fanout
+    ) -> None:
+        self._log_broadcasts = settings.log_broadcast_events
+        self._registry = registry
+        self._stats = stats
+        self._fanout = fanout
 
     def resolve_target(self, request: BroadcastRequest, data: dict[str, Any]) -> Scope:
         """The message's target: the request's, completed from the payload.
@@ -87,7 +100,7 @@ class Publisher:
         self, event: ServerEvent, target: Scope, socket_ids: tuple[str, ...] | None
     ) -> tuple[list[str], set[str]]:
         """The rooms to emit to and the id of every socket they hold, each once."""
-        registry = self._hub.registry
+        registry = self._registry
         org = target.organization_id
         channel = EVENT_CHANNEL[event]
         if socket_ids is not None:
@@ -126,10 +139,8 @@ class Publisher:
         Raises:
             ProtocolError: ``INVALID_MESSAGE``.
         """
-        try:
+        with validating(f"{request.event} payload"):
             payload = parse_payload(request.event, request.data)
-        except ValidationError as exc:
-            raise invalid_message(exc, f"{request.event} payload") from None
         data = payload.model_dump(mode="json", exclude_unset=True)
         return data, self.resolve_target(request, data)
 
@@ -153,8 +164,8 @@ class Publisher:
             requires_ack=request.requires_ack,
         )
         await self._deliver(request.event.value, envelope, rooms, member_ids, request.requires_ack)
-        self._hub.stats.record_message(request.event.value)
-        if self._hub.settings.log_broadcast_events:
+        self._stats.record_message(request.event.value)
+        if self._log_broadcasts:
             log.info("%s %s to %d sockets", request.event, message_id, len(member_ids))
         return BroadcastResult(message_id=message_id, recipients=len(member_ids))
 
@@ -166,26 +177,25 @@ class Publisher:
         member_ids: set[str],
         requires_ack: bool,
     ) -> None:
-        fanout = self.fanout
-        registry = self._hub.registry
+        registry = self._registry
         if requires_ack:
             # python-socketio has no broadcast acks: one emit per socket.
             for connection in registry.connections(member_ids):
-                if not connection.link.via_fanout or fanout is None:
-                    await connection.link.send(event, envelope)
-                else:
-                    await fanout.emit_with_ack(
+                if connection.link.via_fanout:
+                    await self._fanout.emit_with_ack(
                         connection.socket_id, event, envelope, self._latency_recorder()
                     )
+                else:
+                    await connection.link.send(event, envelope)
             return
-        if fanout is not None and rooms:
-            await fanout.emit_to_rooms(event, envelope, rooms)
+        if rooms:
+            await self._fanout.emit_to_rooms(event, envelope, rooms)
         for connection in registry.direct(member_ids):
             await connection.link.send(event, envelope)
 
     def _latency_recorder(self) -> Any:
         sent = time.monotonic()
-        stats = self._hub.stats
+        stats = self._stats
 
         def on_ack(*_: Any) -> None:
             stats.record_latency((time.monotonic() - sent) * 1000)
@@ -202,11 +212,11 @@ class Publisher:
             data=data,
             priority=Priority.URGENT,
         )
-        connections = list(self._hub.registry)
-        if self.fanout is not None:
-            sids = [c.socket_id for c in connections if c.link.via_fanout]
-            await self.fanout.emit_to_rooms(event.value, envelope, sids)
+        connections = list(self._registry)
+        # A socket id is also the socket's own python-socketio room.
+        sids = [c.socket_id for c in connections if c.link.via_fanout]
+        await self._fanout.emit_to_rooms(event.value, envelope, sids)
         for connection in connections:
             if not connection.link.via_fanout:
                 await connection.link.send(event.value, envelope)
-        self._hub.stats.record_message(event.value)
+        self._stats.record_message(event.value)

@@ -1,4 +1,4 @@
-"""The Socket.IO transport: python-socketio's ``AsyncServer`` wired to the hub.
+"""The Socket.IO transport: python-socketio's ``AsyncServer`` wired to the screen and the hub.
 
 This is the only module of the server that touches python-socketio. Its one
 deep hook is :meth:`IntradaySocketServer._handle_eio_message`: event packets
@@ -22,8 +22,10 @@ from socketio import packet as sio_packet
 
 from client_sdk.protocol import ControlEvent, ErrorCode, ProtocolError
 
+from .config import ServerSettings
 from .connections import Connection
 from .hub import Hub
+from .screening import IngressScreen
 
 __all__ = ["IntradaySocketServer", "SocketIOFanout", "SocketIOLink", "create_socketio_server"]
 
@@ -89,7 +91,11 @@ class SocketIOLink:
 
 
 class SocketIOFanout:
-    """Room broadcasts through python-socketio: one encode, one delivery per socket."""
+    """Room broadcasts through python-socketio: one encode, one delivery per socket.
+
+    The application builds it around its :class:`IntradaySocketServer` and
+    hands it to the publisher.
+    """
 
     def __init__(self, server: socketio.AsyncServer) -> None:
         self._server = server
@@ -117,13 +123,13 @@ def _refusal(error: ProtocolError) -> Exception:
 class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     """python-socketio's server with the protocol's ingress rules and handlers."""
 
-    def __init__(self, hub: Hub, **kwargs: Any) -> None:
+    def __init__(self, hub: Hub, screen: IngressScreen, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._hub = hub
+        self._screen = screen
         self._welcome: dict[str, dict[str, Any]] = {}
         self.on("connect", self._on_connect, namespace=NAMESPACE)
         self.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
-        hub.publisher.fanout = SocketIOFanout(self)
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         hub = self._hub
@@ -178,7 +184,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
             # keeping state, so the attachments that follow are dropped below.
             connection = self._connection(eio_sid)
             if connection is not None and data[:1] == "5":
-                if not await self._hub.screen(connection, len(data), None):
+                if not await self._screen.passes(connection, len(data), None):
                     return
                 error = ProtocolError(ErrorCode.INVALID_MESSAGE, "binary payloads are not accepted")
                 await self._hub.refuse(connection, error, None)
@@ -196,7 +202,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
             return
         size = len(data) if data.isascii() else len(data.encode())
         ack_id = _ack_id(data)
-        if not await self._hub.screen(connection, size, ack_id):
+        if not await self._screen.passes(connection, size, ack_id):
             return
         try:
             pkt = self.packet_class(encoded_packet=data)
@@ -214,11 +220,13 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         await self._hub.dispatch(connection, args[0], args[1:], pkt.id)
 
 
-def create_socketio_server(hub: Hub) -> IntradaySocketServer:
-    """Build the Socket.IO server for ``hub`` from its settings."""
-    settings = hub.settings
+def create_socketio_server(
+    settings: ServerSettings, hub: Hub, screen: IngressScreen
+) -> IntradaySocketServer:
+    """Build the Socket.IO server that screens events with ``screen`` and hands them to ``hub``."""
     return IntradaySocketServer(
         hub,
+        screen,
         async_mode="asgi",
         cors_allowed_origins=list(settings.cors_origins),
         ping_interval=settings.ping_interval_ms / 1000,

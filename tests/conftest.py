@@ -1,7 +1,9 @@
 """Shared fixtures: a real reference server on a free port, real clients.
 
 ``make_server(**settings)`` starts a :class:`ReferenceServer` in this event
-loop on port 0 and stops it after the test; ``SioClient`` is a thin wrapper
+loop on port 0 and stops it after the test (``wrap_fanout`` and
+``wrap_screen`` build a deliberately faulty one, see
+``tests/contract/faults.py``); ``SioClient`` is a thin wrapper
 over python-socketio's AsyncClient that records every event so tests can wait
 on them with a timeout instead of sleeping.
 """
@@ -19,6 +21,8 @@ import socketio
 
 from reference_server.app import ReferenceServer
 from reference_server.config import load_settings
+from reference_server.publisher import FanoutWrapper
+from reference_server.screening import ScreenWrapper
 
 WAIT = 5.0
 
@@ -100,10 +104,20 @@ async def make_server() -> AsyncIterator[ServerFactory]:
     """Start reference servers with the given settings; all stopped after the test."""
     servers: list[ReferenceServer] = []
 
-    async def start(**settings: Any) -> ReferenceServer:
+    async def start(
+        *,
+        wrap_fanout: FanoutWrapper | None = None,
+        wrap_screen: ScreenWrapper | None = None,
+        **settings: Any,
+    ) -> ReferenceServer:
         settings.setdefault("port", 0)
         settings.setdefault("shutdown_drain_ms", 0)
-        server = ReferenceServer(load_settings(**settings), install_signal_handlers=False)
+        server = ReferenceServer(
+            load_settings(**settings),
+            install_signal_handlers=False,
+            wrap_fanout=wrap_fanout,
+            wrap_screen=wrap_screen,
+        )
         await server.start()
         servers.append(server)
         return server

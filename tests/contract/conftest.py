@@ -1,4 +1,4 @@
-"""Fixtures of the contract tier: a small-limits reference server and its config."""
+"""Fixtures of the contract tier: a small-limits reference server, a faulty one, their config."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from client_sdk.contract import ContractConfig
 from reference_server.app import ReferenceServer
+from tests.contract.faults import Fault
 
 ADMIN_TOKEN = "contract-admin-token"
 ORGS = ("org_a", "org_b")
@@ -45,3 +46,22 @@ def contract_config(server: ReferenceServer, **changes: Any) -> ContractConfig:
 async def small_server(make_server: Callable[..., Awaitable[ReferenceServer]]) -> ReferenceServer:
     """A reference server with :data:`SMALL_LIMITS`."""
     return await make_server(**SMALL_LIMITS)
+
+
+FaultyServerFactory = Callable[[Fault], Awaitable[ReferenceServer]]
+
+
+@pytest.fixture
+async def make_faulty_server(
+    make_server: Callable[..., Awaitable[ReferenceServer]],
+) -> FaultyServerFactory:
+    """A :data:`SMALL_LIMITS` server with ``fault`` built in: ``await make_faulty_server(f)``."""
+
+    async def start(fault: Fault) -> ReferenceServer:
+        return await make_server(
+            **{**SMALL_LIMITS, **fault.settings},
+            wrap_fanout=fault.wrap_fanout,
+            wrap_screen=fault.wrap_screen,
+        )
+
+    return start

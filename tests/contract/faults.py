@@ -1,113 +1,175 @@
-"""Deliberately faulty servers: a real reference server with one behaviour broken.
+"""Deliberately faulty servers: a real reference server with one part broken.
 
-Each function patches one running :class:`ReferenceServer` instance (its hub,
-publisher or fan-out), never the classes, so other servers in the process
-are untouched. The contract suite must catch each fault with the check
-meant for it.
+Each :class:`Fault` says how to build such a server through the construction
+seams of :class:`~reference_server.app.ReferenceServer`: ``wrap_fanout``
+wraps the fan-out the publisher delivers through, ``wrap_screen`` wraps the
+screen incoming events pass, and a fault that is only a configuration is a
+setting. Nothing is patched, so other servers in the process are untouched.
+The contract suite must catch each fault with the check meant for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from client_sdk.protocol import Scope, ServerEvent, parse_room
-from reference_server.app import ReferenceServer
-from reference_server.connections import Connection
+from client_sdk.protocol import parse_room
+from reference_server.config import ServerSettings
+from reference_server.connections import Connection, Registry
+from reference_server.publisher import Fanout, FanoutWrapper
+from reference_server.screening import IngressScreen, ScreenWrapper
 
 __all__ = [
-    "close_on_oversize",
-    "deliver_once_per_room",
+    "CLOSE_ON_OVERSIZE",
+    "DELIVER_ONCE_PER_ROOM",
+    "IGNORE_AUTH_TIMEOUT",
+    "IGNORE_OVERSIZE",
+    "LEAK_ACROSS_ORGANIZATIONS",
+    "Fault",
     "drop_envelope_field",
-    "ignore_auth_timeout",
-    "ignore_oversize",
-    "leak_across_organizations",
 ]
 
 
-def leak_across_organizations(server: ReferenceServer) -> None:
-    """Match rooms ignoring their organization: the same dept/queue rooms of others get it."""
-    hub = server.hub
-    original = hub.publisher._recipients
+@dataclass(frozen=True)
+class Fault:
+    """One broken behaviour: the settings and wrapped parts of a server that has it."""
 
-    def shape(room: str) -> tuple[object, ...] | None:
-        try:
-            parsed = parse_room(room)
-        except ValueError:
-            return None
-        return (parsed.channel, parsed.scope.department_id, parsed.scope.queue_name)
-
-    def leaky(
-        event: ServerEvent, target: Scope, socket_ids: tuple[str, ...] | None
-    ) -> tuple[list[str], set[str]]:
-        rooms, _ = original(event, target, socket_ids)
-        shapes = {shape(room) for room in rooms}
-        twins = [r for r in hub.registry.rooms() if r not in rooms and shape(r) in shapes]
-        rooms = rooms + twins
-        return rooms, hub.registry.member_ids(rooms)
-
-    hub.publisher._recipients = leaky  # type: ignore[method-assign]
+    description: str
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    wrap_fanout: FanoutWrapper | None = None
+    wrap_screen: ScreenWrapper | None = None
 
 
-def deliver_once_per_room(server: ReferenceServer) -> None:
-    """Emit once per matching room instead of once to their union (duplicates)."""
-    fanout = server.hub.publisher.fanout
-    assert fanout is not None
-    original = fanout.emit_to_rooms
-
-    async def per_room(event: str, data: dict[str, Any], rooms: list[str]) -> None:
-        for room in rooms:
-            await original(event, data, [room])
-
-    fanout.emit_to_rooms = per_room  # type: ignore[method-assign]
+# -- fan-outs that misdeliver ---------------------------------------------------
 
 
-def ignore_auth_timeout(server: ReferenceServer) -> None:
-    """Never expire unauthenticated sockets."""
-
-    async def no_timer(connection: Connection) -> None:
+def _shape(room: str) -> tuple[object, ...] | None:
+    """A room's channel, department and queue: what it has in common with its twins."""
+    try:
+        parsed = parse_room(room)
+    except ValueError:  # a socket id: its own room, of no shape
         return None
+    return (parsed.channel, parsed.scope.department_id, parsed.scope.queue_name)
 
-    server.hub._expire_unauthenticated = no_timer  # type: ignore[method-assign]
 
+class LeakyFanout:
+    """Matches rooms ignoring their organization: other organizations' twin rooms get it."""
 
-def drop_envelope_field(server: ReferenceServer, field: str) -> None:
-    """Send envelopes without ``field``."""
-    publisher = server.hub.publisher
-    original = publisher._deliver
+    def __init__(self, real: Fanout, registry: Registry) -> None:
+        self._real = real
+        self._registry = registry
 
-    async def deliver(
-        event: str,
-        envelope: dict[str, Any],
-        rooms: list[str],
-        member_ids: set[str],
-        requires_ack: bool,
+    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+        shapes = {shape for room in rooms if (shape := _shape(room)) is not None}
+        twins = [r for r in self._registry.rooms() if r not in rooms and _shape(r) in shapes]
+        await self._real.emit_to_rooms(event, data, rooms + twins)
+
+    async def emit_with_ack(
+        self, socket_id: str, event: str, data: dict[str, Any], on_ack: Any
     ) -> None:
-        trimmed = {k: v for k, v in envelope.items() if k != field}
-        await original(event, trimmed, rooms, member_ids, requires_ack)
-
-    publisher._deliver = deliver  # type: ignore[method-assign]
+        await self._real.emit_with_ack(socket_id, event, data, on_ack)
 
 
-def _on_oversize(server: ReferenceServer, *, close: bool) -> None:
-    hub = server.hub
-    original = hub.screen
-    limit = hub.settings.max_message_size_bytes
+class PerRoomFanout:
+    """Emits once per matching room instead of once to their union: duplicates."""
 
-    async def screen(connection: Connection, size: int, ack_id: int | None) -> bool:
-        if size <= limit:
-            return await original(connection, size, ack_id)
-        if close:
-            await hub.disconnect(connection)
+    def __init__(self, real: Fanout) -> None:
+        self._real = real
+
+    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+        for room in rooms:
+            await self._real.emit_to_rooms(event, data, [room])
+
+    async def emit_with_ack(
+        self, socket_id: str, event: str, data: dict[str, Any], on_ack: Any
+    ) -> None:
+        await self._real.emit_with_ack(socket_id, event, data, on_ack)
+
+
+class TrimmingFanout:
+    """Sends envelopes without one of their fields."""
+
+    def __init__(self, real: Fanout, dropped: str) -> None:
+        self._real = real
+        self._dropped = dropped
+
+    def _trim(self, envelope: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in envelope.items() if k != self._dropped}
+
+    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+        await self._real.emit_to_rooms(event, self._trim(data), rooms)
+
+    async def emit_with_ack(
+        self, socket_id: str, event: str, data: dict[str, Any], on_ack: Any
+    ) -> None:
+        await self._real.emit_with_ack(socket_id, event, self._trim(data), on_ack)
+
+
+# -- a screen that does not answer ----------------------------------------------
+
+
+class UnansweredOversize:
+    """Drops an oversized message (or closes the connection) instead of answering it."""
+
+    def __init__(self, real: IngressScreen, settings: ServerSettings, *, close: bool) -> None:
+        self._real = real
+        self._limit = settings.max_message_size_bytes
+        self._close = close
+
+    async def passes(self, connection: Connection, size: int, ack_id: int | None) -> bool:
+        if size <= self._limit:
+            return await self._real.passes(connection, size, ack_id)
+        if self._close:
+            await connection.link.close()
         return False  # never answered
 
-    hub.screen = screen  # type: ignore[method-assign]
+
+def _unanswered_oversize(*, close: bool) -> ScreenWrapper:
+    def wrap(real: IngressScreen, settings: ServerSettings) -> IngressScreen:
+        return UnansweredOversize(real, settings, close=close)
+
+    return wrap
 
 
-def ignore_oversize(server: ReferenceServer) -> None:
-    """Drop an oversized message without answering it."""
-    _on_oversize(server, close=False)
+def _fanout_wrapper(build: Callable[[Fanout], Fanout]) -> FanoutWrapper:
+    """A fan-out wrapper that needs only the real fan-out, not the registry."""
+
+    def wrap(real: Fanout, registry: Registry) -> Fanout:
+        return build(real)
+
+    return wrap
 
 
-def close_on_oversize(server: ReferenceServer) -> None:
-    """Close the connection on an oversized message instead of answering it."""
-    _on_oversize(server, close=True)
+# -- the faults -----------------------------------------------------------------
+
+LEAK_ACROSS_ORGANIZATIONS = Fault(
+    "delivers to the same department and queue rooms of every organization",
+    wrap_fanout=LeakyFanout,
+)
+DELIVER_ONCE_PER_ROOM = Fault(
+    "emits once per matching room instead of once per socket",
+    wrap_fanout=_fanout_wrapper(PerRoomFanout),
+)
+IGNORE_AUTH_TIMEOUT = Fault(
+    # An hour is forever to the suite, which waits a second and a half.
+    "never expires an unauthenticated socket",
+    settings=MappingProxyType({"auth_timeout_ms": 3_600_000}),
+)
+IGNORE_OVERSIZE = Fault(
+    "drops an oversized message without answering it",
+    wrap_screen=_unanswered_oversize(close=False),
+)
+CLOSE_ON_OVERSIZE = Fault(
+    "closes the connection on an oversized message instead of answering it",
+    wrap_screen=_unanswered_oversize(close=True),
+)
+
+
+def drop_envelope_field(dropped: str) -> Fault:
+    """A server whose envelopes lack ``dropped``."""
+    return Fault(
+        f"sends envelopes without {dropped!r}",
+        wrap_fanout=_fanout_wrapper(lambda real: TrimmingFanout(real, dropped)),
+    )

@@ -11,7 +11,7 @@ import pytest
 from client_sdk.contract.cli import main
 from reference_server.app import ReferenceServer
 from tests.contract import faults
-from tests.contract.conftest import ADMIN_TOKEN
+from tests.contract.conftest import ADMIN_TOKEN, FaultyServerFactory
 
 
 def base_args(server: ReferenceServer) -> list[str]:
@@ -55,11 +55,11 @@ async def test_passing_run_exits_0_and_writes_junit(
 
 
 async def test_failing_run_exits_1_and_reports_the_failure(
-    small_server: ReferenceServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    make_faulty_server: FaultyServerFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    faults.deliver_once_per_room(small_server)
+    server = await make_faulty_server(faults.DELIVER_ONCE_PER_ROOM)
     junit = tmp_path / "contract.xml"
-    argv = [*base_args(small_server), "--junit", str(junit), "-k", "one delivery per socket"]
+    argv = [*base_args(server), "--junit", str(junit), "-k", "one delivery per socket"]
     status = await asyncio.to_thread(main, argv)
     out = capsys.readouterr().out
     assert status == 1, out

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from client_sdk.contract import Outcome, format_summary, run_contract
-from reference_server.app import ReferenceServer
 from tests.contract import faults
-from tests.contract.conftest import contract_config
+from tests.contract.conftest import FaultyServerFactory, contract_config
 
 ISOLATION = (
     "§4 delivery rule: no cross-organization delivery, whatever the ids, filters and targets"
@@ -24,42 +21,42 @@ OVERSIZE = "§8 limits: an oversized message is MESSAGE_TOO_LARGE and the connec
     ("fault", "section", "caught_by", "quoted"),
     [
         pytest.param(
-            faults.leak_across_organizations,
+            faults.LEAK_ACROSS_ORGANIZATIONS,
             "§4 delivery rule",
             ISOLATION,
             "leaked",
             id="leaks-other-organizations",
         ),
         pytest.param(
-            faults.deliver_once_per_room,
+            faults.DELIVER_ONCE_PER_ROOM,
             "§4 delivery rule",
             ONCE,
             "4 copies",
             id="delivers-once-per-room",
         ),
         pytest.param(
-            faults.ignore_auth_timeout,
+            faults.IGNORE_AUTH_TIMEOUT,
             "§3 authentication",
             AUTH_TIMEOUT,
             "connect, then nothing",
             id="ignores-auth-timeout",
         ),
         pytest.param(
-            lambda s: faults.drop_envelope_field(s, "channel"),
+            faults.drop_envelope_field("channel"),
             "every envelope field",
             ENVELOPE,
             "missing: ['channel']",
             id="envelope-without-channel",
         ),
         pytest.param(
-            faults.ignore_oversize,
+            faults.IGNORE_OVERSIZE,
             "oversized message",
             OVERSIZE,
             "no ack",
             id="ignores-oversized-messages",
         ),
         pytest.param(
-            faults.close_on_oversize,
+            faults.CLOSE_ON_OVERSIZE,
             "oversized message",
             OVERSIZE,
             "connection lost",
@@ -68,14 +65,14 @@ OVERSIZE = "§8 limits: an oversized message is MESSAGE_TOO_LARGE and the connec
     ],
 )
 async def test_fault_is_caught_by_its_check(
-    small_server: ReferenceServer,
-    fault: Callable[[ReferenceServer], None],
+    make_faulty_server: FaultyServerFactory,
+    fault: faults.Fault,
     section: str,
     caught_by: str,
     quoted: str,
 ) -> None:
-    fault(small_server)
-    config = contract_config(small_server, auth_timeout_wait=1.5, request_timeout=1.5)
+    server = await make_faulty_server(fault)
+    config = contract_config(server, auth_timeout_wait=1.5, request_timeout=1.5)
     report = await run_contract(config, select=[section])
     summary = format_summary(report)
     result = report.result(caught_by)
@@ -89,18 +86,20 @@ async def test_fault_is_caught_by_its_check(
     assert f"FAIL {caught_by}" in summary
 
 
-async def test_leak_is_caught_only_by_the_isolation_check(small_server: ReferenceServer) -> None:
+async def test_leak_is_caught_only_by_the_isolation_check(
+    make_faulty_server: FaultyServerFactory,
+) -> None:
     """Single-organization delivery checks still pass: the fault is named precisely."""
-    faults.leak_across_organizations(small_server)
-    report = await run_contract(contract_config(small_server), select=["§4 delivery rule"])
+    server = await make_faulty_server(faults.LEAK_ACROSS_ORGANIZATIONS)
+    report = await run_contract(contract_config(server), select=["§4 delivery rule"])
     failed = [r.check.title for r in report.with_outcome(Outcome.FAIL)]
     assert failed == [ISOLATION], format_summary(report)
 
 
 async def test_duplicates_are_caught_only_by_the_overlap_check(
-    small_server: ReferenceServer,
+    make_faulty_server: FaultyServerFactory,
 ) -> None:
-    faults.deliver_once_per_room(small_server)
-    report = await run_contract(contract_config(small_server), select=["§4 delivery rule"])
+    server = await make_faulty_server(faults.DELIVER_ONCE_PER_ROOM)
+    report = await run_contract(contract_config(server), select=["§4 delivery rule"])
     failed = [r.check.title for r in report.with_outcome(Outcome.FAIL)]
     assert failed == [ONCE], format_summary(report)

@@ -6,17 +6,16 @@ import asyncio
 
 import pytest
 
-from reference_server.app import ReferenceServer
 from tests.contract import faults
-from tests.contract.conftest import ADMIN_TOKEN
+from tests.contract.conftest import ADMIN_TOKEN, FaultyServerFactory
 
 pytest_plugins = ["pytester"]
 
 
 async def test_one_item_per_check_with_passes_skips_and_failures(
-    small_server: ReferenceServer, pytester: pytest.Pytester
+    make_faulty_server: FaultyServerFactory, pytester: pytest.Pytester
 ) -> None:
-    faults.deliver_once_per_room(small_server)
+    server = await make_faulty_server(faults.DELIVER_ONCE_PER_ROOM)
     args = [
         "-p",
         "client_sdk.contract.pytest_plugin",
@@ -25,7 +24,7 @@ async def test_one_item_per_check_with_passes_skips_and_failures(
         "-p",
         "no:asyncio",
         "--intraday-url",
-        small_server.url,
+        server.url,
         "--intraday-admin-token",
         ADMIN_TOKEN,
         "--intraday-org",
