@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INTEROP := tests/interop
 DURATION ?=
 
-.PHONY: demo test lint typecheck unit interop-deps bench clean
+.PHONY: demo test lint typecheck unit interop-deps system-deps bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,11 @@ typecheck: $(BIN)/.installed
 
 interop-deps: $(INTEROP)/node_modules/.installed
 
-test: $(BIN)/.installed interop-deps lint typecheck
+# chromium (browser tests) and redis-server (store tests), from Debian's packages.
+system-deps:
+	@scripts/install-system-deps
+
+test: $(BIN)/.installed interop-deps system-deps lint typecheck
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed
