@@ -11,7 +11,8 @@ from client_sdk.testing import running_server
 async def test_chromium_reads_the_health_of_a_running_server(page: Any) -> None:
     async with running_server() as server:
         response = await page.goto(f"{server.url}/api/ws/health")
-        assert response is not None and response.status == 200
+        assert response is not None
+        assert response.status == 200
         body = json.loads(await page.inner_text("body"))
         assert body["status"] == "ok"
         assert body["auth_mode"] == "trust"
