@@ -35,6 +35,7 @@ from client_sdk.protocol import (
     RoomList,
     ServerEvent,
     Stats,
+    StoreInfo,
     parse_room,
 )
 
@@ -44,6 +45,7 @@ from .connections import Connection, Registry
 from .hub import Hub
 from .publisher import Publisher
 from .stats import ServerStats
+from .store import MessageStore
 
 __all__ = ["ApiError", "ApiParts", "admin", "api_parts", "public"]
 
@@ -59,6 +61,8 @@ class ApiParts:
     """For ``draining`` and to disconnect a socket."""
     publisher: Publisher
     version: str
+    store: MessageStore | None = None
+    """The message store, for its figures (``None``: no replay)."""
 
 
 class ApiError(Exception):
@@ -125,6 +129,20 @@ async def health(parts: Parts) -> Health:
         warning=mode_warning(parts.settings.auth_mode),
         version=parts.version,
         protocol=PROTOCOL_VERSION,
+        store=await _store_info(parts),
+    )
+
+
+async def _store_info(parts: ApiParts) -> StoreInfo | None:
+    if parts.store is None:
+        return None
+    figures = await parts.store.stats()
+    return StoreInfo(
+        kind=figures.kind,
+        streams=figures.streams,
+        messages=figures.messages,
+        oldest_age_seconds=figures.oldest_age_seconds,
+        reachable=figures.reachable,
     )
 
 
@@ -150,6 +168,7 @@ async def stats(parts: Parts) -> Stats:
             "max_latency_ms": s.max_latency_ms,
             "error_count": s.error_count,
             "uptime_seconds": s.uptime_seconds(),
+            "store": await _store_info(parts),
         }
     )
 

@@ -34,9 +34,11 @@ from .connections import Registry
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .publisher import Fanout, FanoutWrapper, Publisher
+from .resume import Resumer
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
 from .socketio_transport import IntradaySocketServer, SocketIOFanout, create_socketio_server
 from .stats import ServerStats
+from .store import open_store
 
 __all__ = ["IntradayApp", "ReferenceServer"]
 
@@ -78,8 +80,12 @@ class IntradayApp:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
-        server = describe_server(settings, name=SERVER_NAME, version=__version__)
-        handlers = ClientHandlers(settings, self.registry, Authenticator(settings), server)
+        self.store = open_store(settings)
+        resumer = Resumer(self.store, self.registry)
+        server = describe_server(
+            settings, name=SERVER_NAME, version=__version__, capabilities=resumer.capabilities
+        )
+        handlers = ClientHandlers(settings, self.registry, Authenticator(settings), server, resumer)
         self.hub = Hub(settings, self.registry, self.stats, handlers)
         screen: IngressScreen = LimitScreen(settings, self.hub)
         if wrap_screen is not None:
@@ -89,7 +95,7 @@ class IntradayApp:
         fanout: Fanout = SocketIOFanout(self.sio)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
-        self.publisher = Publisher(settings, self.registry, self.stats, fanout)
+        self.publisher = Publisher(settings, self.registry, self.stats, fanout, self.store)
         self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
         self._api = create_api(
             ApiParts(
@@ -99,6 +105,7 @@ class IntradayApp:
                 hub=self.hub,
                 publisher=self.publisher,
                 version=__version__,
+                store=self.store,
             )
         )
         self._background: list[asyncio.Task[None]] = []
@@ -160,6 +167,8 @@ class IntradayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        if self.store is not None:
+            await self.store.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
