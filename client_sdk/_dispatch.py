@@ -7,6 +7,12 @@ each into a typed :class:`~client_sdk.messages.Message`, drops duplicates by
 id, and runs the listeners of its event, of its channel and of ``"*"``, each
 isolated from the others. A ``requires_ack`` message is acknowledged only
 after its listeners have run, so the server's latency figure includes them.
+
+Resumes pass through the same queue as markers: a message is *replayed*
+when it arrives between a ``subscribe`` that asked for a replay of its
+stream and that request's answer, or carries a seq the answer said was
+already logged. Only after a message's listeners ran does its stream's
+position move (:mod:`client_sdk._resume`).
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._callbacks import call_handler
+from ._resume import ResumeState
 from .exceptions import IntradayError, MalformedMessageError, ServerError
 from .messages import Message, RecentIds, _parse_message
-from .protocol import Channel, ControlEvent, Payload, ServerEvent
+from .protocol import Channel, ControlEvent, Payload, ServerEvent, stream_name
 
 __all__ = ["Dispatcher", "Listener"]
 
@@ -30,6 +37,9 @@ Listener = Callable[[Message[Payload]], Any]
 _SERVER_EVENTS = frozenset(e.value for e in ServerEvent)
 
 _Item = tuple[str, Any, "asyncio.Future[None] | None"]
+
+_MARK = ""
+"""The event name of a resume marker in the queue (no server event is named so)."""
 
 
 class Dispatcher:
@@ -46,10 +56,16 @@ class Dispatcher:
         self,
         dedupe_window: int,
         *,
+        resume: ResumeState,
         on_error: Callable[[IntradayError], Awaitable[None]],
         on_handler_error: Callable[[str, Exception], None],
     ) -> None:
         self._recent = RecentIds(dedupe_window)
+        for message_id in resume.recent_ids:
+            self._recent.seen(message_id)
+        self._resume = resume
+        self._resuming: dict[str, int] = {}
+        self._replayed_upto: dict[str, int] = {}
         self._on_error = on_error
         self._on_handler_error = on_handler_error
         self._listeners: dict[str, list[Listener]] = {}
@@ -100,6 +116,33 @@ class Dispatcher:
             if done is not None and not done.done():
                 done.set_result(None)  # releases the transport task waiting to ack
 
+    # -- resumes --------------------------------------------------------------------
+
+    def begin_resume(self, streams: list[str]) -> None:
+        """A ``subscribe`` asking to replay ``streams`` is about to be sent."""
+        if self._queue is not None:
+            self._queue.put_nowait((_MARK, ("begin", streams), None))
+
+    def end_resume(self, latest: dict[str, int | None]) -> None:
+        """Its answer arrived (``latest``: the newest logged seq of each stream it replayed)."""
+        if self._queue is not None:
+            self._queue.put_nowait((_MARK, ("end", latest), None))
+
+    def _mark(self, kind: str, payload: Any) -> None:
+        if kind == "begin":
+            for stream in payload:
+                self._resuming[stream] = self._resuming.get(stream, 0) + 1
+                self._replayed_upto.pop(stream, None)
+            return
+        for stream, latest in payload.items():
+            count = self._resuming.get(stream, 0) - 1
+            if count > 0:
+                self._resuming[stream] = count
+            else:
+                self._resuming.pop(stream, None)
+            if isinstance(latest, int):
+                self._replayed_upto[stream] = latest
+
     # -- the transport's sink -----------------------------------------------------
 
     async def receive(self, event: str, data: Any) -> Any:
@@ -129,6 +172,9 @@ class Dispatcher:
                     done.set_result(None)
 
     async def _dispatch(self, event: str, data: Any) -> None:
+        if event == _MARK:
+            self._mark(*data)
+            return
         if event == ControlEvent.ERROR:
             await self._on_error(ServerError.from_wire(data))
             return
@@ -145,9 +191,18 @@ class Dispatcher:
         if self._recent.seen(message.id):
             self.duplicates += 1
             return
+        envelope = message.envelope
+        stream: str | None = None
+        if envelope.seq is not None and envelope.target.organization_id is not None:
+            stream = stream_name(envelope.channel, envelope.target.organization_id)
+            upto = self._replayed_upto.get(stream)
+            if stream in self._resuming or (upto is not None and envelope.seq <= upto):
+                message = message.as_replayed()
         for key in (message.event.value, message.channel.value, "*"):
             for listener in list(self._listeners.get(key, ())):
                 try:
                     await call_handler(listener, message)
                 except Exception as exc:
                     self._on_handler_error(key, exc)
+        if stream is not None and envelope.seq is not None and envelope.epoch is not None:
+            self._resume.advance(stream, envelope.seq, envelope.epoch, message.id)
