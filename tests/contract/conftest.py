@@ -21,10 +21,14 @@ SMALL_LIMITS: dict[str, Any] = {
     "max_message_size_bytes": 4096,
     "auth_timeout_ms": 500,
     "room_max_size": 3,
+    "store_max_messages": 100,
     "log_subscription_events": False,
     "log_connection_events": False,
 }
-"""Limits small enough that the destructive checks reach them in well under a second."""
+"""Limits small enough that the destructive checks reach them in well under a second.
+
+A 100-message log lets the suite provoke a ``since`` older than the log reaches.
+"""
 
 
 def contract_config(server: ReferenceServer, **changes: Any) -> ContractConfig:
@@ -62,6 +66,8 @@ async def make_faulty_server(
             **{**SMALL_LIMITS, **fault.settings},
             wrap_fanout=fault.wrap_fanout,
             wrap_screen=fault.wrap_screen,
+            wrap_store=fault.wrap_store,
+            wrap_resumer=fault.wrap_resumer,
         )
 
     return start
