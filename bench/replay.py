@@ -393,6 +393,15 @@ async def orchestrate(args: argparse.Namespace) -> int:
         redis.terminate()
         await redis.wait()
 
+    if resumes:
+        report_resumes(resumes, args)
+        failed |= any(r.error for r in resumes)
+    if runs:
+        failed |= report_fanout(runs)
+    return 1 if failed else 0
+
+
+def report_resumes(resumes: list[Resume], args: argparse.Namespace) -> None:
     print("\n(a) resume latency: port accepts -> last replayed message at the handler (median)")
     print(
         f"{'method':<14} {'missed':>7} {'latency ms':>11} {'connect ms':>11} "
@@ -401,7 +410,6 @@ async def orchestrate(args: argparse.Namespace) -> int:
     for method in ("restart/redis", "proxy/memory"):
         for missed in (args.missed, args.throughput_messages):
             rs = [r for r in resumes if r.method == method and r.missed == missed]
-            failed |= any(r.error for r in rs)
             latency = median([r.latency for r in rs])
             target = (
                 ("< 100 ms: " + ("met" if latency < 0.1 else "MISSED"))
@@ -421,6 +429,11 @@ async def orchestrate(args: argparse.Namespace) -> int:
             span = median([(r.missed - 1) / r.replay_span for r in rs if r.replay_span > 0])
             whole = median([r.missed / r.subscribe_to_last for r in rs if r.subscribe_to_last > 0])
             print(f"{method:<14} {missed:>7} {fmt(span, ',.0f'):>16} {fmt(whole, ',.0f'):>16}")
+
+
+def report_fanout(runs: dict[str, list[Any]]) -> bool:
+    """Print part (c); whether any run failed."""
+    failed = False
     if runs:
         print("\n(c) the store on the fan-out path (ratios: median of per-round ratios to none)")
         print(
@@ -445,12 +458,12 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 f"{fmt(ratio, '.2f'):>6} {cost:>7} {fmt(cpu, '.1f'):>13} {fmt(cpu_ratio, '.2f'):>6}"
             )
         print("cost = 1 - deliveries-per-second ratio (target for memory: < 10%)")
-    return 1 if failed else 0
+    return failed
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--rounds", type=int, default=5, help="resumes per method and size")
+    p.add_argument("--rounds", type=int, default=5, help="resumes per method and size (0: none)")
     p.add_argument("--missed", type=int, default=1000, help="missed messages to replay (a)")
     p.add_argument("--throughput-messages", type=int, default=5000, help="a bigger replay (b)")
     p.add_argument("--fanout-clients", type=int, default=200)
