@@ -34,11 +34,11 @@ from .connections import Registry
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .publisher import Fanout, FanoutWrapper, Publisher
-from .resume import Resumer
+from .resume import Resumer, ResumerWrapper
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
 from .socketio_transport import IntradaySocketServer, SocketIOFanout, create_socketio_server
 from .stats import ServerStats
-from .store import open_store
+from .store import StoreWrapper, open_store
 
 __all__ = ["IntradayApp", "ReferenceServer"]
 
@@ -68,6 +68,12 @@ class IntradayApp:
         wrap_screen: for tests only, builds the screen incoming events pass
             from the real one (and the settings): the way to get a server that
             mishandles oversized or too frequent messages on purpose.
+        wrap_store: for tests only, builds the message store from the real one
+            (``None`` for ``store="none"``) and the settings: the way to get a
+            server whose log loses, reorders or misreports messages on purpose.
+        wrap_resumer: for tests only, builds the part that answers ``since``
+            and ``snapshot`` from the real one: the way to get a server that
+            breaks the replay's ordering or "never twice" rules on purpose.
     """
 
     def __init__(
@@ -76,12 +82,18 @@ class IntradayApp:
         *,
         wrap_fanout: FanoutWrapper | None = None,
         wrap_screen: ScreenWrapper | None = None,
+        wrap_store: StoreWrapper | None = None,
+        wrap_resumer: ResumerWrapper | None = None,
     ) -> None:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
         self.store = open_store(settings)
+        if wrap_store is not None:
+            self.store = wrap_store(self.store, settings)
         resumer = Resumer(self.store, self.registry)
+        if wrap_resumer is not None:
+            resumer = wrap_resumer(resumer)
         server = describe_server(
             settings, name=SERVER_NAME, version=__version__, capabilities=resumer.capabilities
         )
@@ -251,6 +263,8 @@ class ReferenceServer:
         install_signal_handlers: handle SIGTERM/SIGINT (off when embedded in tests).
         wrap_fanout: for tests only, see :class:`IntradayApp`.
         wrap_screen: for tests only, see :class:`IntradayApp`.
+        wrap_store: for tests only, see :class:`IntradayApp`.
+        wrap_resumer: for tests only, see :class:`IntradayApp`.
     """
 
     def __init__(
@@ -260,9 +274,17 @@ class ReferenceServer:
         install_signal_handlers: bool = True,
         wrap_fanout: FanoutWrapper | None = None,
         wrap_screen: ScreenWrapper | None = None,
+        wrap_store: StoreWrapper | None = None,
+        wrap_resumer: ResumerWrapper | None = None,
     ) -> None:
         self.settings = settings
-        self.app = IntradayApp(settings, wrap_fanout=wrap_fanout, wrap_screen=wrap_screen)
+        self.app = IntradayApp(
+            settings,
+            wrap_fanout=wrap_fanout,
+            wrap_screen=wrap_screen,
+            wrap_store=wrap_store,
+            wrap_resumer=wrap_resumer,
+        )
         config = uvicorn.Config(
             self.app,
             host=settings.host,
