@@ -196,7 +196,8 @@ class Dispatcher:
         if envelope.seq is not None and envelope.target.organization_id is not None:
             stream = stream_name(envelope.channel, envelope.target.organization_id)
             upto = self._replayed_upto.get(stream)
-            if stream in self._resuming or (upto is not None and envelope.seq <= upto):
+            resumed = stream in self._resuming or (upto is not None and envelope.seq <= upto)
+            if resumed and not envelope.snapshot:  # a snapshot message says so itself
                 message = message.as_replayed()
         for key in (message.event.value, message.channel.value, "*"):
             for listener in list(self._listeners.get(key, ())):

@@ -16,7 +16,7 @@ import pytest
 from client_sdk import ConnectionState, IntradayClient
 from client_sdk.admin import AdminClient
 from client_sdk.hooks import kpi_updates
-from client_sdk.testing import RunningServer
+from client_sdk.testing import RunningServer, running_server
 from tests.delivery.sequence import ORG, TIMESTAMP, Handled, publish
 from tests.sdk.conftest import Recorder, fast_config
 from tests.sdk.tcp_proxy import TcpProxy
@@ -132,3 +132,31 @@ async def test_a_hook_starts_full_from_the_snapshot(admin: AdminClient, srv: Run
         assert all(m.snapshot for m in got.values)
         assert kpis.latest is not None
         assert kpis.latest.snapshot
+
+
+async def test_after_a_gap_a_state_hook_is_refreshed_from_the_snapshot() -> None:
+    """The log kept only 3 messages: q1's latest fell out of it, so the snapshot brings it back."""
+    async with (
+        running_server(store_max_messages=3) as server,
+        server.admin() as admin,
+        TcpProxy("127.0.0.1", server.port) as tcp,
+        IntradayClient(fast_config(tcp.url, reconnection_attempts=None)) as client,
+    ):
+        kpis = kpi_updates(client)
+        got: Recorder[Any] = Recorder()
+        kpis.subscribe(got)
+        await kpis.wait_subscribed(timeout=5)
+        tcp.refuse()
+        await tcp.cut()
+        await client.wait_for_state(ConnectionState.RECONNECTING, timeout=10)
+        for score in range(1, 11):  # q1 gets 1 and 2, q2 the rest; the log keeps 8, 9, 10
+            queue = "q1" if score <= 2 else "q2"
+            payload = {"organization_id": ORG, "queue_name": queue, "timestamp": TIMESTAMP}
+            await admin.publish_kpi({**payload, "health_score": score})
+        tcp.restore()
+        await got.until(lambda: any(m.snapshot for m in got.values))
+        assert client.statistics().gaps == 1
+        [refreshed] = [m for m in got.values if m.snapshot]
+        assert (refreshed.target.queue_name, refreshed.payload.health_score) == ("q1", 2)
+        replayed = [m.payload.health_score for m in got.values if m.replayed]
+        assert replayed == [8, 9, 10]
