@@ -39,6 +39,7 @@ from .screening import IngressScreen, LimitScreen, ScreenWrapper
 from .socketio_transport import IntradaySocketServer, SocketIOFanout, create_socketio_server
 from .stats import ServerStats
 from .store import StoreWrapper, open_store
+from .ws_compression import websocket_protocol
 
 __all__ = ["IntradayApp", "ReferenceServer"]
 
@@ -292,6 +293,8 @@ class ReferenceServer:
             lifespan="on",
             ws_max_size=settings.transport_message_limit,
             ws_per_message_deflate=settings.compression_enabled,
+            # Messages under the threshold go uncompressed, as Node's ws does.
+            ws=websocket_protocol(settings.compression_threshold_bytes),
             ws_ping_interval=None,  # Engine.IO has its own heartbeat
             log_config=None,
             access_log=False,
