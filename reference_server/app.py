@@ -261,7 +261,10 @@ class ReferenceServer:
             lifespan="on",
             ws_max_size=settings.transport_message_limit,
             ws_per_message_deflate=settings.compression_enabled,
-            ws_ping_interval=None,  # Engine.IO has its own heartbeat
+            # The bridge's heartbeat (protocol §1: the same rules as Engine.IO's);
+            # Engine.IO WebSockets get the pings too, which every client answers.
+            ws_ping_interval=settings.ping_interval_ms / 1000,
+            ws_ping_timeout=settings.ping_timeout_ms / 1000,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,

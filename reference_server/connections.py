@@ -55,7 +55,11 @@ class Link(Protocol):
         ...
 
     async def close(self) -> None:
-        """Disconnect the socket."""
+        """Kick the socket: tell it it is disconnected and close its transport."""
+        ...
+
+    async def drop(self) -> None:
+        """Close the transport without the kick (a shutdown: the client may come back)."""
         ...
 
 
