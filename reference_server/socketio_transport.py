@@ -115,7 +115,7 @@ class SocketIOLink:
         """
         eio_sid = self._server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
         if eio_sid is not None:
-            await self._server.close_session(eio_sid, abort=True)
+            await self._server.close_session(eio_sid)
 
 
 class SocketIOFanout:
@@ -182,20 +182,22 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     # -- Engine.IO sessions ---------------------------------------------------
 
-    async def close_session(self, eio_sid: str, *, abort: bool = False) -> None:
+    async def close_session(self, eio_sid: str, *, discard: bool = False) -> None:
         """End the Engine.IO session ``eio_sid`` and its transport.
 
-        ``abort`` also drops what is still queued and sends no CLOSE packet
-        (a client that is too slow, a shutdown); otherwise the queued packets
-        (an ``error``, the DISCONNECT) go out first.
+        What is queued (an ``error``, the DISCONNECT) goes out first, unless
+        ``discard`` (a client too slow to read it). No Engine.IO CLOSE packet
+        is sent: python-socketio's client, handed a CLOSE right behind a
+        DISCONNECT, reports the loss only seconds later; the end of the
+        transport itself tells every client at once.
         """
         socket = self.eio.sockets.get(eio_sid)
         if socket is None:
             return
-        if abort:
+        if discard:
             discard_queue(socket.queue)
         with contextlib.suppress(Exception):
-            await socket.close(wait=False, abort=abort)
+            await socket.close(wait=False, abort=True)
         self.eio.sockets.pop(eio_sid, None)
         # python-engineio's WebSocket writer and a pending long-poll GET only
         # end on None: then the WebSocket is closed and the GET answered.
@@ -255,7 +257,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
             size,
         )
         self._hub.stats.record_disconnect("too_slow")
-        await self.close_session(eio_sid, abort=True)
+        await self.close_session(eio_sid, discard=True)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> bool | None:
         if not self._watch_bare(eio_sid):
