@@ -150,6 +150,8 @@ async def stats(parts: Parts) -> Stats:
             "max_latency_ms": s.max_latency_ms,
             "error_count": s.error_count,
             "uptime_seconds": s.uptime_seconds(),
+            "pending_sessions": parts.hub.reserved,
+            "disconnects_by_reason": dict(s.disconnects_by_reason),
         }
     )
 

@@ -137,6 +137,11 @@ class Stats(_Body):
     max_latency_ms: float | None
     error_count: int
     uptime_seconds: float
+    pending_sessions: int = 0
+    """Transport sessions open without a socket yet (counted against the total limit)."""
+    disconnects_by_reason: dict[str, int] = {}
+    """Sockets the server closed, by why: ``kicked``, ``auth_timeout``, ``rate_limit``,
+    ``too_slow``, ``connect_rate``, ``no_connect_timeout``, ``shutdown``."""
 
 
 class ConnectionInfo(_Body):
