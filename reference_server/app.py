@@ -31,6 +31,7 @@ from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
 from .config import ServerSettings
 from .connections import Registry
+from .engineio_guard import EngineIOGuard
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .publisher import Fanout, FanoutWrapper, Publisher
@@ -90,7 +91,11 @@ class IntradayApp:
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
         self.publisher = Publisher(settings, self.registry, self.stats, fanout)
-        self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
+        self._engineio = EngineIOGuard(
+            socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
+            limit=settings.transport_message_limit,
+            stats=self.stats,
+        )
         self._api = create_api(
             ApiParts(
                 settings=settings,

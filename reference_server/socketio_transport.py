@@ -27,6 +27,7 @@ from client_sdk.protocol import ControlEvent, ErrorCode, ProtocolError
 
 from .config import ServerSettings
 from .connections import Connection
+from .engineio_guard import engineio_logger
 from .engineio_limits import BoundedEngineIOServer, discard_queue
 from .hub import Hub
 from .ratelimit import RateVerdict, RateWindow
@@ -427,5 +428,5 @@ def create_socketio_server(
         http_compression=settings.compression_enabled,
         compression_threshold=settings.compression_threshold_bytes,
         logger=False,
-        engineio_logger=False,
+        engineio_logger=engineio_logger(),
     )

@@ -54,9 +54,7 @@ async def test_an_admin_kick_is_terminal(server: ReferenceServer, api: httpx.Asy
 async def test_a_rate_limit_disconnect_is_terminal(make_server: ServerFactory) -> None:
     server = await make_server(rate_limit_messages_per_second=5, rate_limit_strikes=1)
     async with IntradayClient(config_for(server)) as client:
-        results = await asyncio.gather(
-            *(client.ping() for _ in range(20)), return_exceptions=True
-        )
+        results = await asyncio.gather(*(client.ping() for _ in range(20)), return_exceptions=True)
         assert any(isinstance(r, Exception) for r in results)
         state = await client.wait_for_state(ConnectionState.DISCONNECTED, timeout=WAIT)
         assert state is ConnectionState.DISCONNECTED
