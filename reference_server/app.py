@@ -55,6 +55,9 @@ SHUTDOWN_NOTICE: Final[Mapping[str, str]] = MappingProxyType(
 )
 """The ``system:maintenance`` payload every client gets when the server stops."""
 
+SHUTDOWN_CLOSE_BOUND: Final = 2.0
+"""Seconds after the drain within which connections must close before they are aborted."""
+
 
 class IntradayApp:
     """The ASGI application: Socket.IO, the bridge and the management API on one port.
@@ -230,6 +233,27 @@ class _Server(uvicorn.Server):
             await self._intraday.shutdown()
         finally:
             self.should_exit = True
+
+    async def _wait_tasks_to_complete(self) -> None:
+        # uvicorn waits timeout_graceful_shutdown (5 s) for every connection to
+        # close, then cancels what is left and logs it at ERROR. A client that
+        # stopped reading never closes: its WebSocket's writer waits on it. By
+        # now the drain has told every client and closed every session, so a
+        # connection still open after SHUTDOWN_CLOSE_BOUND is stuck: abort its
+        # transport, which ends its tasks (and the API requests finish first).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_CLOSE_BOUND
+        # uvicorn offers no event for "the last connection closed": poll its set.
+        while self.server_state.connections and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        stuck = list(self.server_state.connections)
+        if stuck:
+            log.info("shutdown: aborting %d connection(s) that did not close", len(stuck))
+            for connection in stuck:
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        await super()._wait_tasks_to_complete()
 
     async def stop(self) -> None:
         """Drain and stop from code (what a signal does)."""
