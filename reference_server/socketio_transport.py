@@ -45,6 +45,9 @@ OVERFLOW_SESSIONS = 16
 OVERFLOW_SECONDS = 2.0
 """How long such a session may wait before sending its CONNECT."""
 
+POLLING_CLOSE_GRACE = 1.0
+"""Seconds a closed polling session waits for the GET that collects its last packets."""
+
 
 def _ack_id(encoded: str) -> int | None:
     """The ack id of an encoded EVENT packet (``2[/nsp,][id]payload``), read without decoding."""
@@ -164,6 +167,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._overflow_sessions = 0
         self._connects: dict[str, RateWindow] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ending: set[str] = set()  # polling sessions closing after their grace
         settings = hub.settings
         self.eio.bound(
             messages=settings.max_queued_messages_per_socket,
@@ -186,12 +190,33 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def close_session(self, eio_sid: str, *, discard: bool = False) -> None:
         """End the Engine.IO session ``eio_sid`` and its transport.
 
-        What is queued (an ``error``, the DISCONNECT) goes out first, unless
-        ``discard`` (a client too slow to read it). No Engine.IO CLOSE packet
-        is sent: python-socketio's client, handed a CLOSE right behind a
-        DISCONNECT, reports the loss only seconds later; the end of the
-        transport itself tells every client at once.
+        What is queued (an ``error``, the DISCONNECT, a CONNECT_ERROR) goes
+        out first, unless ``discard`` (a client too slow to read it). No
+        Engine.IO CLOSE packet is sent: python-socketio's client, handed a
+        CLOSE right behind a DISCONNECT, reports the loss only seconds later;
+        the end of the transport itself tells every client at once.
+
+        A polling client may have no GET pending to collect what is queued (a
+        browser sends its CONNECT and its next poll at once), so its session
+        ends ``POLLING_CLOSE_GRACE`` seconds later; nothing it sends meanwhile
+        is handled.
         """
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
+        if not (socket.upgraded or discard):
+            if eio_sid not in self._ending:
+                self._ending.add(eio_sid)
+                loop = asyncio.get_running_loop()
+                loop.call_later(POLLING_CLOSE_GRACE, self._end_later, eio_sid)
+            return
+        await self._end_session(eio_sid, discard)
+
+    def _end_later(self, eio_sid: str) -> None:
+        self._background(self._end_session(eio_sid, False))
+
+    async def _end_session(self, eio_sid: str, discard: bool) -> None:
+        self._ending.discard(eio_sid)
         socket = self.eio.sockets.get(eio_sid)
         if socket is None:
             return
@@ -292,6 +317,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         self._unwatch_bare(eio_sid)
         self._connects.pop(eio_sid, None)
+        self._ending.discard(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)
         # python-engineio leaves a pending long-poll GET hanging after the
         # client's CLOSE packet (for ping_interval + ping_timeout): a Python
@@ -367,7 +393,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         socket = self.eio.sockets.get(eio_sid)
-        if socket is None or socket.closing or socket.closed:
+        if socket is None or socket.closing or socket.closed or eio_sid in self._ending:
             return  # a session the server closed: nothing it sends counts any more
         if isinstance(data, str) and data[:1] == "2":
             await self._handle_event_packet(eio_sid, data)

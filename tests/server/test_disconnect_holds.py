@@ -139,3 +139,20 @@ async def test_second_connect_and_unknown_namespace_carry_the_protocol_error(
     # The first socket is still there and works.
     assert (await raw.call(1, "authenticate", ORG_A))["success"] is True
     await raw.close()
+
+
+async def test_a_polling_client_hears_the_kick_before_its_session_ends(
+    make_server: ServerFactory,
+) -> None:
+    """A polling client may have no GET pending: it still gets the DISCONNECT, then the end."""
+    from tests.conftest import SioClient
+
+    server = await make_server()
+    client = SioClient(server.url)
+    await client.connect(transports=["polling"])
+    sid = client.sio.get_sid()
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+        assert (await http.delete(f"/api/ws/connections/{sid}")).status_code == 200
+    await asyncio.wait_for(client.disconnected.wait(), 5)
+    assert client.disconnect_reason == "server disconnect"
+    assert len(server.hub.registry) == 0
