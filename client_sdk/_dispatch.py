@@ -13,6 +13,11 @@ when it arrives between a ``subscribe`` that asked for a replay of its
 stream and that request's answer, or carries a seq the answer said was
 already logged. Only after a message's listeners ran does its stream's
 position move (:mod:`client_sdk._resume`).
+The queue obeys a :class:`~client_sdk.Backpressure` policy (the client's
+``handler_backpressure``, bounded by default) like the hooks' streams: a
+listener slower than the feed makes the oldest waiting events drop, counted
+in :attr:`Dispatcher.dropped`, instead of memory growing without bound. A
+dropped ``requires_ack`` message is still acknowledged (it was received).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._backpressure import Backpressure, PolicyQueue
 from ._callbacks import call_handler
 from ._resume import ResumeState
 from .exceptions import IntradayError, MalformedMessageError, ServerError
@@ -30,6 +36,13 @@ from .messages import Message, RecentIds, _parse_message
 from .protocol import Channel, ControlEvent, Payload, ServerEvent, stream_name
 
 __all__ = ["Dispatcher", "Listener"]
+
+
+def _release(item: _Item) -> None:
+    done = item[2]
+    if done is not None and not done.done():
+        done.set_result(None)  # releases the transport task waiting to ack
+
 
 Listener = Callable[[Message[Payload]], Any]
 """Called with each message of its key; may be a coroutine function."""
@@ -47,6 +60,7 @@ class Dispatcher:
 
     Args:
         dedupe_window: how many recent message ids are remembered.
+        policy: what waits when the listeners fall behind.
         on_error: called with every error that did not fail a call (a server
             ``error`` event, a malformed message).
         on_handler_error: called when a listener raised (``where``, exception).
@@ -57,6 +71,7 @@ class Dispatcher:
         dedupe_window: int,
         *,
         resume: ResumeState,
+        policy: Backpressure,
         on_error: Callable[[IntradayError], Awaitable[None]],
         on_handler_error: Callable[[str, Exception], None],
     ) -> None:
@@ -69,17 +84,19 @@ class Dispatcher:
         self._on_error = on_error
         self._on_handler_error = on_handler_error
         self._listeners: dict[str, list[Listener]] = {}
-        self._queue: asyncio.Queue[_Item] | None = None
+        self._policy = policy
+        self._queue: PolicyQueue[_Item] | None = None
         self._task: asyncio.Task[None] | None = None
         self.received = 0
         self.duplicates = 0
         self.malformed = 0
+        self.dropped = 0
         self.last_event_at: float | None = None
 
     @property
     def depth(self) -> int:
         """Events waiting to be dispatched."""
-        return self._queue.qsize() if self._queue is not None else 0
+        return len(self._queue) if self._queue is not None else 0
 
     def add_listener(
         self, key: ServerEvent | Channel | str, listener: Listener
@@ -98,7 +115,7 @@ class Dispatcher:
 
     def start(self) -> None:
         """Start taking events off the queue (in the running loop)."""
-        self._queue = asyncio.Queue()
+        self._queue = PolicyQueue(self._policy, self._count_drops, on_evict=self._evicted)
         self._task = asyncio.get_running_loop().create_task(
             self._dispatch_forever(), name="intraday-dispatch"
         )
@@ -111,10 +128,21 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         queue, self._queue = self._queue, None
-        while queue is not None and not queue.empty():
-            _, _, done = queue.get_nowait()
-            if done is not None and not done.done():
-                done.set_result(None)  # releases the transport task waiting to ack
+        while queue is not None and len(queue):
+            _release(queue.get_nowait())
+        if queue is not None:
+            queue.close()
+
+    def _count_drops(self, count: int) -> None:
+        self.dropped += count
+
+    def _evicted(self, item: _Item) -> None:
+        # A resume marker is bookkeeping, not a message: dropping it would leave
+        # its stream "resuming" for ever. What was queued before it is gone
+        # too, so taking effect now keeps its place in the order.
+        if item[0] == _MARK:
+            self._mark(*item[1])
+        _release(item)
 
     # -- resumes --------------------------------------------------------------------
 
@@ -163,8 +191,7 @@ class Dispatcher:
 
     async def _dispatch_forever(self) -> None:
         assert self._queue is not None
-        while True:
-            event, data, done = await self._queue.get()
+        async for event, data, done in self._queue:
             try:
                 await self._dispatch(event, data)
             finally:

@@ -3,7 +3,9 @@
 It connects (retrying on the client's policy, :mod:`client_sdk._retry`),
 authenticates with a fresh token, restores exactly the open subscriptions,
 then waits for the connection to drop and starts over, until the client is
-closed or reconnection gives up (state ``failed``). A new transport is made
+closed, reconnection gives up (state ``failed``) or the server kicked the
+client (state ``disconnected``; which losses are retried is
+:mod:`client_sdk._disconnect_policy`'s). A new transport is made
 for every attempt, so reconnecting never stacks handlers or tasks.
 """
 
@@ -19,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 from tenacity import RetryError
 
+from ._disconnect_policy import is_terminal
 from ._dispatch import Dispatcher
 from ._resume import ResumeState
 from ._retry import RetryPolicy
@@ -41,6 +44,7 @@ from .protocol import (
     Capability,
     ClientEvent,
     ConnectionState,
+    ServerEvent,
     StreamPosition,
     SubscribeAck,
     SubscribeRequest,
@@ -155,6 +159,7 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
+        self._maintenance = False  # the server announced system:maintenance on this connection
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
 
@@ -235,7 +240,14 @@ class Supervisor:
             if transport is not None:
                 await transport.close()
             # The state says what happens next before the handler hears of the loss.
-            reconnecting = self._config.reconnection
+            kicked = is_terminal(
+                reason,
+                maintenance_announced=self._maintenance,
+                reconnect_after_kick=self._config.reconnect_after_kick,
+            )
+            if kicked:
+                log.warning("intraday client: kicked by the server (%s); not retrying", reason)
+            reconnecting = self._config.reconnection and not kicked
             self._states.set(
                 ConnectionState.RECONNECTING if reconnecting else ConnectionState.DISCONNECTED
             )
@@ -256,6 +268,12 @@ class Supervisor:
             task = asyncio.get_running_loop().create_task(self._fire("on_error", exc))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def _watch(self, event: str, data: Any) -> Any:
+        # Synchronous up to the sink's call, so arrival order is kept.
+        if event == ServerEvent.SYSTEM_MAINTENANCE:
+            self._maintenance = True
+        return await self._sink(event, data)
 
     def _on_lost(self, reason: str) -> None:
         self._lost_reason = reason
@@ -283,7 +301,8 @@ class Supervisor:
         if self.transport is not None:
             await self.transport.close()
         self._lost.clear()
-        transport = SocketIOTransport(self._sink, self._on_lost)
+        self._maintenance = False
+        transport = SocketIOTransport(self._watch, self._on_lost)
         self.transport = transport
         config = self._config
         try:

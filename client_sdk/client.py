@@ -111,6 +111,7 @@ class IntradayClient:
         self._dispatcher = Dispatcher(
             self._config.dedupe_window,
             resume=self._resume,
+            policy=self._config.handler_backpressure,
             on_error=self._server_error,
             on_handler_error=self._handler_failed,
         )
@@ -180,7 +181,10 @@ class IntradayClient:
             state=self.state,
             reconnects=self._supervisor.reconnects,
             messages_received=dispatcher.received,
-            messages_dropped=dispatcher.duplicates + dispatcher.malformed + self._external_drops,
+            messages_dropped=dispatcher.duplicates
+            + dispatcher.malformed
+            + dispatcher.dropped
+            + self._external_drops,
             duplicates_dropped=dispatcher.duplicates,
             malformed_dropped=dispatcher.malformed,
             handler_errors=self._handler_errors,

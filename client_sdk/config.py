@@ -11,8 +11,9 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypedDict, Unpack
+from typing import Any, Final, TypedDict, Unpack
 
+from ._backpressure import BUFFER, Backpressure
 from .protocol import is_identifier
 
 __all__ = ["ClientConfig", "ConfigOverrides", "TokenProvider"]
@@ -21,6 +22,9 @@ TokenProvider = Callable[[], "str | Awaitable[str | None] | None"]
 """Called (sync or async) on every connection and reconnection for a fresh token."""
 
 Sleep = Callable[[float], Awaitable[Any]]
+
+DEFAULT_HANDLER_BACKPRESSURE: Final = BUFFER(1024)
+"""What waits for slow ``client.on(...)`` handlers unless configured otherwise."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +69,16 @@ class ClientConfig:
             and the recent message ids, written after each message's handlers
             finished, so a process started again resumes where the last one
             stopped (``None``: positions last as long as the client).
+        handler_backpressure: what waits for the handlers registered with
+            ``client.on(...)`` when they fall behind the feed; by default the
+            newest 1024 events, older ones dropped and counted in
+            ``statistics().messages_dropped``.
+        reconnect_after_kick: reconnect even after the server disconnected
+            the client on purpose (an admin kick, the rate limit, the
+            authentication timeout). Off by default: a kick is terminal, the
+            state becomes ``disconnected``. Lost connections (network,
+            heartbeat, a server that went away or announced maintenance) are
+            always retried.
         retry_sleep: what waits between attempts (``asyncio.sleep``); tests
             inject a fake to run the backoff in virtual time.
     """
@@ -89,6 +103,8 @@ class ClientConfig:
     auto_connect: bool = True
     dedupe_window: int = 2048
     resume_store: str | os.PathLike[str] | None = None
+    handler_backpressure: Backpressure = DEFAULT_HANDLER_BACKPRESSURE
+    reconnect_after_kick: bool = False
     retry_sleep: Sleep | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -153,4 +169,6 @@ class ConfigOverrides(TypedDict, total=False):
     auto_connect: bool
     dedupe_window: int
     resume_store: str | os.PathLike[str] | None
+    handler_backpressure: Backpressure
+    reconnect_after_kick: bool
     retry_sleep: Sleep | None

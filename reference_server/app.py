@@ -31,6 +31,7 @@ from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
 from .config import ServerSettings
 from .connections import Registry
+from .engineio_guard import EngineIOGuard
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .publisher import Fanout, FanoutWrapper, Publisher
@@ -56,6 +57,9 @@ SHUTDOWN_NOTICE: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 """The ``system:maintenance`` payload every client gets when the server stops."""
+
+SHUTDOWN_CLOSE_BOUND: Final = 2.0
+"""Seconds after the drain within which connections must close before they are aborted."""
 
 
 class IntradayApp:
@@ -109,7 +113,11 @@ class IntradayApp:
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
         self.publisher = Publisher(settings, self.registry, self.stats, fanout, self.store)
-        self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
+        self._engineio = EngineIOGuard(
+            socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
+            limit=settings.transport_message_limit,
+            stats=self.stats,
+        )
         self._api = create_api(
             ApiParts(
                 settings=settings,
@@ -248,6 +256,27 @@ class _Server(uvicorn.Server):
         finally:
             self.should_exit = True
 
+    async def _wait_tasks_to_complete(self) -> None:
+        # uvicorn waits timeout_graceful_shutdown (5 s) for every connection to
+        # close, then cancels what is left and logs it at ERROR. A client that
+        # stopped reading never closes: its WebSocket's writer waits on it. By
+        # now the drain has told every client and closed every session, so a
+        # connection still open after SHUTDOWN_CLOSE_BOUND is stuck: abort its
+        # transport, which ends its tasks (and the API requests finish first).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_CLOSE_BOUND
+        # uvicorn offers no event for "the last connection closed": poll its set.
+        while self.server_state.connections and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        stuck = list(self.server_state.connections)
+        if stuck:
+            log.info("shutdown: aborting %d connection(s) that did not close", len(stuck))
+            for connection in stuck:
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        await super()._wait_tasks_to_complete()
+
     async def stop(self) -> None:
         """Drain and stop from code (what a signal does)."""
         if self._draining is None:
@@ -295,7 +324,10 @@ class ReferenceServer:
             ws_per_message_deflate=settings.compression_enabled,
             # Messages under the threshold go uncompressed, as Node's ws does.
             ws=websocket_protocol(settings.compression_threshold_bytes),
-            ws_ping_interval=None,  # Engine.IO has its own heartbeat
+            # The bridge's heartbeat (protocol §1: the same rules as Engine.IO's);
+            # Engine.IO WebSockets get the pings too, which every client answers.
+            ws_ping_interval=settings.ping_interval_ms / 1000,
+            ws_ping_timeout=settings.ping_timeout_ms / 1000,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,

@@ -178,7 +178,8 @@ async def test_twenty_reconnects_leave_no_task_handler_or_room_behind(
     proxy: TcpProxy,
     make_client: ClientFactory,
 ) -> None:
-    client = make_client(proxy.url)
+    # Kicks are terminal by default; this application asks for them to be retried.
+    client = make_client(proxy.url, reconnect_after_kick=True)
     watcher = Watcher(client)
     await client.connect()
     await subscribe_several(client)
