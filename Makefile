@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 INTEROP := tests/interop
 DURATION ?=
+# make demo PORT=5050 when 5000 is taken.
+PORT ?=
 
 .PHONY: demo test lint typecheck unit interop-deps system-deps bench clean
 
@@ -18,7 +20,7 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-l
 	@touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/intraday-live-server demo $(if $(DURATION),--duration $(DURATION))
+	$(BIN)/intraday-live-server demo $(if $(PORT),--port $(PORT)) $(if $(DURATION),--duration $(DURATION))
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

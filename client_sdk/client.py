@@ -72,6 +72,8 @@ class ClientStatistics:
     dispatch_queue_depth: int
     subscriptions: int
     rooms: tuple[str, ...]
+    last_error: BaseException | None = None
+    """Why the latest connection attempt failed (refused, HTTP 404, TLS, timeout...)."""
 
 
 class IntradayClient:
@@ -172,6 +174,7 @@ class IntradayClient:
             dispatch_queue_depth=dispatcher.depth,
             subscriptions=len(self._book),
             rooms=tuple(self._book.rooms),
+            last_error=self._supervisor.last_error,
         )
 
     def _count_dropped(self, count: int = 1) -> None:
