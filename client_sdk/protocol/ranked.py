@@ -7,7 +7,8 @@ are string enums (their values are the wire's strings), so the ordering
 ``Severity.CRITICAL >= Severity.HIGH`` and ``max(severities)`` mean what
 they say. Equality and hashing stay those of the string (``Severity.LOW ==
 "low"``); a plain string compared by order is taken as the member of that
-value, and anything else is not comparable (``TypeError``).
+value; any other string, another enum or another type is not comparable
+(``TypeError``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class RankedStrEnum(StrEnum):
             try:
                 return type(self)(other).rank
             except ValueError:
-                return None
+                # Not NotImplemented: Python would fall back on str's alphabetical order.
+                raise TypeError(f"{other!r} is not a {type(self).__name__}") from None
         return None
 
     def __lt__(self, other: object) -> bool:
