@@ -391,7 +391,7 @@ class IntradayClient:
             raise ValueError("organization_id is needed before authentication")
         scope = filter.within(org)
         rooms = tuple(subscription_room(c, scope) for c in expand_channels(wanted))
-        subscription = Subscription(wanted, filter, rooms, self._close_subscription)
+        subscription = Subscription(wanted, filter, rooms, self._close_subscription, source=self)
         self._book.add(subscription)
         # Asked even when another handle holds the rooms (joining is idempotent):
         # that handle's request may still be in flight, or may yet fail.
