@@ -7,7 +7,7 @@ DURATION ?=
 # make demo PORT=5050 when 5000 is taken.
 PORT ?=
 
-.PHONY: demo test lint typecheck unit interop-deps system-deps bench clean
+.PHONY: demo dist test lint typecheck unit interop-deps system-deps bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,8 +38,13 @@ system-deps:
 test: $(BIN)/.installed interop-deps system-deps lint typecheck
 	$(BIN)/python -m pytest
 
+# The sdist and the wheel, into dist/ (install with: pip install 'dist/intraday_live-*.whl[server]').
+dist: $(BIN)/.installed
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
 bench: $(BIN)/.installed
 	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
 
 clean:
-	rm -rf $(VENV) $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) dist $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache
