@@ -94,7 +94,7 @@ class LiveView(Generic[P]):
 
         display: Callable[..., Any] = untyped_display
         self.stop()
-        loop = asyncio.get_event_loop()
+        loop = asyncio.get_running_loop()  # a kernel runs every cell inside its loop
         self._dirty = asyncio.Event()
         self._redrawn = asyncio.Event()
         self._handle = display(self.render(), display_id=True)
