@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 INTEROP := tests/interop
 DURATION ?=
+# make demo PORT=5050 when 5000 is taken.
+PORT ?=
 
-.PHONY: demo test lint typecheck unit interop-deps system-deps bench bench-replay clean
+.PHONY: demo dist test lint typecheck unit interop-deps system-deps bench bench-replay clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +20,7 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-l
 	@touch $@
 
 demo: $(BIN)/.installed
-	$(BIN)/intraday-live-server demo $(if $(DURATION),--duration $(DURATION))
+	$(BIN)/intraday-live-server demo $(if $(PORT),--port $(PORT)) $(if $(DURATION),--duration $(DURATION))
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -37,6 +39,11 @@ system-deps:
 test: $(BIN)/.installed interop-deps system-deps lint typecheck
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered
 
+# The sdist and the wheel, into dist/ (install with: pip install 'dist/intraday_live-*.whl[server]').
+dist: $(BIN)/.installed
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
 $(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
@@ -50,4 +57,4 @@ bench-replay: $(BIN)/.bench-installed system-deps
 	$(BIN)/python bench/replay.py
 
 clean:
-	rm -rf $(VENV) $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) dist $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache .coverage

@@ -4,8 +4,13 @@ Start with :class:`IntradayClient` and :class:`ClientConfig`; the wire
 contract itself is in :mod:`client_sdk.protocol`.
 """
 
+import logging
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+# A library logs, the application decides where it goes: without this, Python's
+# last-resort handler would print the SDK's warnings on stderr on its own.
+logging.getLogger("client_sdk").addHandler(logging.NullHandler())
 
 # The protocol stays importable without socketio, aiohttp or asyncio: the
 # client and the rest load on first use (PEP 562).

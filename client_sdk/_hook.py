@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
 
 import reactivex
 from reactivex import abc
@@ -29,12 +30,15 @@ from .subscriptions import Subscription
 if TYPE_CHECKING:
     from .client import IntradayClient
 
-__all__ = ["Hook", "MessageHook"]
+__all__ = ["Hook", "MessageHook", "QueueKey"]
 
 log = logging.getLogger("client_sdk.hooks")
 
 T = TypeVar("T")
 P = TypeVar("P", bound=Payload)
+
+QueueKey: TypeAlias = tuple[str | None, str | None]
+"""``(department_id, queue_name)`` of a message's target, the key of ``MessageHook.by_queue``."""
 
 
 class _Released(Exception):
@@ -64,6 +68,7 @@ class Hook(reactivex.Observable[T]):
         self._observers: list[abc.ObserverBase[T]] = []
         self._queues: list[PolicyQueue[T]] = []
         self._latest: T | None = None
+        self._warned_idle = False
         self._dropped = 0
         self._watch: abc.DisposableBase | None = None
         self._active = False
@@ -82,7 +87,19 @@ class Hook(reactivex.Observable[T]):
 
     @property
     def latest(self) -> T | None:
-        """The last value emitted (kept after the last observer left), or ``None``."""
+        """The last value emitted (kept after the last observer left), or ``None``.
+
+        A hook only works while something observes it: reading ``latest`` of
+        a hook that was never observed logs a warning (once), since it would
+        stay ``None`` for ever.
+        """
+        if self._latest is None and not self._active and not self._warned_idle:
+            self._warned_idle = True
+            log.warning(
+                "%r: .latest read but nothing observes the hook, so it stays None; "
+                "observe it first (hook.subscribe(...), async for, or hook.stream())",
+                self,
+            )
         return self._latest
 
     @property
@@ -300,6 +317,7 @@ class MessageHook(Hook[Message[P]], Generic[P]):
         self._session: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
         self._ready = False
+        self._by_queue: dict[QueueKey, Message[P]] = {}
         self._failure: Exception | None = None
         self._waiters: list[asyncio.Future[None]] = []
 
@@ -485,7 +503,20 @@ class MessageHook(Hook[Message[P]], Generic[P]):
             return
         self._accept(cast(Message[P], message))
 
+    @property
+    def by_queue(self) -> Mapping[QueueKey, Message[P]]:
+        """The latest message per ``(department_id, queue_name)`` of its target.
+
+        A dashboard's view: one entry per queue (``None`` where the target has
+        no department or queue: an organization-wide message), filled from
+        every message the hook receives, snapshot messages included, and
+        kept after the last observer left. A read-only live view.
+        """
+        return MappingProxyType(self._by_queue)
+
     def _accept(self, message: Message[P]) -> None:
+        target = message.target
+        self._by_queue[(target.department_id, target.queue_name)] = message
         failures = self._emit(message)
         for extra in failures[1:]:
             log.error("an observer of %r raised", self, exc_info=extra)

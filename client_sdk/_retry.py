@@ -16,12 +16,14 @@ trying again cannot succeed, so the failure reaches the application.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
@@ -39,6 +41,8 @@ from .exceptions import ConnectionLostError, RequestTimeoutError, ServerError
 __all__ = ["RetryPolicy", "is_retryable"]
 
 Sleep = Callable[[float], Awaitable[Any]]
+
+log = logging.getLogger("client_sdk")
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -88,13 +92,46 @@ class RetryPolicy:
         """The same backoff without a limit (for work that lasts as long as it is wanted)."""
         return replace(self, attempts=None, max_elapsed=None)
 
-    def retrying(self, *, sleep: Sleep | None = None, reraise: bool = False) -> AsyncRetrying:
+    def retrying(
+        self,
+        *,
+        sleep: Sleep | None = None,
+        reraise: bool = False,
+        what: str = "an",
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> AsyncRetrying:
         """A tenacity loop of this policy: ``async for attempt in policy.retrying(): ...``.
+
+        Every failed attempt that is retried is logged at INFO on the
+        ``client_sdk`` logger with its number, its cause and the delay before
+        the next one, so a client that keeps retrying is never silent.
 
         Args:
             sleep: waits instead of the policy's own (one that can be interrupted, say).
             reraise: end with the last exception itself rather than ``tenacity.RetryError``.
+            what: names the work in the log line (``connection``).
+            on_failure: hears of every failed attempt the policy would retry (the
+                last one too, before it gives up).
         """
+
+        def before_sleep(state: RetryCallState) -> None:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            delay = state.next_action.sleep if state.next_action is not None else 0.0
+            log.info(
+                "%s attempt %d failed: %s; retrying in %.1f s",
+                what,
+                state.attempt_number,
+                error,
+                delay,
+            )
+
+        def after(state: RetryCallState) -> None:
+            outcome = state.outcome
+            error = outcome.exception() if outcome is not None else None
+            if error is not None and on_failure is not None:
+                on_failure(error)
+
         wait: wait_base = wait_exponential(multiplier=self.first_delay, max=self.max_delay)
         if self.jitter:
             wait = wait + wait_random(0, self.jitter * self.first_delay)
@@ -107,4 +144,6 @@ class RetryPolicy:
             retry=retry_if_exception(is_retryable),
             sleep=sleep or self.sleep,
             reraise=reraise,
+            before_sleep=before_sleep,
+            after=after,
         )

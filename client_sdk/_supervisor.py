@@ -155,6 +155,8 @@ class Supervisor:
         self.identity: AuthSuccess | None = None
         self.transport: SocketIOTransport | None = None
         self.failure: IntradayError | None = None
+        self.last_error: BaseException | None = None
+        """Why the latest connection attempt failed (kept after a success)."""
         self.reconnects = 0
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Event | None = None
@@ -283,7 +285,8 @@ class Supervisor:
     async def _establish(self, first: bool) -> None:
         """One outage's worth of attempts: connect, authenticate, resubscribe."""
         try:
-            async for attempt in self._policy.retrying():
+            retrying = self._policy.retrying(what="connection", on_failure=self._attempt_failed)
+            async for attempt in retrying:
                 with attempt:
                     self._states.set(
                         ConnectionState.CONNECTING if first else ConnectionState.RECONNECTING
@@ -295,6 +298,9 @@ class Supervisor:
                 f"gave up after {exc.last_attempt.attempt_number} attempts: {last}"
             )
             raise error from last
+
+    def _attempt_failed(self, error: BaseException) -> None:
+        self.last_error = error
 
     async def _attempt(self) -> None:
         assert self._lost is not None

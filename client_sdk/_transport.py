@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -18,14 +21,57 @@ import socketio
 
 from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError, ServerError
 
-__all__ = ["SocketIOTransport", "map_exceptions"]
+__all__ = ["SocketIOTransport", "explain", "map_exceptions"]
 
 EventSink = Callable[[str, Any], Awaitable[Any]]
 """Receives every server event; what it returns is the event's ack."""
 
 
+_STATUS = re.compile(r"status code (\d{3})")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def explain(exc: BaseException, path: str | None = None) -> str:
+    """The cause of a failed connection in a user's words, with what to check.
+
+    python-socketio reports most failures of a WebSocket connect as
+    ``Connection error``; the cause is further down the exception chain
+    (aiohttp's, then the socket's).
+    """
+    links = list(_chain(exc))
+    tls = [link for link in links if isinstance(link, ssl.SSLError)]
+    if tls or "[SSL" in str(exc):
+        reason = next((r for r in (getattr(link, "reason", None) for link in tls) if r), None)
+        shown = f" ({reason})" if reason else ""
+        return f"TLS handshake failed{shown}: an https:// URL to a plain-http server?"
+    for link in links:
+        status = getattr(link, "status", None)
+        found = _STATUS.search(str(link))
+        if not isinstance(status, int) and found:
+            status = int(found.group(1))
+        if isinstance(status, int) and status >= 400:
+            where = f" on path {path}" if path else ""
+            hint = ": no Socket.IO endpoint there (check the path)" if status in (403, 404) else ""
+            return f"HTTP {status}{where}{hint}"
+        if isinstance(link, socket.gaierror):
+            return f"unknown host ({link.strerror or link})"
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused: is the server running on this host and port?"
+        if isinstance(link, TimeoutError) and not isinstance(link, RequestTimeoutError):
+            return "timed out: no answer from the server"
+    return str(exc) or type(exc).__name__
+
+
 @contextlib.contextmanager
-def map_exceptions(action: str) -> Iterator[None]:
+def map_exceptions(action: str, path: str | None = None) -> Iterator[None]:
     """Translate python-socketio and engineio exceptions into the SDK's."""
     try:
         yield
@@ -33,12 +79,14 @@ def map_exceptions(action: str) -> Iterator[None]:
         raise
     except socketio.exceptions.TimeoutError as exc:
         raise RequestTimeoutError(f"{action}: no answer in time") from exc
-    except (socketio.exceptions.ConnectionError, socketio.exceptions.BadNamespaceError) as exc:
-        raise ConnectionLostError(f"{action}: {exc}") from exc
-    except engineio.exceptions.EngineIOError as exc:
-        raise ConnectionLostError(f"{action}: {exc}") from exc
-    except (TimeoutError, OSError) as exc:
-        raise ConnectionLostError(f"{action}: {exc}") from exc
+    except (
+        socketio.exceptions.ConnectionError,
+        socketio.exceptions.BadNamespaceError,
+        engineio.exceptions.EngineIOError,
+        TimeoutError,
+        OSError,
+    ) as exc:
+        raise ConnectionLostError(f"{action}: {explain(exc, path)}") from exc
 
 
 class SocketIOTransport:
@@ -105,7 +153,7 @@ class SocketIOTransport:
         """
         self._refusal = None
         try:
-            with map_exceptions(f"connect to {url}"):
+            with map_exceptions(f"connect to {url}", path):
                 await asyncio.wait_for(
                     self._client.connect(
                         url,

@@ -31,7 +31,7 @@ import queue
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Final, TypeVar, Unpack
+from typing import Any, Final, Literal, TypeVar, Unpack
 
 from ._callbacks import Handlers
 from .client import ClientStatistics, IntradayClient, Listener
@@ -46,6 +46,9 @@ __all__ = ["BlockingClient", "BlockingSubscription", "MessageStream"]
 T = TypeVar("T")
 
 _END: Final = object()
+
+OnTimeout = Literal["raise", "stop"]
+"""What a stream does when no message came within its timeout."""
 """Put in a stream's queue to wake its reader when the stream ends."""
 
 
@@ -106,8 +109,11 @@ class MessageStream(Iterator[Message[Payload]]):
     after that is missed; messages wait in a bounded thread-safe queue
     (the oldest is dropped, and counted in the client's statistics, when
     the reader falls ``max_queued`` behind). Iteration ends when the stream
-    or the client is closed, or when no message arrived for ``timeout``
-    seconds; it raises the client's failure if the client fails.
+    or the client is closed; it raises the client's failure if the client
+    fails. When no message arrived for ``timeout`` seconds, it raises
+    :class:`~client_sdk.RequestTimeoutError` (``on_timeout="raise"``, the
+    default) or ends, setting :attr:`timed_out` (``on_timeout="stop"``): a
+    quiet stream is never mistaken for its end.
     Use it in a ``with`` block, or :meth:`close` it, to unsubscribe.
     """
 
@@ -118,9 +124,13 @@ class MessageStream(Iterator[Message[Payload]]):
         filter: Scope,
         *,
         timeout: float | None,
+        on_timeout: OnTimeout = "raise",
         max_queued: int,
     ) -> None:
         self._owner = owner
+        self._on_timeout = on_timeout
+        self.timed_out = False
+        """Whether the iteration ended because no message came within the timeout."""
         self._wanted = frozenset(expand_channels(channels))
         self._filter = filter
         self._timeout = timeout
@@ -190,7 +200,13 @@ class MessageStream(Iterator[Message[Payload]]):
         try:
             item = self._queue.get(timeout=self._timeout)
         except queue.Empty:
-            raise StopIteration from None
+            if self._on_timeout == "stop":
+                self.timed_out = True
+                raise StopIteration from None
+            raise RequestTimeoutError(
+                f"no message within {self._timeout:g} s (the stream is still open; "
+                "pass on_timeout='stop' to end the loop instead)"
+            ) from None
         if item is _END:
             self._offer(_END)  # every later call ends too
             failure = self._owner._client.failure
@@ -485,6 +501,7 @@ class BlockingClient:
         department_id: str | None = None,
         queue_name: str | None = None,
         timeout: float | None = None,
+        on_timeout: OnTimeout = "raise",
         max_queued: int = 10_000,
     ) -> MessageStream:
         """Subscribe and iterate over the messages of that subscription.
@@ -494,14 +511,19 @@ class BlockingClient:
             organization_id: defaults to the authenticated organization.
             department_id: only this department's messages.
             queue_name: only this queue's messages.
-            timeout: end the iteration when no message came for this many
-                seconds (``None``: wait for ever).
+            timeout: how long to wait for each message (``None``: for ever).
+            on_timeout: what a quiet ``timeout`` does: ``"raise"``
+                :class:`~client_sdk.RequestTimeoutError` (the stream stays
+                usable), or ``"stop"`` the iteration with
+                :attr:`MessageStream.timed_out` set.
             max_queued: messages kept for a slow reader; older ones are dropped.
 
         Raises:
             ConnectionLostError: not connected.
             UnauthorizedError: another organization.
         """
+        if on_timeout not in ("raise", "stop"):
+            raise ValueError("on_timeout: 'raise' or 'stop'")
         if max_queued < 1:
             raise ValueError("max_queued: at least 1")
         stream = MessageStream(
@@ -509,6 +531,7 @@ class BlockingClient:
             tuple(Channel(c) for c in channels),
             Scope(organization_id, department_id, queue_name),
             timeout=timeout,
+            on_timeout=on_timeout,
             max_queued=max_queued,
         )
         stream._start()

@@ -7,10 +7,16 @@
     intraday-live dashboard --url http://localhost:5000 --org acme
 
 ``listen`` prints one line per event (``--json``: the envelope, one JSON
-object per line) on stdout and the connection's states on stderr. Both
-commands reconnect for ever. Exit status: 0 after Ctrl-C or ``--duration``
-seconds; 2 for bad arguments or credentials the server rejects; 1 for
-another failure.
+object per line) on stdout, and the connection's states and every failed
+connection attempt (its cause and the delay before the next) on stderr.
+``--url``, ``--org`` and ``--token`` default to ``INTRADAY_URL``,
+``INTRADAY_ORG`` and ``INTRADAY_TOKEN``. Once connected, both commands
+reconnect for ever; a first connection that does not succeed within
+``--connect-timeout`` seconds ends the command with one line naming the
+cause (refused, HTTP 404 on the path, TLS mismatch, timeout). Exit status:
+0 after Ctrl-C, ``--duration`` seconds or a closed stdout (``| head``); 2 for
+bad arguments or credentials the server rejects; 1 for another failure,
+never having connected included.
 
 This module is a process entry point: :func:`main` runs its own event loop
 (``asyncio.run``); from code already in a loop, await :func:`listen` or
@@ -22,13 +28,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
 from .client import IntradayClient
 from .config import ClientConfig
 from .exceptions import ConnectionLostError, IntradayError, ServerError
+from .gaps import Gap
 from .messages import Message
 from .protocol import (
     AlertPayload,
@@ -48,6 +58,8 @@ __all__ = ["describe", "listen", "main"]
 
 PROG = "intraday-live"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CONNECT_TIMEOUT = 10.0
+"""Seconds the first connection may take, retries included, before the command gives up."""
 
 
 def _details(payload: Payload) -> list[str]:
@@ -101,6 +113,10 @@ def describe(message: Message[Payload]) -> str:
     )
     stamp = message.timestamp.strftime("%H:%M:%S.%f")[:-3]
     line = f"{stamp} {message.event:<22} {where or '*':<30} {' '.join(_details(message.payload))}"
+    if message.replayed:
+        line += "  (replayed)"
+    elif message.snapshot:
+        line += "  (snapshot)"
     return line.rstrip()
 
 
@@ -135,6 +151,7 @@ async def listen(
     *,
     as_json: bool = False,
     duration: float | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
@@ -147,39 +164,62 @@ async def listen(
             authenticated one).
         as_json: print each envelope as one JSON object per line.
         duration: stop after this many seconds (``None``: until cancelled).
+        connect_timeout: seconds the first connection may take (retries included).
         out: where messages go (stdout).
         err: where states and errors go (stderr).
 
     Returns:
-        0 when ``duration`` passed, 2 when the server refused the
-        credentials or the subscription, 1 for another failure.
+        0 when ``duration`` passed or ``out`` was closed (a pipe's reader
+        left), 2 when the server refused the credentials or the
+        subscription, 1 for another failure (never connected included).
     """
     out = out or sys.stdout
     err = err or sys.stderr
     client = IntradayClient(config)
+    closed = asyncio.Event()
 
     def show(message: Message[Payload]) -> None:
+        if closed.is_set():
+            return
         if as_json:
             line = json.dumps(message.envelope.to_wire(), separators=(",", ":"))
         else:
             line = describe(message)
-        print(line, file=out, flush=True)
+        try:
+            print(line, file=out, flush=True)
+        except BrokenPipeError:
+            closed.set()
+
+    def gap(missing: Gap) -> None:
+        print(
+            f"{PROG}: gap in {missing.stream}: messages may be missing ({missing.reason})",
+            file=err,
+            flush=True,
+        )
 
     client.add_listener("*", show)
+    client.on(on_gap=gap)
     client.state_changes.subscribe(lambda state: print(f"{PROG}: {state}", file=err, flush=True))
     deadline = asyncio.timeout(duration)
+    connected = False
     try:
         async with deadline:
-            await client.connect()
+            await _connect(client, connect_timeout)
+            connected = True
             await _subscribe(client, channels, where or Scope())
             names = ",".join(str(c) for c in channels)
             print(f"{PROG}: subscribed to {names}", file=err, flush=True)
-            await client.wait_for_state(ConnectionState.FAILED)
+            await _first(client.wait_for_state(ConnectionState.FAILED), closed.wait())
+            if closed.is_set():
+                _mute(out)
+                return EXIT_OK
             assert client.failure is not None
             return _exit_status(client.failure, err)
+    except _NeverConnected:
+        return _never_connected(client, connect_timeout, err)
     except TimeoutError as exc:
         if deadline.expired():
-            return EXIT_OK
+            return EXIT_OK if connected else _never_connected(client, connect_timeout, err)
         if isinstance(exc, IntradayError):
             return _exit_status(exc, err)
         raise
@@ -189,7 +229,70 @@ async def listen(
         await client.close()
 
 
-async def _dashboard(config: ClientConfig, duration: float | None) -> int:
+class _NeverConnected(Exception):
+    """The first connection did not succeed within the connect timeout."""
+
+
+async def _connect(client: IntradayClient, timeout: float) -> None:
+    """The first connection, given ``timeout`` seconds (its own retries included)."""
+    try:
+        async with asyncio.timeout(timeout) as limit:
+            await client.connect()
+    except TimeoutError:
+        if limit.expired():
+            raise _NeverConnected from None
+        raise
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of ``waits`` ends; cancel the others."""
+    tasks = [asyncio.ensure_future(wait) for wait in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _never_connected(client: IntradayClient, timeout: float, err: TextIO) -> int:
+    cause = client.failure or client.statistics().last_error
+    url = f"{client.config.url} (path {client.config.path})"
+    if cause is None:
+        print(f"{PROG}: connect to {url}: no answer within {timeout:g} s", file=err, flush=True)
+    else:
+        print(f"{PROG}: never connected: {cause}", file=err, flush=True)
+    if isinstance(cause, ServerError) and not cause.retryable:
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def _mute(out: TextIO) -> None:
+    """After a closed pipe: point the stream at /dev/null so the exit's flush stays quiet."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _log_attempts(err: TextIO) -> None:
+    """Show the SDK's INFO lines (each failed attempt, its cause and delay) on ``err``.
+
+    Only INFO: the SDK's warning when it gives up is printed by the command
+    itself, once.
+    """
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    handler.addFilter(lambda record: record.levelno == logging.INFO)
+    logger = logging.getLogger("client_sdk")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+
+
+async def _dashboard(config: ClientConfig, duration: float | None, connect_timeout: float) -> int:
     try:
         from .dashboard import run_dashboard
     except ModuleNotFoundError as exc:
@@ -201,7 +304,10 @@ async def _dashboard(config: ClientConfig, duration: float | None) -> int:
     assert config.organization_id is not None
     client = IntradayClient(config)
     try:
+        await _connect(client, connect_timeout)
         await run_dashboard(client, organization_id=config.organization_id, duration=duration)
+    except _NeverConnected:
+        return _never_connected(client, connect_timeout, sys.stderr)
     except IntradayError as exc:
         return _exit_status(exc, sys.stderr)
     finally:
@@ -234,18 +340,42 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Live events of an Intraday live-updates server."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     listen_cmd = commands.add_parser("listen", help="print live events, one per line")
     board = commands.add_parser("dashboard", help="a live terminal dashboard (needs rich)")
     # Parsed by client_sdk.contract.cli; listed here for --help.
     commands.add_parser("contract", help="check a server against the protocol", add_help=False)
+    url, org, token = (
+        os.environ.get(f"INTRADAY_{name}") or None for name in ("URL", "ORG", "TOKEN")
+    )
     for command, user in ((listen_cmd, "listener"), (board, "dashboard")):
-        command.add_argument("--url", required=True, help="server URL, http(s)://host:port")
+        command.add_argument(
+            "--url",
+            default=url,
+            required=url is None,
+            help="server URL, http(s)://host:port (default $INTRADAY_URL)",
+        )
         command.add_argument("--path", default="/ws", help="Socket.IO path (default /ws)")
-        command.add_argument("--org", required=True, help="organization to authenticate into")
+        command.add_argument(
+            "--org",
+            default=org,
+            required=org is None,
+            help="organization to authenticate into (default $INTRADAY_ORG)",
+        )
         command.add_argument("--user", default=user, help=f"user id (default {user})")
-        command.add_argument("--token", help="a JWT, for servers in jwt mode")
+        command.add_argument(
+            "--token",
+            default=token,
+            help="a JWT, for servers in jwt mode (default $INTRADAY_TOKEN)",
+        )
         command.add_argument("--duration", type=_positive, help="stop after this many seconds")
+        command.add_argument(
+            "--connect-timeout",
+            type=_positive,
+            default=CONNECT_TIMEOUT,
+            help=f"give up if the first connection takes longer (default {CONNECT_TIMEOUT:g} s)",
+        )
     listen_cmd.add_argument("--dept", help="only this department")
     listen_cmd.add_argument("--queue", help="only this queue")
     listen_cmd.add_argument(
@@ -255,7 +385,25 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated: kpi, backlog, attendance, alerts, notifications (default all)",
     )
     listen_cmd.add_argument("--json", action="store_true", help="print each envelope as JSON")
+    listen_cmd.add_argument(
+        "--since-last",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="resume where the last run with this file stopped: what was missed meanwhile "
+        "comes first, marked (replayed); a gap is said on stderr "
+        f"(default file: {_RESUME_DIR}/listen-ORG-USER.resume)",
+    )
     return parser
+
+
+_RESUME_DIR = "$XDG_STATE_HOME/intraday-live (~/.local/state/intraday-live)"
+
+
+def resume_file(org: str, user: str) -> Path:
+    """The default resume file of ``listen --since-last`` for ``org`` and ``user``."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(state) / "intraday-live" / f"listen-{org}-{user}.resume"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,18 +427,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.command == "listen":
             where = Scope(department_id=args.dept, queue_name=args.queue)  # validates them
+            if args.since_last is not None:
+                path = (
+                    Path(args.since_last) if args.since_last else resume_file(args.org, args.user)
+                )
+                path.parent.mkdir(parents=True, exist_ok=True)
+                config = config.replace(resume_store=path)
     except ValueError as exc:
         parser.print_usage(sys.stderr)
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    _log_attempts(sys.stderr)
     try:
         if args.command == "listen":
             return asyncio.run(
-                listen(config, args.channels, where, as_json=args.json, duration=args.duration)
+                listen(
+                    config,
+                    args.channels,
+                    where,
+                    as_json=args.json,
+                    duration=args.duration,
+                    connect_timeout=args.connect_timeout,
+                )
             )
-        return asyncio.run(_dashboard(config, args.duration))
+        return asyncio.run(_dashboard(config, args.duration, args.connect_timeout))
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("intraday-live")
+    except PackageNotFoundError:  # a checkout on sys.path, not installed
+        return "unknown"
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ class ClientStatistics:
     rooms: tuple[str, ...]
     gaps: int = 0
     """Streams where messages may have been missed, since the client was made."""
+    last_error: BaseException | None = None
+    """Why the latest connection attempt failed (refused, HTTP 404, TLS, timeout...)."""
 
 
 class IntradayClient:
@@ -193,6 +195,7 @@ class IntradayClient:
             subscriptions=len(self._book),
             rooms=tuple(self._book.rooms),
             gaps=self._gap_count,
+            last_error=self._supervisor.last_error,
         )
 
     def _count_dropped(self, count: int = 1) -> None:
@@ -428,7 +431,13 @@ class IntradayClient:
         rooms = tuple(subscription_room(c, scope) for c in concrete)
         streams = tuple(stream_name(c, org) for c in concrete)
         subscription = Subscription(
-            wanted, filter, rooms, self._close_subscription, streams=streams, snapshot=snapshot
+            wanted,
+            filter,
+            rooms,
+            self._close_subscription,
+            streams=streams,
+            snapshot=snapshot,
+            source=self,
         )
         self._book.add(subscription)
         # Asked even when another handle holds the rooms (joining is idempotent):

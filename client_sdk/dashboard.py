@@ -24,17 +24,19 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from .client import IntradayClient
 from .exceptions import ConnectionLostError, IntradayError
+from .gaps import Gap
 from .hooks import (
     ConnectionHealth,
     MessageHook,
@@ -71,7 +73,12 @@ __all__ = [
 ALERT_ROWS: Final = 8
 """How many alerts the dashboard shows (latest first)."""
 WIDE: Final = 120
-"""From this console width on, the KPI and backlog tables stand side by side."""
+"""Below this console width the KPI and backlog tables never stand side by side.
+
+From it on they do when both fit at their natural width; otherwise they
+are stacked, so that a cell is cut (``Olde…``) only when even one table
+alone is wider than the console.
+"""
 
 _EVENT_STATUS: Final = {
     ServerEvent.ALERT_TRIGGERED: AlertStatus.TRIGGERED,
@@ -149,6 +156,9 @@ class DashboardState:
         backlogs: the latest backlog by queue.
         alerts: every alert seen, least recently changed first.
         notice: the latest system message.
+        received_at: when the latest message arrived (this machine's clock).
+        last_error: why the latest connection attempt failed, if one did.
+        gap: the latest gap (messages that may be missing), as the banner says it.
     """
 
     organization_id: str
@@ -164,6 +174,14 @@ class DashboardState:
     alerts: OrderedDict[str, AlertRow] = field(default_factory=OrderedDict)
     notice: str | None = None
     max_alerts: int = 200
+    received_at: datetime | None = None
+    last_error: str | None = None
+    gap: str | None = None
+
+    def record_gap(self, gap: Gap, now: datetime | None = None) -> None:
+        """Show a banner: messages of ``gap.stream`` may be missing (never hidden)."""
+        at = (now or datetime.now(UTC)).strftime("%H:%M:%S")
+        self.gap = f"{at} messages of {gap.stream} may be missing ({gap.reason})"
 
     @property
     def open_alerts(self) -> int:
@@ -186,6 +204,7 @@ class DashboardState:
         """Update the state with one message (messages of other events are counted only)."""
         self.messages += 1
         self.last_event_at = message.timestamp
+        self.received_at = datetime.now(UTC)
         payload = message.payload
         if isinstance(payload, KpiPayload) and message.event is ServerEvent.KPI_UPDATE:
             self._apply_kpi(payload)
@@ -275,19 +294,37 @@ def _severity(level: Severity | None) -> Text:
     return Text("-") if level is None else Text(str(level), style=_SEVERITY_STYLE[level])
 
 
-def _header(state: DashboardState) -> Panel:
+def _header(state: DashboardState, now: datetime) -> Panel:
     rtt = "-" if state.round_trip is None else f"{state.round_trip * 1000:.1f} ms"
+    if state.received_at is None:
+        updated = "no data yet"
+    else:
+        updated = f"updated {_age(max(0.0, (now - state.received_at).total_seconds()))} ago"
     line = Text.assemble(
         ("● ", _STATE_STYLE[state.connection]),
         (str(state.connection), _STATE_STYLE[state.connection]),
         f"   round trip {rtt}",
         f"   messages {state.messages}",
         f"   reconnects {state.reconnects}",
+        f"   {updated}",
     )
+    if state.last_error and state.connection is not ConnectionState.AUTHENTICATED:
+        line.append(f"\nlast error: {state.last_error}", style="bold red")
+    elif state.last_error:
+        line.append(f"\nlast error (recovered): {state.last_error}", style="dim")
+    if state.gap:
+        line.append(f"\ngap: {state.gap}", style="bold yellow")
     if state.notice:
         line.append(f"\n{state.notice}", style="italic")
     title = f"intraday-live · {state.organization_id}"
     return Panel(line, title=title, subtitle=state.url or None, title_align="left")
+
+
+def _fit(table: Table) -> Table:
+    """Never cut a header: each column is at least as wide as its title."""
+    for column in table.columns:
+        column.min_width = max(column.min_width or 0, len(str(column.header)))
+    return table
 
 
 def _kpi_table(state: DashboardState) -> Table:
@@ -309,7 +346,7 @@ def _kpi_table(state: DashboardState) -> Table:
         )
     if not state.kpis:
         table.add_row("waiting for kpi:update", "", "", "", "", "")
-    return table
+    return _fit(table)
 
 
 def _backlog_table(state: DashboardState) -> Table:
@@ -331,7 +368,7 @@ def _backlog_table(state: DashboardState) -> Table:
         )
     if not state.backlogs:
         table.add_row("waiting for backlog:update", "", "", "")
-    return table
+    return _fit(table)
 
 
 def _alert_table(state: DashboardState) -> Table:
@@ -352,7 +389,7 @@ def _alert_table(state: DashboardState) -> Table:
         )
     if not state.alerts:
         table.add_row("", "", "no alerts yet", "", "")
-    return table
+    return _fit(table)
 
 
 @dataclass(frozen=True)
@@ -366,7 +403,10 @@ class _Dashboard:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield self.header
-        if options.max_width >= WIDE:
+        natural = sum(
+            Measurement.get(console, options, table).maximum for table in (self.kpis, self.backlog)
+        )
+        if options.max_width >= WIDE and natural + 1 <= options.max_width:
             grid = Table.grid(expand=True, padding=(0, 1))
             grid.add_column(ratio=3)
             grid.add_column(ratio=2)
@@ -378,9 +418,10 @@ class _Dashboard:
         yield self.alerts
 
 
-def render(state: DashboardState) -> RenderableType:
-    """The dashboard for ``state``: a pure function, printable on any rich console."""
-    return _Dashboard(_header(state), _kpi_table(state), _backlog_table(state), _alert_table(state))
+def render(state: DashboardState, now: datetime | None = None) -> RenderableType:
+    """The dashboard for ``state`` at ``now``: a pure function, printable on any rich console."""
+    header = _header(state, now or datetime.now(UTC))
+    return _Dashboard(header, _kpi_table(state), _backlog_table(state), _alert_table(state))
 
 
 # -- running it ------------------------------------------------------------------
@@ -431,6 +472,7 @@ async def run_dashboard(
     ]
     observing = [feed.subscribe(state.apply, problems.append) for feed in feeds]
     observing.append(connection_status(client).subscribe(state.set_connection))
+    observing.append(client.gaps.subscribe(state.record_gap))
 
     def on_health(reading: ConnectionHealth) -> None:
         state.round_trip = reading.round_trip_seconds if reading.healthy else None
@@ -450,6 +492,8 @@ async def run_dashboard(
                             raise problems[0]
                         if client.state is ConnectionState.FAILED:
                             raise client.failure or ConnectionLostError("connection failed")
+                        last_error = client.statistics().last_error
+                        state.last_error = None if last_error is None else str(last_error)
                         live.update(render(state), refresh=True)
                         if connecting is None:
                             await asyncio.sleep(period)

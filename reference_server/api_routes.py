@@ -9,10 +9,11 @@ behind the admin-token check.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from client_sdk.protocol import (
     API_BASE,
@@ -36,6 +37,7 @@ from client_sdk.protocol import (
     ServerEvent,
     Stats,
     StoreInfo,
+    asyncapi,
     parse_room,
 )
 
@@ -116,6 +118,19 @@ def _find(parts: ApiParts, socket_id: str) -> Connection:
         error = ProtocolError(ErrorCode.INVALID_MESSAGE, f"no connection {socket_id[:128]}")
         raise ApiError(error, status=404)
     return connection
+
+
+@functools.cache
+def _asyncapi() -> bytes:
+    return asyncapi.render().encode()
+
+
+# Behind the admin token like every route but health (section 9); the same
+# document is committed as docs/asyncapi.json for readers without a token.
+@admin.get(f"{API_BASE}/asyncapi.json", response_class=Response, include_in_schema=True)
+async def asyncapi_document() -> Response:
+    """The protocol as an AsyncAPI 3.0 document (the committed ``docs/asyncapi.json``)."""
+    return Response(_asyncapi(), media_type="application/json")
 
 
 @public.get(f"{API_BASE}/health", response_model=Health)

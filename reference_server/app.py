@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator, Mapping
 from types import FrameType, MappingProxyType
 from typing import Any, Final
@@ -358,13 +359,32 @@ class ReferenceServer:
         """``http://host:port`` of the running server."""
         return f"http://{self.settings.host}:{self.port}"
 
+    def _bind(self) -> socket.socket:
+        """The listening socket, bound here so that a taken port is an ``OSError``.
+
+        uvicorn binds it itself otherwise, and answers a taken port with
+        ``sys.exit(1)`` from inside the event loop.
+        """
+        host, port = self.settings.host, self.settings.port
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+
     async def serve(self) -> None:
-        """Run until a signal (or :meth:`stop`) ends it."""
-        await self._server.serve()
+        """Run until a signal (or :meth:`stop`) ends it.
+
+        Raises:
+            OSError: the address cannot be bound (the port is taken, say).
+        """
+        await self._server.serve(sockets=[self._bind()])
 
     async def start(self) -> None:
-        """Start serving in the background and return once listening."""
-        self._task = asyncio.create_task(self._server.serve())
+        """Start serving in the background and return once listening.
+
+        Raises:
+            OSError: the address cannot be bound (the port is taken, say).
+        """
+        listener = self._bind()
+        self._task = asyncio.create_task(self._server.serve(sockets=[listener]))
         listening = asyncio.create_task(self._server.listening.wait())
         await asyncio.wait({self._task, listening}, return_when=asyncio.FIRST_COMPLETED)
         if not self._server.listening.is_set():

@@ -60,8 +60,16 @@ class Authenticator:
         if not request.token:
             raise _failed("a token is required", "token_missing")
         claims = self._verify(request.token)
-        if claims.get("sub") != request.user_id or claims.get("org") != request.organization_id:
-            raise _failed("the stated ids do not match the token", "claims_mismatch")
+        for claim, field, stated in (
+            ("sub", "user_id", request.user_id),
+            ("org", "organization_id", request.organization_id),
+        ):
+            if claims.get(claim) != stated:
+                raise _failed(
+                    f"the token's {claim!r} claim does not match the stated {field} {stated!r}",
+                    "claims_mismatch",
+                    claim=claim,
+                )
         return Identity(request.user_id, request.organization_id)
 
     def _verify(self, token: str) -> dict[str, Any]:
@@ -81,12 +89,19 @@ class Authenticator:
                 )
             except jwt.ExpiredSignatureError:
                 raise _failed("token expired", "token_expired") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise _failed(
+                    f"invalid token: the {exc.claim!r} claim is missing",
+                    "token_invalid",
+                    claim=exc.claim,
+                ) from None
             except jwt.InvalidTokenError as exc:
+                # PyJWT names the check that failed (signature, nbf, iat...).
                 log.debug("token rejected: %s", exc)
-                raise _failed("invalid token", "token_invalid") from None
+                raise _failed(f"invalid token: {exc}", "token_invalid") from None
             return claims
         raise _failed("token algorithm not accepted", "token_invalid")
 
 
-def _failed(message: str, reason: str) -> ProtocolError:
-    return ProtocolError(ErrorCode.AUTH_FAILED, message, details={"reason": reason})
+def _failed(message: str, reason: str, **details: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.AUTH_FAILED, message, details={"reason": reason, **details})

@@ -1,86 +1,173 @@
-"""``intraday-live-server``: run the reference server, watch a stream, or both (demo)."""
+"""``intraday-live-server``: run the reference server, watch a stream, or both (demo).
+
+::
+
+    intraday-live-server serve --port 5000 --auth-mode jwt --jwt-secret ...
+    intraday-live-server demo                      # server, simulated feed, dashboard
+    intraday-live-server watch --org acme          # the same as ``intraday-live listen``
+
+Every setting of :class:`~reference_server.config.ServerSettings` is a flag of
+``serve`` and ``demo`` (``--max-connections-total``...), generated from the
+settings model, so a new setting cannot be forgotten here; flags win over
+``INTRADAY_*`` variables, which win over ``--config`` files. Failures a user
+can fix (a taken port, a bad value, a missing extra) end in one line on
+stderr that names the fix, exit status 2 (1 for a failure at run time).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import enum
 import logging
 import sys
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import ConfigError, ServerSettings, load_settings
+from . import __version__
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .config import ServerSettings
+
+__all__ = ["banner", "main"]
+
+PROG = "intraday-live-server"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="intraday-live-server", description="The intraday-live reference server."
-    )
+class _MissingExtra(Exception):
+    def __init__(self, name: str | None) -> None:
+        super().__init__(
+            f"{PROG}: the server needs {name or 'its dependencies'!r}, "
+            "which the [server] extra installs: pip install -e '.[server]' (from a checkout)"
+        )
+
+
+def _load_config_module() -> types.ModuleType:
+    try:
+        from . import config
+    except ModuleNotFoundError as exc:
+        raise _MissingExtra(exc.name) from None
+    return config
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _flag_options(annotation: Any) -> dict[str, Any]:
+    """The ``add_argument`` options for a settings field of this type."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction, "default": None}
+    if origin is typing.Literal:
+        return {"choices": list(args)}
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return {"choices": [member.value for member in annotation]}
+    if origin is list:
+        return {"type": _comma_list, "metavar": "A,B"}
+    if args and type(None) in args:  # X | None
+        inner = [a for a in args if a is not type(None)]
+        return _flag_options(inner[0]) if len(inner) == 1 else {}
+    return {}  # a string: pydantic validates it and names the flag in its message
+
+
+def _add_setting_flags(command: argparse.ArgumentParser, settings_cls: Any) -> None:
+    group = command.add_argument_group("settings (also INTRADAY_<NAME> or --config)")
+    for name, field in settings_cls.model_fields.items():
+        default = field.default
+        if isinstance(default, enum.Enum):
+            default = default.value
+        shown = "" if default is None else f" (default {default})"
+        help_text = (field.description or name.replace("_", " ")).replace("%", "%%") + shown
+        options = _flag_options(field.annotation)
+        if "choices" not in options and "action" not in options:
+            options.setdefault("metavar", name.upper())
+        group.add_argument("--" + name.replace("_", "-"), dest=name, help=help_text, **options)
+
+
+def _parser(settings_cls: Any | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="The intraday-live reference server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server until SIGTERM/SIGINT")
     demo = commands.add_parser("demo", help="run the server with the simulated feed and watch it")
     for command in (serve, demo):
-        command.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-        command.add_argument("--port", type=int, help="port (default 5000; 0 picks a free one)")
         command.add_argument("--config", type=Path, help="a .toml or .json settings file")
-        # The demo's dashboard redraws the terminal: only warnings may interleave.
-        level = "warning" if command is demo else "info"
-        command.add_argument("--log-level", default=level, help=f"debug, info... (default {level})")
-    serve.add_argument("--auth-mode", choices=["trust", "jwt"], help="default trust")
-    serve.add_argument("--admin-token", help="bearer token for the management API")
-    serve.add_argument("--jwt-secret", help="HS256 secret (jwt mode)")
-    serve.add_argument("--jwt-public-key-file", type=Path, help="RS256 public key (jwt mode)")
-    serve.add_argument("--simulate", action="store_true", default=None, help="run the feed")
-    serve.add_argument(
-        "--store", help="replay and snapshot store: memory (default), none, or redis://HOST:PORT/DB"
-    )
+        if settings_cls is not None:
+            _add_setting_flags(command, settings_cls)
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--org", default="acme", help="organization to watch (default acme)")
 
-    watch = commands.add_parser("watch", help="print the live events of an organization")
-    watch.add_argument("--url", default="http://127.0.0.1:5000")
-    watch.add_argument("--path", default="/ws")
-    watch.add_argument("--org", default="acme")
-    watch.add_argument("--duration", type=float)
+    watch = commands.add_parser(
+        "watch", help="print the live events of an organization (intraday-live listen)"
+    )
+    watch.add_argument("--url", default="http://127.0.0.1:5000", help="server URL")
+    watch.add_argument("--path", default="/ws", help="Socket.IO path (default /ws)")
+    watch.add_argument("--org", default="acme", help="organization (default acme)")
+    watch.add_argument("--duration", type=float, help="stop after this many seconds")
     return parser
 
 
-def _settings(args: argparse.Namespace, **forced: Any) -> ServerSettings:
-    flags = {
-        "host": args.host,
-        "port": args.port,
-        "auth_mode": getattr(args, "auth_mode", None),
-        "admin_token": getattr(args, "admin_token", None),
-        "jwt_secret": getattr(args, "jwt_secret", None),
-        "jwt_public_key_file": getattr(args, "jwt_public_key_file", None),
-        "simulate": getattr(args, "simulate", None),
-        "store": getattr(args, "store", None),
-        **forced,
-    }
-    return load_settings(args.config, **flags)
+def _settings(args: argparse.Namespace, settings_cls: Any, **forced: Any) -> ServerSettings:
+    config = _load_config_module()
+    flags = {name: getattr(args, name, None) for name in settings_cls.model_fields}
+    flags.update(forced)
+    settings: ServerSettings = config.load_settings(args.config, **flags)
+    return settings
 
 
-def _configure_logging(level: str, settings: ServerSettings) -> None:
+def _configure_logging(settings: ServerSettings) -> None:
+    level = getattr(logging, settings.log_level.upper()) if settings.enable_logging else 100
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO) if settings.enable_logging else 100,
+        level=level,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
 
 
+def banner(url: str, settings: ServerSettings) -> str:
+    """The start-up lines: where the Socket.IO endpoint, the bridge, the API docs and health are."""
+    ws = url.replace("http", "ws", 1)
+    lines = [
+        f"{PROG} {__version__} listening on {url}",
+        f"  Socket.IO   {url}{settings.path}",
+        f"  bridge      {ws}/bridge",
+        f"  API docs    {url}/api/ws/docs",
+        f"  health      {url}/api/ws/health",
+    ]
+    if settings.auth_mode.value == "trust":
+        lines.append("  auth mode   trust: ids are accepted as stated (development only)")
+    return "\n".join(lines)
+
+
+def _watch_arguments(url: str, path: str, org: str, duration: float | None) -> list[str]:
+    """``watch`` is ``intraday-live listen``: one printer, one set of failure messages."""
+    arguments = ["listen", "--url", url, "--path", path, "--org", org, "--user", "watcher"]
+    return arguments + (["--duration", str(duration)] if duration is not None else [])
+
+
 async def _dashboard(url: str, path: str, org: str, duration: float | None) -> None:
     """The SDK's rich dashboard of ``org``; the plain line view without rich."""
     try:
-        from client_sdk import IntradayClient
+        from client_sdk import ClientConfig, IntradayClient
         from client_sdk.dashboard import run_dashboard
     except ModuleNotFoundError:  # rich is the SDK's dashboard extra
-        from .live_view import watch
+        from client_sdk.cli import listen
 
-        await watch(url, org, path=path, duration=duration)
+        config = ClientConfig(
+            url=url,
+            path=path,
+            user_id="demo-viewer",
+            organization_id=org,
+            reconnection_attempts=None,
+        )
+        await listen(config, duration=duration)
         return
     client = IntradayClient(
         url=url, path=path, user_id="demo-viewer", organization_id=org, reconnection_attempts=None
@@ -96,7 +183,8 @@ async def _demo(settings: ServerSettings, org: str, duration: float | None) -> N
 
     server = ReferenceServer(settings)
     await server.start()
-    print(f"reference server on {server.url}{settings.path} (simulated feed); Ctrl-C stops")
+    print(banner(server.url, settings), file=sys.stderr)
+    print("simulated feed on; Ctrl-C stops", file=sys.stderr, flush=True)
     watcher = asyncio.create_task(_dashboard(server.url, settings.path, org, duration))
     stopped = asyncio.create_task(server.wait_stopped())
     done, _ = await asyncio.wait({stopped, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -109,32 +197,67 @@ async def _demo(settings: ServerSettings, org: str, duration: float | None) -> N
     await stopped
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.command == "watch":
-        from .live_view import watch
-
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(watch(args.url, args.org, path=args.path, duration=args.duration))
-        return 0
-    try:
-        settings = (
-            _settings(args, simulate=True, log_broadcast_events=False)
-            if args.command == "demo"
-            else _settings(args)
-        )
-    except ConfigError as error:
-        print(f"intraday-live-server: {error}", file=sys.stderr)
-        return 2
-    _configure_logging(args.log_level, settings)
-    if args.command == "demo":
-        asyncio.run(_demo(settings, args.org, args.duration))
-        return 0
+async def _serve(settings: ServerSettings) -> None:
     from .app import ReferenceServer
 
-    asyncio.run(ReferenceServer(settings).serve())
-    return 0
+    server = ReferenceServer(settings)
+    await server.start()
+    print(banner(server.url, settings), file=sys.stderr, flush=True)
+    await server.wait_stopped()
+
+
+def _cannot_listen(settings: ServerSettings, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return (
+        f"{PROG}: cannot listen on {settings.host}:{settings.port}: {reason}; "
+        "choose another port with --port N (make demo PORT=N), or stop what uses it"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = _load_config_module()
+    except _MissingExtra as exc:
+        if arguments[:1] == ["watch"] or "--version" in arguments:
+            config = None  # watching needs only the SDK
+        else:
+            print(exc, file=sys.stderr)
+            return EXIT_USAGE
+    settings_cls = config.ServerSettings if config is not None else None
+    args = _parser(settings_cls).parse_args(arguments)
+    if args.command == "watch":
+        from client_sdk.cli import main as sdk_main
+
+        return sdk_main(_watch_arguments(args.url, args.path, args.org, args.duration))
+    assert config is not None
+    demo = args.command == "demo"
+    try:
+        forced: dict[str, Any] = {}
+        if demo:
+            forced = {"simulate": True, "log_broadcast_events": False}
+            # The demo's dashboard redraws the terminal: only warnings may interleave.
+            forced["log_level"] = args.log_level or "warning"
+        settings = _settings(args, settings_cls, **forced)
+    except config.ConfigError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    _configure_logging(settings)
+    try:
+        if demo:
+            asyncio.run(_demo(settings, args.org, args.duration))
+        else:
+            asyncio.run(_serve(settings))
+    except ModuleNotFoundError as exc:
+        print(_MissingExtra(exc.name), file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(_cannot_listen(settings, exc), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ value stops start-up with :class:`ConfigError`, whose message names the key.
 from __future__ import annotations
 
 import ipaddress
+import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -21,7 +22,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["AuthMode", "ConfigError", "ServerSettings", "is_loopback", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "AuthMode",
+    "ConfigError",
+    "LogLevel",
+    "ServerSettings",
+    "is_loopback",
+    "load_settings",
+]
+
+ENV_PREFIX = "INTRADAY_"
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 Positive = Annotated[int, Field(gt=0)]
 
@@ -53,17 +65,29 @@ class ServerSettings(BaseSettings):
     """Every setting of the reference server, with the protocol's defaults."""
 
     model_config = SettingsConfigDict(
-        env_prefix="INTRADAY_", frozen=True, extra="forbid", validate_default=True
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        validate_default=True,
+        use_attribute_docstrings=True,
     )
 
     host: str = "127.0.0.1"
+    """Address to listen on; beyond loopback an admin_token is required."""
     port: Annotated[int, Field(ge=0, le=65535)] = 5000
+    """TCP port (0 picks a free one)."""
     path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]*[A-Za-z0-9_-]$")] = "/ws"
+    """The Socket.IO path."""
     cors_origins: list[str] = ["http://localhost:3000"]
+    """Browser origins allowed to connect."""
     max_connections_per_org: Positive = 100
+    """Open sockets one organization may hold; beyond it ``CONNECTION_LIMIT``."""
     max_connections_total: Positive = 1000
+    """Open sockets the server accepts in all."""
     max_message_size_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    """Largest client message; beyond it ``MESSAGE_TOO_LARGE``."""
     rate_limit_messages_per_second: Positive = 100
+    """Client messages per second before ``RATE_LIMIT_EXCEEDED``."""
     rate_limit_strikes: Positive = 3
     """Consecutive seconds over the rate limit after which a client is disconnected."""
     handshake_rate_limit_per_second: Positive = 5
@@ -76,21 +100,37 @@ class ServerSettings(BaseSettings):
     ping_interval_ms: Annotated[int, Field(ge=1000, multiple_of=1000)] = 25_000
     """Whole seconds only: python-engineio announces the interval in seconds."""
     ping_timeout_ms: Positive = 60_000
+    """How long without a pong before a socket is dropped."""
     room_max_size: Positive = 1000
+    """Sockets one room may hold; beyond it ``ROOM_FULL``."""
     max_subscriptions_per_socket: Positive = 256
     """Subscription rooms one socket may hold; beyond it ``SUBSCRIPTION_FAILED``."""
     room_cleanup_interval_ms: Positive = 300_000
+    """How often empty rooms are forgotten."""
     auth_required: bool = True
+    """Whether a socket must authenticate before subscribing."""
     auth_timeout_ms: Positive = 10_000
+    """How long a socket may stay unauthenticated."""
     compression_enabled: bool = True
+    """permessage-deflate on WebSocket connections."""
     compression_threshold_bytes: Annotated[int, Field(ge=0)] = 1024
+    """Messages smaller than this go uncompressed."""
     enable_logging: bool = True
+    """Log at all (off: nothing but the start-up banner)."""
+    log_level: LogLevel = "info"
+    """debug, info, warning, error or critical."""
     log_all_messages: bool = False
+    """Log every client message (debugging only)."""
     log_connection_events: bool = True
+    """Log connects, authentications and disconnects."""
     log_subscription_events: bool = True
+    """Log subscribes and unsubscribes."""
     log_broadcast_events: bool = False
+    """Log every published event."""
     auth_mode: AuthMode = AuthMode.TRUST
+    """trust (ids as stated, development only) or jwt."""
     admin_token: SecretStr | None = None
+    """Bearer token of the management API (required beyond loopback)."""
     jwt_secret: SecretStr | None = None
     """HS256 shared secret (jwt mode)."""
     jwt_public_key_file: Path | None = None
@@ -98,7 +138,9 @@ class ServerSettings(BaseSettings):
     shutdown_drain_ms: Annotated[int, Field(ge=0)] = 1000
     """How long clients get between the maintenance notice and the disconnect."""
     simulate: bool = False
+    """Run the simulated feed."""
     simulate_tick_ms: Positive = 1000
+    """The simulated feed's tick."""
     store: Annotated[str, Field(pattern=r"^(memory|none|rediss?://\S+)$")] = "memory"
     """Where messages are kept for replay and snapshots: ``memory``, ``none`` or a Redis URL."""
     store_max_messages: Positive = 10_000
@@ -131,15 +173,29 @@ class ServerSettings(BaseSettings):
         return self.max_message_size_bytes * 4 + 65_536
 
 
-def _describe(error: ValidationError) -> str:
+def _source(key: str, overrides: dict[str, Any], config_file: Path | None) -> str:
+    """Where the value of ``key`` came from, in the words a user would search for."""
+    if key in overrides:
+        return key  # a flag (--max-message-size-bytes) or a keyword argument
+    variable = f"{ENV_PREFIX}{key.upper()}"
+    if variable in os.environ:
+        return f"{variable} ({key})"
+    if config_file is not None:
+        return f"{key} in {config_file}"
+    return key
+
+
+def _describe(error: ValidationError, overrides: dict[str, Any], config_file: Path | None) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "configuration"
         message = item["msg"].removeprefix("Value error, ")
-        if message.split(":", 1)[0] in ServerSettings.model_fields:
-            lines.append(message)
-        else:
-            lines.append(f"{key}: {message}")
+        named, _, rest = message.partition(":")
+        if named in ServerSettings.model_fields:
+            key, message = named, rest.strip()
+        where = _source(key.split(".", 1)[0], overrides, config_file)
+        shown = f" (got {item['input']!r})" if item["type"] != "value_error" else ""
+        lines.append(f"{where}: {message}{shown}")
     return "invalid configuration: " + "; ".join(lines)
 
 
@@ -161,8 +217,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> ServerSe
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
-    except (OSError, ValueError) as exc:  # unreadable or malformed file
+        raise ConfigError(_describe(exc, overrides, config_file)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed file, unparsable variable
+        if config_file is None:
+            raise ConfigError(f"invalid configuration: {exc}") from None
         raise ConfigError(f"config: cannot read {config_file}: {exc}") from None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -30,7 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="intraday-live contract",
         description="Check a running server against the Intraday live-updates protocol v1.",
     )
-    parser.add_argument("--url", required=True, help="the server, http://host:port")
+    url = os.environ.get("INTRADAY_URL") or None
+    parser.add_argument(
+        "--url",
+        default=url,
+        required=url is None,
+        help="the server, http://host:port (default $INTRADAY_URL)",
+    )
     parser.add_argument("--path", default="/ws", help="the Socket.IO path (default /ws)")
     parser.add_argument("--admin-token", help="bearer token of the management API")
     parser.add_argument(
@@ -39,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="orgs",
         metavar="ORG",
         help="an organization the suite may use (repeat; a second one enables the "
-        "cross-organization checks; default contract-org)",
+        "cross-organization checks; default $INTRADAY_ORG, else contract-org)",
     )
     parser.add_argument("--jwt-secret", help="HS256 secret to sign tokens (jwt-mode servers)")
     parser.add_argument(
@@ -86,7 +93,7 @@ def config_from_args(args: argparse.Namespace) -> ContractConfig:
     """
     return ContractConfig(
         url=args.url,
-        organizations=tuple(args.orgs or ("contract-org",)),
+        organizations=tuple(args.orgs or (os.environ.get("INTRADAY_ORG") or "contract-org",)),
         path=args.path,
         admin_token=args.admin_token,
         jwt_secret=args.jwt_secret,

@@ -36,6 +36,8 @@ def format_summary(report: ContractReport, *, verbose: bool = False) -> str:
     ]
     if report.unreachable is not None:
         lines.append(f"server unreachable: {report.unreachable}")
+        lines.append("stopped after the reachability check: no other check ran")
+        return "\n".join(lines)
     width = max([len(s.title) for s in report.counts()] + [len("section")])
     lines.append(f"{'section':<{width}}  pass  fail  skip")
     for section, counts in report.counts().items():
@@ -105,6 +107,11 @@ def junit_xml(report: ContractReport) -> ET.ElementTree:
                 failure.text = result.message
             elif result.outcome is Outcome.SKIP:
                 ET.SubElement(case, "skipped", message=result.message)
+    if report.unreachable is not None:
+        root.set("errors", "1")
+        suite = ET.SubElement(root, "testsuite", name="reachability", tests="1", errors="1")
+        case = ET.SubElement(suite, "testcase", classname="intraday_contract", name="reachability")
+        ET.SubElement(case, "error", message=report.unreachable[:500]).text = report.unreachable
     tree = ET.ElementTree(root)
     ET.indent(tree)
     return tree

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from .events import EVENT_CHANNEL, Channel, ServerEvent
+from .ranked import RankedStrEnum
 from .rooms import Scope
 from .timestamps import Timestamp
 
 __all__ = ["Envelope", "Priority", "build_envelope"]
 
 
-class Priority(StrEnum):
+class Priority(RankedStrEnum):
     """Message priority; ``medium`` when not given."""
 
     LOW = "low"

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from .events import ServerEvent
 from .identifiers import Identifier
+from .ranked import RankedStrEnum
 from .timestamps import Timestamp
 
 __all__ = [
@@ -59,18 +60,13 @@ ShortText = Annotated[str, Field(min_length=1, max_length=256)]
 LongText = Annotated[str, Field(max_length=8192)]
 
 
-class Severity(StrEnum):
+class Severity(RankedStrEnum):
     """How bad an alert is, in increasing order."""
 
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"
     CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        """0 for ``low`` up to 3 for ``critical``, for "high or above" filters."""
-        return list(Severity).index(self)
 
 
 class AlertStatus(StrEnum):

@@ -91,3 +91,27 @@ def test_list_names_every_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(lines) == 1
     assert lines[0].startswith("s7_client_ping_")
     assert "§7 client:ping: " in lines[0]
+
+
+async def test_unreachable_server_stops_after_the_reachability_check(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    junit = tmp_path / "junit.xml"
+    argv = ["--url", "http://127.0.0.1:9", "--timeout", "1", "--junit", str(junit)]
+    assert await asyncio.to_thread(main, argv) == 2
+    out = capsys.readouterr().out
+    assert "stopped after the reachability check" in out
+    assert "FAIL" not in out
+    assert "connection refused" in out
+    errors = ET.parse(junit).getroot().findall(".//error")
+    assert len(errors) == 1
+
+
+async def test_a_wrong_path_is_reported_as_the_servers_answer(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--url", server.url, "--path", "/nope", "--timeout", "2"]
+    assert await asyncio.to_thread(main, argv) == 2
+    out = capsys.readouterr().out
+    assert "HTTP 40" in out
+    assert "check the path" in out

@@ -143,6 +143,16 @@ async def test_quickstart_prints_kpi_updates(
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d support: health \d+\.0", line) for line in lines)
 
 
+async def test_subscription_loop_prints_messages(
+    live: RunningServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await _run_main(SNIPPETS / "subscription_loop.py", _env(live, INTRADAY_COUNT="3"), monkeypatch)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    pattern = r"ALERT (high|critical): alert:\S+|\d\d:\d\d:\d\d (kpi|alert):\S+ \S+"
+    assert all(re.fullmatch(pattern, line) for line in lines), lines
+
+
 async def test_quickstart_runs_as_a_script(live: RunningServer) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,

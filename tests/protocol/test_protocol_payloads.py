@@ -222,3 +222,30 @@ def test_payloads_are_frozen() -> None:
 def test_parse_payload_rejects_unknown_event(event: str) -> None:
     with pytest.raises(ValueError, match="not a valid ServerEvent"):
         parse_payload(event, SCOPED_REQUIRED)
+
+
+def test_severities_compare_by_rank_not_by_spelling() -> None:
+    assert Severity.CRITICAL >= Severity.HIGH
+    assert Severity.CRITICAL > Severity.HIGH > Severity.MEDIUM > Severity.LOW
+    assert not Severity.LOW >= Severity.HIGH
+    assert Severity.HIGH <= Severity.HIGH
+    assert max(Severity) is Severity.CRITICAL
+    assert sorted([Severity.HIGH, Severity.LOW, Severity.CRITICAL, Severity.MEDIUM]) == list(
+        Severity
+    )
+    assert Severity.HIGH >= "medium"  # a wire string is taken as the member it names
+    assert Severity.LOW == "low"  # equality and hashing stay the string's
+    assert {"low": 1}[Severity.LOW] == 1
+
+
+def test_priorities_compare_by_rank() -> None:
+    from client_sdk.protocol import Priority
+
+    assert Priority.URGENT > Priority.HIGH > Priority.MEDIUM > Priority.LOW
+    assert not Priority.LOW >= Priority.HIGH
+    assert [p.rank for p in Priority] == [0, 1, 2, 3]
+
+
+def test_a_severity_and_an_unknown_string_do_not_compare() -> None:
+    with pytest.raises(TypeError):
+        _ = Severity.LOW < "loudest"

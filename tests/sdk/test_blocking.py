@@ -84,9 +84,31 @@ async def test_connects_subscribes_and_iterates_messages(
         next(support)  # a closed stream ends at once
 
 
-async def test_a_stream_ends_after_its_idle_timeout(blocking: BlockingClient) -> None:
-    stream = await asyncio.to_thread(blocking.messages, ["alerts"], timeout=0.05)
+async def test_a_quiet_stream_raises_by_default_and_stays_usable(
+    blocking: BlockingClient, api: httpx.AsyncClient
+) -> None:
+    stream = await asyncio.to_thread(blocking.messages, ["kpi"], queue_name="support", timeout=0.05)
+    with pytest.raises(RequestTimeoutError, match="no message within"):
+        await asyncio.to_thread(next, stream)
+    assert not stream.timed_out
+    await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", "support"))
+
+    def next_after_quiet_spells() -> Any:
+        # What a script does: catch the quiet spell, keep reading the same stream.
+        for _ in range(int(WAIT / 0.05)):
+            with contextlib.suppress(RequestTimeoutError):
+                return next(stream)
+        raise AssertionError("the message never came")
+
+    message = await asyncio.to_thread(next_after_quiet_spells)
+    assert message.target.queue_name == "support"
+    await asyncio.to_thread(stream.close)
+
+
+async def test_a_stream_can_choose_to_end_on_its_timeout(blocking: BlockingClient) -> None:
+    stream = await asyncio.to_thread(blocking.messages, ["alerts"], timeout=0.05, on_timeout="stop")
     assert await asyncio.to_thread(list, stream) == []
+    assert stream.timed_out
 
 
 async def test_subscription_handle_unsubscribes(

@@ -188,3 +188,28 @@ async def test_listen_prints_one_readable_line_per_event(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_listen_since_last_resumes_where_the_last_run_stopped(
+    server: ReferenceServer, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """What was published between two runs comes first, marked (replayed)."""
+    resume = str(tmp_path / "listen.resume")
+    args = ("--url", server.url, "--org", "org_a", "--channels", "kpi", "--since-last", resume)
+    async with run_listen(*args) as first:
+        await first.stderr_until("subscribed to kpi")
+        await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", health_score=11))
+        live = await first.stdout_line()
+        assert "11" in live, live
+        assert "(replayed)" not in live, live
+        first.process.send_signal(signal.SIGINT)
+        assert await first.exit_status() == 0
+    for score in (22, 33):  # while nobody listens
+        await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", health_score=score))
+    async with run_listen(*args) as again:
+        lines = [await again.stdout_line(), await again.stdout_line()]
+        assert all(line.rstrip().endswith("(replayed)") for line in lines), lines
+        assert ["22" in lines[0], "33" in lines[1]] == [True, True], lines
+        again.process.send_signal(signal.SIGINT)
+        assert await again.exit_status() == 0
+        assert "Traceback" not in await again.rest_of_stderr()

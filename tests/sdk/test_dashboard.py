@@ -8,6 +8,7 @@ import io
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from client_sdk import AuthenticationError, ConnectionState, IntradayClient, Message
 from client_sdk.dashboard import DashboardState, render, run_dashboard
+from client_sdk.gaps import Gap, GapReason
 from client_sdk.protocol import AlertStatus, Payload, Severity
 from reference_server.app import ReferenceServer
 from tests.conftest import ServerFactory, eventually, kpi
@@ -266,3 +268,59 @@ async def test_demo_runs_the_dashboard_and_stops_by_itself() -> None:
     assert "customer_care/support" in text  # a KPI row of the simulated acme
     assert "authenticated" in text
     assert "Traceback" not in err.decode()
+
+
+def test_the_header_shows_the_age_of_the_data() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    state = DashboardState(organization_id="acme")
+    console = Console(record=True, width=120, file=io.StringIO())
+    console.print(render(state, now=now))
+    assert "no data yet" in console.export_text()
+    state.received_at = now - timedelta(seconds=12)
+    console.print(render(state, now=now))
+    assert "updated 12s ago" in console.export_text()
+
+
+def test_the_header_shows_the_last_error_while_not_connected() -> None:
+    state = DashboardState(organization_id="acme", connection=ConnectionState.CONNECTING)
+    state.last_error = "connect to http://x:1: connection refused: is the server running?"
+    assert "last error: connect to http://x:1: connection refused" in text_of(state)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120, 160])
+async def test_no_cell_is_cut_at_common_widths(
+    server: ReferenceServer, api: httpx.AsyncClient, width: int
+) -> None:
+    state = await feed(server, api)
+    text = text_of(state, width=width)
+    assert "…" not in text, text
+    assert "Oldest" in text
+    assert "service_level_breach" in text
+
+
+async def test_run_dashboard_shows_why_it_cannot_connect() -> None:
+    with contextlib.closing(__import__("socket").socket()) as dead:
+        dead.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+        client = IntradayClient(
+            url=url, user_id="u", organization_id="acme", reconnection_delay=0.05,
+            reconnection_delay_max=0.05, reconnection_attempts=None,
+        )  # fmt: skip
+        console = Console(record=True, width=120, file=io.StringIO())
+        try:
+            await run_dashboard(client, organization_id="acme", duration=1.0, console=console)
+        finally:
+            await client.close()
+    text = console.export_text()
+    assert "last error: connect to" in text
+    assert "connection refused" in text
+
+
+def test_a_gap_is_a_banner_in_the_header() -> None:
+    state = DashboardState(organization_id="acme", connection=ConnectionState.AUTHENTICATED)
+    assert "gap:" not in text_of(state)
+    gap = Gap("kpi:acme", 41, "e1", GapReason.EPOCH_CHANGED)
+    state.record_gap(gap, now=datetime(2026, 11, 25, 10, 30, tzinfo=UTC))
+    assert "gap: 10:30:00 messages of kpi:acme may be missing (epoch_changed)" in text_of(state)

@@ -683,3 +683,38 @@ async def test_a_retryable_refusal_is_retried_on_the_client_policy() -> None:
                 await hook.wait_subscribed(timeout=WAIT)
                 assert delays == [1.0, 2.0, 4.0]  # reconnection_delay doubling, as on reconnect
                 assert hook.error is None
+
+
+async def test_by_queue_keeps_the_latest_message_of_each_queue(
+    make_client: ClientFactory, admin: AdminClient
+) -> None:
+    client = make_client()
+    await client.connect()
+    hook = kpi_updates(client, department_id="customer_care")
+    recorder: Recorder[Any] = Recorder()
+    disposable = hook.subscribe(recorder)
+    await hook.wait_subscribed(timeout=WAIT)
+    for queue, score in (("support", 10), ("billing", 20), ("support", 30)):
+        await admin.publish_kpi(
+            kpi("org_a", queue, department_id="customer_care", health_score=score)
+        )
+    await recorder.until(lambda: len(recorder.values) == 3)
+    disposable.dispose()
+    view = hook.by_queue  # kept after the last observer left, like .latest
+    assert set(view) == {("customer_care", "support"), ("customer_care", "billing")}
+    assert view["customer_care", "support"].payload.health_score == 30
+    assert view["customer_care", "billing"].payload.health_score == 20
+    with pytest.raises(TypeError):
+        view["x", "y"] = view["customer_care", "support"]  # type: ignore[index]
+
+
+async def test_reading_latest_of_a_hook_nothing_observes_warns(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    await client.connect()
+    hook = kpi_updates(client)
+    assert hook.latest is None
+    assert hook.latest is None
+    warnings = [r for r in caplog.records if "nothing observes the hook" in r.message]
+    assert len(warnings) == 1  # once per hook

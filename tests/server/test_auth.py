@@ -433,3 +433,37 @@ async def test_authenticated_sockets_survive_the_timeout(make_server, make_clien
         await ping_ok(client)
         assert client.received("error") == []
         assert not client.disconnected.is_set()
+
+
+@pytest.mark.parametrize(
+    ("sub", "org", "claim", "field"),
+    [("user_2", "org_a", "sub", "user_id"), ("user_1", "org_b", "org", "organization_id")],
+)
+async def test_jwt_claim_mismatch_names_the_claim(
+    jwt_setup: JwtSetup, make_client, sub: str, org: str, claim: str, field: str
+) -> None:
+    client = make_client(jwt_setup.server)
+    await client.connect()
+    token = jwt_setup.sign(sub, org)
+    ack = await client.call(
+        "authenticate", {"user_id": "user_1", "organization_id": "org_a", "token": token}
+    )
+    error = assert_error(ack, "AUTH_FAILED")
+    assert f"'{claim}' claim" in error["message"]
+    assert field in error["message"]
+    assert error["details"] == {"reason": "claims_mismatch", "claim": claim}
+
+
+async def test_jwt_missing_claim_is_named(make_server, make_client) -> None:
+    server = await make_server(auth_mode="jwt", jwt_secret=HS_SECRET)
+    client = make_client(server)
+    await client.connect()
+    claims = _claims("user_1", "org_a", 300)
+    del claims["org"]
+    token = jwt.encode(claims, HS_SECRET, algorithm="HS256")
+    ack = await client.call(
+        "authenticate", {"user_id": "user_1", "organization_id": "org_a", "token": token}
+    )
+    error = assert_error(ack, "AUTH_FAILED")
+    assert "'org' claim is missing" in error["message"]
+    assert error["details"]["claim"] == "org"

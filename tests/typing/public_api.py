@@ -7,7 +7,7 @@ that a mistake there is caught.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import assert_type
 
 import reactivex
@@ -93,6 +93,9 @@ async def client_api(config: ClientConfig) -> None:
 async def hooks_api(client: IntradayClient) -> None:
     assert_type(kpi_updates(client), MessageHook[KpiPayload])
     assert_type(kpi_updates(client).latest, Message[KpiPayload] | None)
+    assert_type(
+        kpi_updates(client).by_queue, Mapping[tuple[str | None, str | None], Message[KpiPayload]]
+    )
     assert_type(backlog_updates(client), MessageHook[BacklogPayload])
     assert_type(attendance_updates(client), MessageHook[AttendancePayload | AttendanceCheckPayload])
     assert_type(alert_notifications(client), AlertHook)

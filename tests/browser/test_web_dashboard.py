@@ -1,0 +1,96 @@
+"""``examples/web_dashboard.py`` (NiceGUI) in headless chromium: tiles, backlog and bell go live.
+
+The example runs as its own process against a reference server with the
+simulated feed; the page must show a KPI tile per queue, backlog rows, and
+the alert count once the test publishes an alert. The screenshot of the docs
+(``docs/images/web_dashboard.png``) is refreshed with ``UPDATE_SCREENSHOTS=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from client_sdk.testing import running_server
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "web_dashboard.py"
+SCREENSHOT = ROOT / "docs" / "images" / "web_dashboard.png"
+WAIT = 30.0
+
+
+def _without_pytest(environment: os._Environ[str]) -> dict[str, str]:
+    # NiceGUI takes PYTEST_CURRENT_TEST for its own test mode and will not start then.
+    return {k: v for k, v in environment.items() if not k.startswith("PYTEST_")}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _until_serving(url: str, process: asyncio.subprocess.Process) -> None:
+    async with httpx.AsyncClient() as http, asyncio.timeout(WAIT):
+        while True:
+            if process.returncode is not None:
+                raise AssertionError(f"the dashboard exited with {process.returncode}")
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)  # a process starting up: nothing to wait on but its port
+
+
+@pytest.mark.timeout(120)
+async def test_the_web_dashboard_shows_live_tiles_backlog_and_alerts(
+    page: Any, tmp_path: Path
+) -> None:
+    if os.environ.get("REQUIRE_BROWSER") != "1":
+        pytest.importorskip("nicegui", reason="the web extra (pip install -e '.[web]')")
+    port = _free_port()
+    async with running_server(simulate=True, simulate_tick_ms=200) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(EXAMPLE),
+            env={**_without_pytest(os.environ), "INTRADAY_URL": server.url,
+                 "INTRADAY_ORG": "acme", "PORT": str(port)},
+            cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            await _until_serving(url, process)
+            await page.set_viewport_size({"width": 1280, "height": 900})
+            await page.goto(url)
+            tile = page.locator("[data-testid=kpi-tile]").filter(has_text="support")
+            await tile.first.wait_for(timeout=WAIT * 1000)
+            assert "health" in await tile.first.inner_text()
+            rows = page.locator("[data-testid=backlog] tbody tr")
+            await rows.first.wait_for(timeout=WAIT * 1000)
+            assert await rows.count() >= 1
+            async with server.admin() as admin:
+                await admin.publish_alert(
+                    {
+                        "organization_id": "acme", "queue_name": "support",
+                        "timestamp": "2026-11-25T10:30:00Z", "alert_id": "from-the-browser-test",
+                        "rule_name": "browser_test", "severity": "critical",
+                    }
+                )  # fmt: skip
+            latest = page.locator("[data-testid=latest-alert]")
+            await latest.filter(has_text="browser_test").wait_for(timeout=WAIT * 1000)
+            count = await page.locator("[data-testid=alert-count]").inner_text()
+            assert int(count) >= 1
+            assert "authenticated" in await page.locator("[data-testid=state]").inner_text()
+            shot = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path / "s.png"
+            await page.screenshot(path=str(shot), full_page=True)
+        finally:
+            process.terminate()
+            _, errors = await asyncio.wait_for(process.communicate(), WAIT)
+    assert b"Traceback" not in errors, errors.decode()
