@@ -76,7 +76,9 @@ async def test_description_documents_errors_security_and_payloads(
 
 
 @pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is in the dev extra")
-async def test_schemathesis_finds_no_conformance_failure(make_server: ServerFactory) -> None:
+async def test_schemathesis_finds_no_conformance_failure(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
     server = await make_server(admin_token=TOKEN, log_connection_events=False)
     budget = os.environ.get("SCHEMATHESIS_SECONDS", "20")
     process = await asyncio.create_subprocess_exec(
@@ -93,6 +95,7 @@ async def test_schemathesis_finds_no_conformance_failure(make_server: ServerFact
         budget,
         "--generation-deterministic",
         "--no-color",
+        cwd=tmp_path,  # its cache directory stays out of the work tree
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
