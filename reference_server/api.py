@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from client_sdk.protocol import API_BASE, HTTP_STATUS, ErrorCode, ProtocolError
 
 from .api_routes import ApiError, ApiParts, Parts, admin, api_parts, public
+from .operator_routes import metrics_route, mount_admin_ui
 from .validation import invalid_message
 
 __all__ = ["ApiParts", "BodyLimit", "create_api"]
@@ -104,20 +105,20 @@ async def require_admin(request: Request, parts: Parts) -> None:
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    api_parts(request).stats.record_error()
+    api_parts(request).stats.record_error(exc.error.code)
     return JSONResponse({"success": False, "error": exc.error.to_wire()}, status_code=exc.status)
 
 
 async def _protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-    api_parts(request).stats.record_error()
+    api_parts(request).stats.record_error(exc.code)
     return JSONResponse(
         {"success": False, "error": exc.to_wire()}, status_code=HTTP_STATUS[exc.code]
     )
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    api_parts(request).stats.record_error()
     error = invalid_message(exc.errors(), "request")
+    api_parts(request).stats.record_error(error.code)
     # The shape this API has always answered validation failures with: no ``retryable``.
     return _failure(400, error.code, error.message, details=error.details)
 
@@ -129,7 +130,7 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
     log.exception("management API failure", exc_info=exc)
-    api_parts(request).stats.record_error()
+    api_parts(request).stats.record_error(ErrorCode.INTERNAL_ERROR)
     return _failure(500, ErrorCode.INTERNAL_ERROR, "internal error")
 
 
@@ -150,4 +151,10 @@ def create_api(parts: ApiParts) -> ASGIApp:
     app.exception_handler(Exception)(_crash)
     app.include_router(public)
     app.include_router(admin, dependencies=[Depends(require_admin)])
+    settings = parts.settings
+    if settings.metrics_enabled:
+        guarded = [Depends(require_admin)] if settings.metrics_require_token else []
+        app.include_router(metrics_route, dependencies=guarded)
+    if settings.admin_ui_enabled:
+        mount_admin_ui(app)
     return BodyLimit(app, parts.settings.max_message_size_bytes)

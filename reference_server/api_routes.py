@@ -42,6 +42,7 @@ from .auth import mode_warning
 from .config import ServerSettings
 from .connections import Connection, Registry
 from .hub import Hub
+from .metrics import ServerMetrics
 from .publisher import Publisher
 from .stats import ServerStats
 
@@ -59,6 +60,8 @@ class ApiParts:
     """For ``draining`` and to disconnect a socket."""
     publisher: Publisher
     version: str
+    metrics: ServerMetrics | None = None
+    """What ``GET /metrics`` renders (none: the route answers 404)."""
 
 
 class ApiError(Exception):

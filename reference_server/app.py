@@ -33,9 +33,15 @@ from .config import ServerSettings
 from .connections import Registry
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
+from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
-from .socketio_transport import IntradaySocketServer, SocketIOFanout, create_socketio_server
+from .socketio_transport import (
+    IntradaySocketServer,
+    SocketIOFanout,
+    create_socketio_server,
+    instrument_for_admin_ui,
+)
 from .stats import ServerStats
 
 __all__ = ["IntradayApp", "ReferenceServer"]
@@ -78,18 +84,21 @@ class IntradayApp:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
+        self.metrics = ServerMetrics(self.registry, self.stats, enabled=settings.metrics_enabled)
         server = describe_server(settings, name=SERVER_NAME, version=__version__)
         handlers = ClientHandlers(settings, self.registry, Authenticator(settings), server)
-        self.hub = Hub(settings, self.registry, self.stats, handlers)
-        screen: IngressScreen = LimitScreen(settings, self.hub)
+        self.hub = Hub(settings, self.registry, self.stats, handlers, self.metrics)
+        screen: IngressScreen = LimitScreen(settings, self.hub, self.metrics)
         if wrap_screen is not None:
             screen = wrap_screen(screen, settings)
         self._screen = screen
         self.sio: IntradaySocketServer = create_socketio_server(settings, self.hub, screen)
+        if settings.socketio_admin_ui:
+            instrument_for_admin_ui(self.sio, settings)
         fanout: Fanout = SocketIOFanout(self.sio)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
-        self.publisher = Publisher(settings, self.registry, self.stats, fanout)
+        self.publisher = Publisher(settings, self.registry, self.stats, fanout, self.metrics)
         self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
         self._api = create_api(
             ApiParts(
@@ -99,6 +108,7 @@ class IntradayApp:
                 hub=self.hub,
                 publisher=self.publisher,
                 version=__version__,
+                metrics=self.metrics,
             )
         )
         self._background: list[asyncio.Task[None]] = []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, ServerSettings, load_settings
+from .logformat import configure_logging
 
 __all__ = ["main"]
 
@@ -30,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
         # The demo's dashboard redraws the terminal: only warnings may interleave.
         level = "warning" if command is demo else "info"
         command.add_argument("--log-level", default=level, help=f"debug, info... (default {level})")
+        command.add_argument(
+            "--log-format",
+            choices=["text", "json"],
+            help="json: one object per line (default text)",
+        )
     serve.add_argument("--auth-mode", choices=["trust", "jwt"], help="default trust")
     serve.add_argument("--admin-token", help="bearer token for the management API")
     serve.add_argument("--jwt-secret", help="HS256 secret (jwt mode)")
@@ -55,17 +61,15 @@ def _settings(args: argparse.Namespace, **forced: Any) -> ServerSettings:
         "jwt_secret": getattr(args, "jwt_secret", None),
         "jwt_public_key_file": getattr(args, "jwt_public_key_file", None),
         "simulate": getattr(args, "simulate", None),
+        "log_format": args.log_format,
         **forced,
     }
     return load_settings(args.config, **flags)
 
 
 def _configure_logging(level: str, settings: ServerSettings) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO) if settings.enable_logging else 100,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    chosen = getattr(logging, level.upper(), logging.INFO) if settings.enable_logging else 100
+    configure_logging(chosen, settings.log_format, sys.stderr)
 
 
 async def _dashboard(url: str, path: str, org: str, duration: float | None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -82,6 +82,8 @@ class ServerSettings(BaseSettings):
     log_connection_events: bool = True
     log_subscription_events: bool = True
     log_broadcast_events: bool = False
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (see :mod:`reference_server.logformat`)."""
     auth_mode: AuthMode = AuthMode.TRUST
     admin_token: SecretStr | None = None
     jwt_secret: SecretStr | None = None
@@ -92,6 +94,14 @@ class ServerSettings(BaseSettings):
     """How long clients get between the maintenance notice and the disconnect."""
     simulate: bool = False
     simulate_tick_ms: Positive = 1000
+    metrics_enabled: bool = True
+    """Serve ``GET /metrics`` and record the figures it shows."""
+    metrics_require_token: bool = True
+    """Put ``/metrics`` behind the admin token (when one is set), like the API."""
+    admin_ui_enabled: bool = True
+    """Serve the admin web UI at ``/admin``."""
+    socketio_admin_ui: bool = False
+    """Instrument python-socketio for the official Socket.IO Admin UI (namespace ``/admin``)."""
 
     @model_validator(mode="after")
     def _safe_to_start(self) -> Self:

@@ -33,6 +33,7 @@ from client_sdk.protocol import (
 
 from .config import ServerSettings
 from .connections import Registry
+from .metrics import ServerMetrics
 from .stats import ServerStats
 from .validation import validating
 
@@ -69,12 +70,18 @@ class Publisher:
     """Validates broadcasts and delivers them by the delivery rule."""
 
     def __init__(
-        self, settings: ServerSettings, registry: Registry, stats: ServerStats, fanout: Fanout
+        self,
+        settings: ServerSettings,
+        registry: Registry,
+        stats: ServerStats,
+        fanout: Fanout,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._log_broadcasts = settings.log_broadcast_events
         self._registry = registry
         self._stats = stats
         self._fanout = fanout
+        self._metrics = metrics or ServerMetrics(registry, stats, enabled=False)
 
     def resolve_target(self, request: BroadcastRequest, data: dict[str, Any]) -> Scope:
         """The message's target: the request's, completed from the payload.
@@ -163,10 +170,14 @@ class Publisher:
             priority=request.priority,
             requires_ack=request.requires_ack,
         )
+        started = time.perf_counter()
         await self._deliver(request.event.value, envelope, rooms, member_ids, request.requires_ack)
+        elapsed = time.perf_counter() - started
         self._stats.record_message(request.event.value)
+        self._metrics.record_delivery(request.event.value, len(member_ids), elapsed)
         if self._log_broadcasts:
-            log.info("%s %s to %d sockets", request.event, message_id, len(member_ids))
+            ids = {"message_id": message_id, "organization_id": target.organization_id}
+            log.info("%s %s to %d sockets", request.event, message_id, len(member_ids), extra=ids)
         return BroadcastResult(message_id=message_id, recipients=len(member_ids))
 
     async def _deliver(
@@ -196,9 +207,12 @@ class Publisher:
     def _latency_recorder(self) -> Any:
         sent = time.monotonic()
         stats = self._stats
+        metrics = self._metrics
 
         def on_ack(*_: Any) -> None:
-            stats.record_latency((time.monotonic() - sent) * 1000)
+            seconds = time.monotonic() - sent
+            stats.record_latency(seconds * 1000)
+            metrics.record_ack(seconds)
 
         return on_ack
 
@@ -213,6 +227,7 @@ class Publisher:
             priority=Priority.URGENT,
         )
         connections = list(self._registry)
+        started = time.perf_counter()
         # A socket id is also the socket's own python-socketio room.
         sids = [c.socket_id for c in connections if c.link.via_fanout]
         await self._fanout.emit_to_rooms(event.value, envelope, sids)
@@ -220,3 +235,4 @@ class Publisher:
             if not connection.link.via_fanout:
                 await connection.link.send(event.value, envelope)
         self._stats.record_message(event.value)
+        self._metrics.record_delivery(event.value, len(connections), time.perf_counter() - started)

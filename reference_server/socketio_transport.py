@@ -13,6 +13,7 @@ oversized message is answered on a live connection instead of closing it.
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,13 @@ from .connections import Connection
 from .hub import Hub
 from .screening import IngressScreen
 
-__all__ = ["IntradaySocketServer", "SocketIOFanout", "SocketIOLink", "create_socketio_server"]
+__all__ = [
+    "IntradaySocketServer",
+    "SocketIOFanout",
+    "SocketIOLink",
+    "create_socketio_server",
+    "instrument_for_admin_ui",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +135,8 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._hub = hub
         self._screen = screen
         self._welcome: dict[str, dict[str, Any]] = {}
+        self.foreign_namespaces = False
+        """Set by :func:`instrument_for_admin_ui`: events of other namespaces are handled."""
         self.on("connect", self._on_connect, namespace=NAMESPACE)
         self.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
 
@@ -136,7 +145,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         try:
             connection = hub.admit(sid, SocketIOLink(self, sid))
         except ProtocolError as error:
-            hub.stats.record_error()
+            hub.stats.record_error(error.code)
             raise _refusal(error) from None
         if auth is None:
             return True
@@ -146,7 +155,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
             self._welcome[sid] = await hub.authenticate_handshake(connection, auth)
         except ProtocolError as error:
             hub.forget(sid)
-            hub.stats.record_error()
+            hub.stats.record_error(error.code)
             raise _refusal(error) from None
         return True
 
@@ -197,6 +206,10 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
                 log.debug("dropped a malformed packet from %s", eio_sid)
 
     async def _handle_event_packet(self, eio_sid: str, data: str) -> None:
+        if self.foreign_namespaces and data.startswith("2/"):
+            # The Socket.IO Admin UI's commands: python-socketio's own handlers.
+            await super()._handle_eio_message(eio_sid, data)
+            return
         connection = self._connection(eio_sid)
         if connection is None or connection.closing:
             return
@@ -237,3 +250,27 @@ def create_socketio_server(
         logger=False,
         engineio_logger=False,
     )
+
+
+def instrument_for_admin_ui(server: IntradaySocketServer, settings: ServerSettings) -> None:
+    """Let the official Socket.IO Admin UI connect to namespace ``/admin``.
+
+    Its credentials are the user name ``admin`` and the admin token as the
+    password (no authentication without a token, which only loopback allows).
+    ``production`` mode: python-socketio then reports no per-event details.
+    """
+    token = settings.admin_token
+
+    def allowed(credentials: Any) -> bool:
+        if token is None:
+            return True
+        if not isinstance(credentials, dict):
+            return False
+        given = str(credentials.get("password", "")).encode()
+        # compare_digest: the time taken must not tell how much of a guess was right.
+        return credentials.get("username") == "admin" and hmac.compare_digest(
+            given, token.get_secret_value().encode()
+        )
+
+    server.instrument(auth=allowed if token is not None else False, mode="production")
+    server.foreign_namespaces = True

@@ -22,6 +22,7 @@ class ServerStats:
         self.total_messages = 0
         self.messages_by_event: Counter[str] = Counter()
         self.error_count = 0
+        self.errors_by_code: Counter[str] = Counter()
         self._latency_count = 0
         self._latency_total_ms = 0.0
         self.max_latency_ms: float | None = None
@@ -39,9 +40,10 @@ class ServerStats:
             self._recent.append((now, 1))
         self._trim(now)
 
-    def record_error(self) -> None:
-        """Count one error answered to a client or API caller."""
+    def record_error(self, code: str | None = None) -> None:
+        """Count one error answered to a client or API caller, by its protocol code."""
         self.error_count += 1
+        self.errors_by_code[str(code) if code else "UNKNOWN"] += 1
 
     def record_latency(self, milliseconds: float) -> None:
         """Record the ack round trip of one ``requires_ack`` delivery."""
