@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INTEROP := tests/interop
 DURATION ?=
 
-.PHONY: demo test lint typecheck unit interop-deps system-deps bench clean
+.PHONY: demo test lint typecheck unit interop-deps system-deps bench soak clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: $(BIN)/.installed interop-deps system-deps lint typecheck
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
+
+# Not part of make test: 1,000 connections x 10 msg/s for 10 minutes (SOAK_* variables shrink it).
+soak: $(BIN)/.installed
+	scripts/soak
 
 clean:
 	rm -rf $(VENV) $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache
