@@ -154,6 +154,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "handshake auth must be an object")
             self._welcome[sid] = await hub.authenticate_handshake(connection, auth)
         except ProtocolError as error:
+            connection.closing = True  # refused, not a disconnect: the metrics count it as an auth
             hub.forget(sid)
             hub.stats.record_error(error.code)
             raise _refusal(error) from None
