@@ -93,8 +93,9 @@ class IntradayApp:
             screen = wrap_screen(screen, settings)
         self._screen = screen
         self.sio: IntradaySocketServer = create_socketio_server(settings, self.hub, screen)
+        self._instrumented: Any = None
         if settings.socketio_admin_ui:
-            instrument_for_admin_ui(self.sio, settings)
+            self._instrumented = instrument_for_admin_ui(self.sio, settings)
         fanout: Fanout = SocketIOFanout(self.sio)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
@@ -170,6 +171,10 @@ class IntradayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        if self._instrumented is not None:
+            # Its patches are process-wide: leave the next server in this process unpatched.
+            self._instrumented.uninstrument()
+            self._instrumented = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

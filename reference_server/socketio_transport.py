@@ -253,12 +253,18 @@ def create_socketio_server(
     )
 
 
-def instrument_for_admin_ui(server: IntradaySocketServer, settings: ServerSettings) -> None:
+def instrument_for_admin_ui(server: IntradaySocketServer, settings: ServerSettings) -> Any:
     """Let the official Socket.IO Admin UI connect to namespace ``/admin``.
 
     Its credentials are the user name ``admin`` and the admin token as the
     password (no authentication without a token, which only loopback allows).
     ``production`` mode: python-socketio then reports no per-event details.
+
+    Returns python-socketio's instrumentation, whose ``uninstrument()`` the
+    application calls when it stops: ``instrument()`` patches python-engineio's
+    socket class for the whole process, so an instrumented server left behind
+    breaks every server started after it in the same process (one instrumented
+    server per process at a time).
     """
     token = settings.admin_token
 
@@ -273,5 +279,8 @@ def instrument_for_admin_ui(server: IntradaySocketServer, settings: ServerSettin
             given, token.get_secret_value().encode()
         )
 
-    server.instrument(auth=allowed if token is not None else False, mode="production")
+    instrumented = server.instrument(
+        auth=allowed if token is not None else False, mode="production"
+    )
     server.foreign_namespaces = True
+    return instrumented

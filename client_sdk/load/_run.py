@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..admin import AdminClient
 from ..exceptions import IntradayError
@@ -296,9 +295,3 @@ def _figures(
         "server": probe.summary() if probe is not None else None,
         "timeline": series,
     }
-
-
-def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")

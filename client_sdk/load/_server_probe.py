@@ -11,7 +11,13 @@ import contextlib
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ServerProbe"]
+__all__ = ["ServerProbe", "is_loopback_url"]
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether ``url`` points at this machine."""
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class ServerProbe:
@@ -25,10 +31,9 @@ class ServerProbe:
     @classmethod
     def for_url(cls, url: str) -> ServerProbe | None:
         """The probe of the local process serving ``url``, if there is one to see."""
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if not (host in ("localhost", "::1") or host.startswith("127.")):
+        if not is_loopback_url(url):
             return None
+        parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             import psutil

@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ._run import LoadConfig, Progress, is_loopback_url, run_load
+from ._run import LoadConfig, Progress, run_load
+from ._server_probe import is_loopback_url
 from .report import render_table, write_report
 
 __all__ = ["main"]

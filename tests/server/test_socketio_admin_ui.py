@@ -60,3 +60,21 @@ async def test_without_the_flag_there_is_no_admin_namespace(make_server: ServerF
     server = await make_server(admin_token=TOKEN)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await connect_admin(server.url, TOKEN)
+
+
+async def test_a_server_started_after_an_instrumented_one_stopped_works(
+    make_server: ServerFactory,
+) -> None:
+    # instrument() patches python-engineio's socket class process-wide; the
+    # stopped server must have undone it.
+    instrumented = await make_server(admin_token=TOKEN, socketio_admin_ui=True)
+    await instrumented.stop()
+    server = await make_server()
+    client = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+    await client.connect(
+        server.url, socketio_path="ws", transports=["websocket"], wait_timeout=WAIT
+    )
+    try:
+        assert client.connected
+    finally:
+        await client.disconnect()
