@@ -33,8 +33,9 @@ interop-deps: $(INTEROP)/node_modules/.installed
 system-deps:
 	@scripts/install-system-deps
 
+# With branch coverage, failing below [tool.coverage.report] fail_under (pyproject.toml).
 test: $(BIN)/.installed interop-deps system-deps lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
@@ -44,4 +45,4 @@ soak: $(BIN)/.installed
 	scripts/soak
 
 clean:
-	rm -rf $(VENV) $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache .coverage

@@ -111,9 +111,9 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
 
 async def _protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
     api_parts(request).stats.record_error(exc.code)
-    return JSONResponse(
-        {"success": False, "error": exc.to_wire()}, status_code=HTTP_STATUS[exc.code]
-    )
+    # A store that is down is a 503 (retry later), not a 500 (a bug of ours).
+    status = getattr(exc, "http_status", None) or HTTP_STATUS[exc.code]
+    return JSONResponse({"success": False, "error": exc.to_wire()}, status_code=status)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

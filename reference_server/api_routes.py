@@ -35,6 +35,7 @@ from client_sdk.protocol import (
     RoomList,
     ServerEvent,
     Stats,
+    StoreInfo,
     parse_room,
 )
 
@@ -45,6 +46,7 @@ from .hub import Hub
 from .metrics import ServerMetrics
 from .publisher import Publisher
 from .stats import ServerStats
+from .store import MessageStore
 
 __all__ = ["ApiError", "ApiParts", "admin", "api_parts", "public"]
 
@@ -62,6 +64,8 @@ class ApiParts:
     version: str
     metrics: ServerMetrics | None = None
     """What ``GET /metrics`` renders (none: the route answers 404)."""
+    store: MessageStore | None = None
+    """The message store, for its figures (``None``: no replay)."""
 
 
 class ApiError(Exception):
@@ -128,6 +132,20 @@ async def health(parts: Parts) -> Health:
         warning=mode_warning(parts.settings.auth_mode),
         version=parts.version,
         protocol=PROTOCOL_VERSION,
+        store=await _store_info(parts),
+    )
+
+
+async def _store_info(parts: ApiParts) -> StoreInfo | None:
+    if parts.store is None:
+        return None
+    figures = await parts.store.stats()
+    return StoreInfo(
+        kind=figures.kind,
+        streams=figures.streams,
+        messages=figures.messages,
+        oldest_age_seconds=figures.oldest_age_seconds,
+        reachable=figures.reachable,
     )
 
 
@@ -153,6 +171,7 @@ async def stats(parts: Parts) -> Stats:
             "max_latency_ms": s.max_latency_ms,
             "error_count": s.error_count,
             "uptime_seconds": s.uptime_seconds(),
+            "store": await _store_info(parts),
         }
     )
 

@@ -35,6 +35,7 @@ from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
+from .resume import Resumer
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
 from .socketio_transport import (
     IntradaySocketServer,
@@ -43,6 +44,7 @@ from .socketio_transport import (
     instrument_for_admin_ui,
 )
 from .stats import ServerStats
+from .store import open_store
 
 __all__ = ["IntradayApp", "ReferenceServer"]
 
@@ -85,8 +87,12 @@ class IntradayApp:
         self.registry = Registry()
         self.stats = ServerStats()
         self.metrics = ServerMetrics(self.registry, self.stats, enabled=settings.metrics_enabled)
-        server = describe_server(settings, name=SERVER_NAME, version=__version__)
-        handlers = ClientHandlers(settings, self.registry, Authenticator(settings), server)
+        self.store = open_store(settings)
+        resumer = Resumer(self.store, self.registry)
+        server = describe_server(
+            settings, name=SERVER_NAME, version=__version__, capabilities=resumer.capabilities
+        )
+        handlers = ClientHandlers(settings, self.registry, Authenticator(settings), server, resumer)
         self.hub = Hub(settings, self.registry, self.stats, handlers, self.metrics)
         screen: IngressScreen = LimitScreen(settings, self.hub, self.metrics)
         if wrap_screen is not None:
@@ -99,7 +105,9 @@ class IntradayApp:
         fanout: Fanout = SocketIOFanout(self.sio)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
-        self.publisher = Publisher(settings, self.registry, self.stats, fanout, self.metrics)
+        self.publisher = Publisher(
+            settings, self.registry, self.stats, fanout, self.store, metrics=self.metrics
+        )
         self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
         self._api = create_api(
             ApiParts(
@@ -110,6 +118,7 @@ class IntradayApp:
                 publisher=self.publisher,
                 version=__version__,
                 metrics=self.metrics,
+                store=self.store,
             )
         )
         self._background: list[asyncio.Task[None]] = []
@@ -175,6 +184,8 @@ class IntradayApp:
             # Its patches are process-wide: leave the next server in this process unpatched.
             self._instrumented.uninstrument()
             self._instrumented = None
+        if self.store is not None:
+            await self.store.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -102,6 +102,12 @@ class ServerSettings(BaseSettings):
     """Serve the admin web UI at ``/admin``."""
     socketio_admin_ui: bool = False
     """Instrument python-socketio for the official Socket.IO Admin UI (namespace ``/admin``)."""
+    store: Annotated[str, Field(pattern=r"^(memory|none|rediss?://\S+)$")] = "memory"
+    """Where messages are kept for replay and snapshots: ``memory``, ``none`` or a Redis URL."""
+    store_max_messages: Positive = 10_000
+    """Messages kept per stream (``{channel}:{org}``)."""
+    store_max_age_seconds: Positive = 86_400
+    """Messages older than this are no longer replayed."""
 
     @model_validator(mode="after")
     def _safe_to_start(self) -> Self:

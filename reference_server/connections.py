@@ -73,6 +73,8 @@ class Connection:
     auth_timer: asyncio.Task[None] | None = None
     rate_window: RateWindow = field(default_factory=RateWindow)
     closing: bool = False
+    holds: dict[str, Any] = field(default_factory=dict)
+    """Streams whose live messages wait while their replay is sent (``reference_server.resume``)."""
 
     @property
     def status(self) -> ConnectionStatus:
@@ -111,6 +113,8 @@ class Registry:
         # Sockets the Socket.IO fan-out does not reach (bridge), so that a
         # broadcast only walks these instead of every recipient.
         self._direct: dict[str, Connection] = {}
+        self.holding: set[str] = set()
+        """Sockets with a replay in progress; a broadcast holds their messages back."""
 
     # -- connections --------------------------------------------------------
 
@@ -124,6 +128,7 @@ class Registry:
         """Forget a socket and take it out of every room."""
         connection = self._connections.pop(socket_id, None)
         self._direct.pop(socket_id, None)
+        self.holding.discard(socket_id)
         if connection is None:
             return None
         for room in list(connection.rooms):

@@ -16,6 +16,7 @@ from typing import Any
 from client_sdk.protocol import (
     PROTOCOL_VERSION,
     AuthenticateRequest,
+    Capability,
     ClientEvent,
     ControlEvent,
     ErrorCode,
@@ -36,6 +37,7 @@ from client_sdk.protocol import (
 from .auth import Authenticator, Identity
 from .config import ServerSettings
 from .connections import Connection, Registry
+from .resume import Resumer, streams_of
 from .validation import parse_model
 
 __all__ = ["ClientHandlers", "Reply", "describe_server"]
@@ -43,7 +45,8 @@ __all__ = ["ClientHandlers", "Reply", "describe_server"]
 log = logging.getLogger("reference_server.subscriptions")
 connection_log = logging.getLogger("reference_server.connections")
 
-SERVER_CAPABILITIES = ("acks",)
+SERVER_CAPABILITIES: tuple[Capability, ...] = (Capability.ACKS,)
+"""What every reference server can do; a store adds ``replay`` and ``snapshot``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +61,26 @@ class Reply:
     ack: dict[str, Any]
     follow_ups: list[tuple[str, Any]] = field(default_factory=list)
     unasked_event: str | None = None
+    after: Callable[[], Awaitable[None]] | None = None
+    """Run once the ack and the follow-ups are out (a replay's held live messages)."""
 
 
 Handler = Callable[[Connection, Mapping[str, Any]], Awaitable[Reply]]
 
 
-def describe_server(settings: ServerSettings, *, name: str, version: str) -> ServerInfo:
+def describe_server(
+    settings: ServerSettings,
+    *,
+    name: str,
+    version: str,
+    capabilities: tuple[Capability, ...] = (),
+) -> ServerInfo:
     """The ``server`` object of the authentication answer: who answers, and its limits."""
     return ServerInfo(
         name=name,
         version=version,
         protocol=PROTOCOL_VERSION,
-        capabilities=list(SERVER_CAPABILITIES),
+        capabilities=[str(c) for c in (*SERVER_CAPABILITIES, *capabilities)],
         limits=ServerLimits(
             max_message_size_bytes=settings.max_message_size_bytes,
             rate_limit_messages_per_second=settings.rate_limit_messages_per_second,
@@ -86,11 +97,13 @@ class ClientHandlers:
         registry: Registry,
         authenticator: Authenticator,
         server: ServerInfo,
+        resumer: Resumer,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._authenticator = authenticator
         self._server = server
+        self._resumer = resumer
         self.table: dict[str, Handler] = {
             ClientEvent.AUTHENTICATE: self.authenticate,
             ClientEvent.SUBSCRIBE: self.subscribe,
@@ -181,7 +194,9 @@ class ClientHandlers:
         request = parse_model(SubscribeRequest, data, "subscribe request")
         org = self._organization_for(connection, request.organization_id)
         scope = request.scope.within(org)
-        wanted = [subscription_room(c, scope) for c in expand_channels(request.channels)]
+        channels = expand_channels(request.channels)
+        positions = self._resumer.wanted(request, org, channels)
+        wanted = [subscription_room(c, scope) for c in channels]
         added = [room for room in wanted if room not in connection.rooms]
         allowed = self._settings.max_subscriptions_per_socket
         if len(connection.subscriptions) + len(added) > allowed:
@@ -199,15 +214,33 @@ class ClientHandlers:
                 f"room {full[0]} is full",
                 details={"rooms": full, "room_max_size": limit},
             )
-        for room in added:
-            self._registry.join(connection, room)
-        for room in added:
-            await connection.link.join(room)
+        streams = streams_of(channels, org)
+        resuming = bool(positions) or request.snapshot
+        # Before the first await: from here on, live messages of these streams wait.
+        hold = self._resumer.hold(connection, streams) if resuming else None
+        try:
+            for room in added:
+                self._registry.join(connection, room)
+            for room in added:
+                await connection.link.join(room)
+            replay = None
+            if resuming:
+                replay = await self._resumer.send(
+                    connection, hold, scope, streams, positions, request.snapshot
+                )
+        except BaseException:
+            if hold is not None:
+                await hold.release()
+            raise
         if self._settings.log_subscription_events and added:
             log.info("%s subscribed to %s", connection.socket_id, ", ".join(added))
+        ack: dict[str, Any] = {"success": True, "subscriptions": connection.subscriptions}
+        if request.since is not None:
+            ack["replay"] = replay or {}
         return Reply(
-            {"success": True, "subscriptions": connection.subscriptions},
+            ack,
             follow_ups=[(ControlEvent.SUBSCRIBED, {"rooms": added})],
+            after=hold.release if hold is not None else None,
         )
 
     async def unsubscribe(self, connection: Connection, data: Mapping[str, Any]) -> Reply:

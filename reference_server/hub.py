@@ -167,6 +167,8 @@ class Hub:
             await connection.link.send(reply.unasked_event, reply.ack)
         for follow_event, data in reply.follow_ups:
             await connection.link.send(follow_event, data)
+        if reply.after is not None:
+            await reply.after()
 
     async def _handle(self, connection: Connection, event: Any, args: list[Any]) -> Reply:
         handler = self.handlers.table.get(event) if isinstance(event, str) else None

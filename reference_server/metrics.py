@@ -210,8 +210,8 @@ class ServerMetrics:
         )
         self._handoff = Histogram(
             "intraday_broadcast_handoff_seconds",
-            "From the publish call until the message is queued for every recipient's "
-            "transport (end-to-end latency is the load tool's).",
+            "From the start of delivery (the store append included) until the message is "
+            "queued for every recipient's transport (end-to-end latency is the load tool's).",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -286,6 +286,10 @@ class ServerMetrics:
     def set_store_size_source(self, source: Callable[[], float]) -> None:
         """Have ``intraday_store_messages`` read ``source()`` at every scrape."""
         self._store_size = source
+
+    def set_store_size(self, messages: float) -> None:
+        """The store's size as just measured (for stores whose figures are awaited)."""
+        self._store_size = lambda: messages
 
     def _read_store_size(self) -> float | None:
         return self._store_size() if self._store_size is not None else None

@@ -37,9 +37,13 @@ metrics_route = APIRouter()
 @metrics_route.get(METRICS_PATH, response_class=Response, include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """The Prometheus exposition of this server."""
-    figures = api_parts(request).metrics
+    parts = api_parts(request)
+    figures = parts.metrics
     if figures is None:
         raise ApiError(ProtocolError(ErrorCode.INVALID_MESSAGE, "metrics are off"), status=404)
+    if parts.store is not None:
+        # The store's figures are awaited (Redis): read them here, once per scrape.
+        figures.set_store_size((await parts.store.stats()).messages)
     return Response(figures.exposition(), media_type=CONTENT_TYPE)
 
 

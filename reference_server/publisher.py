@@ -7,10 +7,11 @@ the same way and no path can skip the organization check.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 from client_sdk.protocol import (
@@ -28,13 +29,16 @@ from client_sdk.protocol import (
     format_timestamp,
     org_room,
     parse_payload,
+    stream_name,
     utc_now,
 )
 
 from .config import ServerSettings
 from .connections import Registry
 from .metrics import ServerMetrics
+from .resume import hold_for
 from .stats import ServerStats
+from .store import MessageStore
 from .validation import validating
 
 __all__ = ["Fanout", "FanoutWrapper", "Publisher"]
@@ -51,8 +55,10 @@ class Fanout(Protocol):
     tests that prove a client or the contract suite notices.
     """
 
-    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
-        """Send to every socket in any of ``rooms``, once per socket."""
+    async def emit_to_rooms(
+        self, event: str, data: dict[str, Any], rooms: list[str], skip: Collection[str] = ()
+    ) -> None:
+        """Send to every socket in any of ``rooms`` but those in ``skip``, once per socket."""
         ...
 
     async def emit_with_ack(
@@ -75,12 +81,18 @@ class Publisher:
         registry: Registry,
         stats: ServerStats,
         fanout: Fanout,
+        store: MessageStore | None = None,
+        *,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self._log_broadcasts = settings.log_broadcast_events
         self._registry = registry
         self._stats = stats
         self._fanout = fanout
+        self._store = store
+        # Appending and delivering one stream's messages in one order: with a
+        # store that awaits (Redis), two publishes could otherwise overtake.
+        self._stream_locks: dict[str, asyncio.Lock] = {}
         self._metrics = metrics or ServerMetrics(registry, stats, enabled=False)
 
     def resolve_target(self, request: BroadcastRequest, data: dict[str, Any]) -> Scope:
@@ -170,18 +182,44 @@ class Publisher:
             priority=request.priority,
             requires_ack=request.requires_ack,
         )
+        event = request.event.value
+        # A message of no organization, or for chosen sockets only, is in no
+        # stream: it is not logged, so no replay can hand it to anyone else.
+        org = target.organization_id
         started = time.perf_counter()
-        await self._deliver(request.event.value, envelope, rooms, member_ids, request.requires_ack)
-        elapsed = time.perf_counter() - started
-        self._stats.record_message(request.event.value)
-        self._metrics.record_delivery(request.event.value, len(member_ids), elapsed)
+        if self._store is None or org is None or socket_ids is not None:
+            await self._deliver(None, event, envelope, rooms, member_ids, request.requires_ack)
+        else:
+            stream = stream_name(EVENT_CHANNEL[request.event], org)
+            lock = self._stream_locks.get(stream)
+            if lock is None:
+                lock = self._stream_locks[stream] = asyncio.Lock()
+            async with lock:
+                await self._store.append(stream, envelope)  # before anyone receives it
+                await self._deliver(
+                    stream, event, envelope, rooms, member_ids, request.requires_ack
+                )
+        self._stats.record_message(event)
+        self._metrics.record_delivery(event, len(member_ids), time.perf_counter() - started)
         if self._log_broadcasts:
             ids = {"message_id": message_id, "organization_id": target.organization_id}
             log.info("%s %s to %d sockets", request.event, message_id, len(member_ids), extra=ids)
         return BroadcastResult(message_id=message_id, recipients=len(member_ids))
 
+    def _hold_back(
+        self, stream: str, event: str, envelope: dict[str, Any], member_ids: set[str], ack: bool
+    ) -> set[str]:
+        """Recipients whose replay of ``stream`` is running: the message waits for them."""
+        held: set[str] = set()
+        for socket_id in self._registry.holding & member_ids:
+            connection = self._registry.get(socket_id)
+            if connection is not None and hold_for(connection, stream, (event, envelope, ack)):
+                held.add(socket_id)
+        return held
+
     async def _deliver(
         self,
+        stream: str | None,
         event: str,
         envelope: dict[str, Any],
         rooms: list[str],
@@ -189,9 +227,12 @@ class Publisher:
         requires_ack: bool,
     ) -> None:
         registry = self._registry
+        held: set[str] = set()
+        if stream is not None and registry.holding:
+            held = self._hold_back(stream, event, envelope, member_ids, requires_ack)
         if requires_ack:
             # python-socketio has no broadcast acks: one emit per socket.
-            for connection in registry.connections(member_ids):
+            for connection in registry.connections(member_ids - held if held else member_ids):
                 if connection.link.via_fanout:
                     await self._fanout.emit_with_ack(
                         connection.socket_id, event, envelope, self._latency_recorder()
@@ -200,9 +241,10 @@ class Publisher:
                     await connection.link.send(event, envelope)
             return
         if rooms:
-            await self._fanout.emit_to_rooms(event, envelope, rooms)
+            await self._fanout.emit_to_rooms(event, envelope, rooms, skip=held)
         for connection in registry.direct(member_ids):
-            await connection.link.send(event, envelope)
+            if connection.socket_id not in held:
+                await connection.link.send(event, envelope)
 
     def _latency_recorder(self) -> Any:
         sent = time.monotonic()

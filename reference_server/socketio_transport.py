@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import socketio
@@ -107,11 +107,14 @@ class SocketIOFanout:
     def __init__(self, server: socketio.AsyncServer) -> None:
         self._server = server
 
-    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
-        """Emit to the union of ``rooms``."""
+    async def emit_to_rooms(
+        self, event: str, data: dict[str, Any], rooms: list[str], skip: Collection[str] = ()
+    ) -> None:
+        """Emit to the union of ``rooms``, but not to the sockets in ``skip``."""
         if not rooms:
             return  # python-socketio reads an empty ``to`` as "everyone"
-        await self._server.emit(event, data, to=rooms, namespace=NAMESPACE)
+        skip_sid = list(skip) if skip else None
+        await self._server.emit(event, data, to=rooms, skip_sid=skip_sid, namespace=NAMESPACE)
 
     async def emit_with_ack(
         self, socket_id: str, event: str, data: dict[str, Any], on_ack: Callable[..., None]

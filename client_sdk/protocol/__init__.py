@@ -22,6 +22,7 @@ from .api import (
     RoomInfo,
     RoomList,
     Stats,
+    StoreInfo,
 )
 from .bridge import BridgeFrame, ack_frame, event_frame
 from .envelope import Envelope, Priority, build_envelope
@@ -175,6 +176,7 @@ __all__ = [
     "Severity",
     "SlaRisk",
     "Stats",
+    "StoreInfo",
     "StreamName",
     "StreamPosition",
     "SubscribeAck",

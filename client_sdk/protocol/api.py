@@ -35,6 +35,7 @@ __all__ = [
     "RoomInfo",
     "RoomList",
     "Stats",
+    "StoreInfo",
 ]
 
 API_BASE = "/api/ws"
@@ -122,6 +123,18 @@ class BroadcastResult(_Body):
     recipients: int
 
 
+class StoreInfo(_Body):
+    """The message store of a server with ``replay`` (in ``/stats`` and ``/health``)."""
+
+    kind: str
+    """``memory`` or ``redis``."""
+    streams: int
+    messages: int
+    """Messages held over all streams."""
+    oldest_age_seconds: float | None
+    reachable: bool
+
+
 class Stats(_Body):
     """``GET /stats``."""
 
@@ -137,6 +150,7 @@ class Stats(_Body):
     max_latency_ms: float | None
     error_count: int
     uptime_seconds: float
+    store: StoreInfo | None = None
 
 
 class ConnectionInfo(_Body):
@@ -200,3 +214,4 @@ class Health(_Body):
     warning: str | None = None
     version: str
     protocol: int
+    store: StoreInfo | None = None

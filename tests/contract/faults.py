@@ -10,7 +10,7 @@ The contract suite must catch each fault with the check meant for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -61,10 +61,12 @@ class LeakyFanout:
         self._real = real
         self._registry = registry
 
-    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+    async def emit_to_rooms(
+        self, event: str, data: dict[str, Any], rooms: list[str], skip: Collection[str] = ()
+    ) -> None:
         shapes = {shape for room in rooms if (shape := _shape(room)) is not None}
         twins = [r for r in self._registry.rooms() if r not in rooms and _shape(r) in shapes]
-        await self._real.emit_to_rooms(event, data, rooms + twins)
+        await self._real.emit_to_rooms(event, data, rooms + twins, skip)
 
     async def emit_with_ack(
         self, socket_id: str, event: str, data: dict[str, Any], on_ack: Any
@@ -78,9 +80,11 @@ class PerRoomFanout:
     def __init__(self, real: Fanout) -> None:
         self._real = real
 
-    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
+    async def emit_to_rooms(
+        self, event: str, data: dict[str, Any], rooms: list[str], skip: Collection[str] = ()
+    ) -> None:
         for room in rooms:
-            await self._real.emit_to_rooms(event, data, [room])
+            await self._real.emit_to_rooms(event, data, [room], skip)
 
     async def emit_with_ack(
         self, socket_id: str, event: str, data: dict[str, Any], on_ack: Any
@@ -98,8 +102,10 @@ class TrimmingFanout:
     def _trim(self, envelope: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in envelope.items() if k != self._dropped}
 
-    async def emit_to_rooms(self, event: str, data: dict[str, Any], rooms: list[str]) -> None:
-        await self._real.emit_to_rooms(event, self._trim(data), rooms)
+    async def emit_to_rooms(
+        self, event: str, data: dict[str, Any], rooms: list[str], skip: Collection[str] = ()
+    ) -> None:
+        await self._real.emit_to_rooms(event, self._trim(data), rooms, skip)
 
     async def emit_with_ack(
         self, socket_id: str, event: str, data: dict[str, Any], on_ack: Any

@@ -81,6 +81,7 @@ EXPORTS = [
     "Severity",
     "SlaRisk",
     "Stats",
+    "StoreInfo",
     "StreamName",
     "StreamPosition",
     "SubscribeAck",

@@ -61,19 +61,7 @@ def exception_type_for(code: ErrorCode) -> type[ServerError]:
 
 
 @pytest.fixture
-async def live() -> AsyncIterator[RunningServer]:
-    async with running_server() as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(live: RunningServer) -> AsyncIterator[AdminClient]:
-    async with live.admin() as client:
-        yield client
-
-
-@pytest.fixture
-async def clients(live: RunningServer) -> AsyncIterator[list[SioClient]]:
+async def clients(srv: RunningServer) -> AsyncIterator[list[SioClient]]:
     created: list[SioClient] = []
     yield created
     for client in created:
@@ -81,14 +69,14 @@ async def clients(live: RunningServer) -> AsyncIterator[list[SioClient]]:
 
 
 async def connect(
-    live: RunningServer,
+    srv: RunningServer,
     clients: list[SioClient],
     user_id: str = "user_1",
     organization_id: str = "org_a",
     **subscription: Any,
 ) -> SioClient:
     """An authenticated python-socketio client, subscribed when ``channels`` is given."""
-    client = SioClient(live.url, live.path)
+    client = SioClient(srv.url, srv.path)
     clients.append(client)
     await client.connect()
     ack = await client.authenticate(user_id, organization_id)
@@ -102,7 +90,7 @@ async def connect(
 # -- reading the server's state ---------------------------------------------------------
 
 
-async def test_health(admin: AdminClient, live: RunningServer, clients: list[SioClient]) -> None:
+async def test_health(admin: AdminClient, srv: RunningServer, clients: list[SioClient]) -> None:
     health = await admin.health()
     assert isinstance(health, Health)
     assert health.status == "ok"
@@ -110,12 +98,12 @@ async def test_health(admin: AdminClient, live: RunningServer, clients: list[Sio
     assert health.auth_mode == "trust"
     assert health.protocol == PROTOCOL_VERSION
     assert health.uptime_seconds >= 0
-    await connect(live, clients)
+    await connect(srv, clients)
     assert (await admin.health()).connections == 1
 
 
-async def test_stats(admin: AdminClient, live: RunningServer, clients: list[SioClient]) -> None:
-    client = await connect(live, clients, channels=["kpi"], queue_name="support")
+async def test_stats(admin: AdminClient, srv: RunningServer, clients: list[SioClient]) -> None:
+    client = await connect(srv, clients, channels=["kpi"], queue_name="support")
     await admin.publish_kpi(kpi())
     await client.wait_for("kpi:update")
     stats = await admin.stats()
@@ -131,9 +119,9 @@ async def test_stats(admin: AdminClient, live: RunningServer, clients: list[SioC
 
 
 async def test_connections_list_an_authenticated_subscriber(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient]
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient]
 ) -> None:
-    client = await connect(live, clients, "user_7", "org_a", channels=["kpi", "alerts"])
+    client = await connect(srv, clients, "user_7", "org_a", channels=["kpi", "alerts"])
     sid = client.sio.get_sid()
 
     listed = await admin.connections()
@@ -158,11 +146,11 @@ async def test_connections_list_an_authenticated_subscriber(
 
 
 async def test_rooms_show_the_subscriptions(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient]
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient]
 ) -> None:
-    await connect(live, clients, "user_1", "org_a", channels=["kpi"], queue_name="support")
-    await connect(live, clients, "user_2", "org_a", channels=["kpi"], queue_name="support")
-    await connect(live, clients, "user_3", "org_b", channels=["backlog"], department_id="sales")
+    await connect(srv, clients, "user_1", "org_a", channels=["kpi"], queue_name="support")
+    await connect(srv, clients, "user_2", "org_a", channels=["kpi"], queue_name="support")
+    await connect(srv, clients, "user_3", "org_b", channels=["backlog"], department_id="sales")
 
     rooms = await admin.rooms()
     assert isinstance(rooms, RoomList)
@@ -180,11 +168,9 @@ async def test_rooms_show_the_subscriptions(
     assert "kpi:org:org_a:queue:support" not in {room.name for room in org_b.rooms}
 
 
-async def test_disconnect(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient]
-) -> None:
-    doomed = await connect(live, clients, "user_1")
-    survivor = await connect(live, clients, "user_2")
+async def test_disconnect(admin: AdminClient, srv: RunningServer, clients: list[SioClient]) -> None:
+    doomed = await connect(srv, clients, "user_1")
+    survivor = await connect(srv, clients, "user_2")
     sid = doomed.sio.get_sid()
 
     result = await admin.disconnect(sid)
@@ -202,10 +188,10 @@ async def test_disconnect(
 
 
 async def test_publish_kpi_model_reaches_a_subscriber(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient]
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient]
 ) -> None:
-    client = await connect(live, clients, channels=["kpi"])
-    await connect(live, clients, "user_2", "org_b", channels=["kpi"])  # another organization
+    client = await connect(srv, clients, channels=["kpi"])
+    await connect(srv, clients, "user_2", "org_b", channels=["kpi"])  # another organization
     payload = KpiPayload(
         organization_id="org_a",
         queue_name="support",
@@ -230,9 +216,9 @@ async def test_publish_kpi_model_reaches_a_subscriber(
 
 
 async def test_publish_accepts_mappings_with_python_values(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient]
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient]
 ) -> None:
-    client = await connect(live, clients, channels=["kpi"])
+    client = await connect(srv, clients, channels=["kpi"])
     moment = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
     result = await admin.publish_kpi(
         {"organization_id": "org_a", "timestamp": moment}, event=ServerEvent.KPI_COMPUTED
@@ -253,9 +239,9 @@ async def test_publish_accepts_mappings_with_python_values(
     ],
 )
 async def test_publish_each_channel(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient], kind: str, event: str
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient], kind: str, event: str
 ) -> None:
-    client = await connect(live, clients, channels=["all"])
+    client = await connect(srv, clients, channels=["all"])
     publish = getattr(admin, f"publish_{kind}")
     result: BroadcastResult = await publish(PAYLOADS[kind])
     assert result.recipients == 1
@@ -265,9 +251,9 @@ async def test_publish_each_channel(
 
 
 async def test_publish_alert_model_with_another_event(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient]
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient]
 ) -> None:
-    client = await connect(live, clients, channels=["alerts"])
+    client = await connect(srv, clients, channels=["alerts"])
     payload = AlertPayload.model_validate(PAYLOADS["alert"])
     result = await admin.publish_alert(payload, event=ServerEvent.ALERT_ESCALATED)
     assert result.recipients == 1
@@ -276,10 +262,10 @@ async def test_publish_alert_model_with_another_event(
 
 
 async def test_broadcast_system_event_without_target(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient]
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient]
 ) -> None:
-    a = await connect(live, clients, "user_1", "org_a", channels=["notifications"])
-    b = await connect(live, clients, "user_2", "org_b", channels=["notifications"])
+    a = await connect(srv, clients, "user_1", "org_a", channels=["notifications"])
+    b = await connect(srv, clients, "user_2", "org_b", channels=["notifications"])
     result = await admin.broadcast(
         ServerEvent.SYSTEM_BROADCAST, SystemPayload(message="hello everyone")
     )
@@ -293,10 +279,10 @@ async def test_broadcast_system_event_without_target(
 
 @pytest.mark.parametrize("as_model", [True, False])
 async def test_broadcast_to_socket_ids(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient], as_model: bool
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient], as_model: bool
 ) -> None:
-    chosen = await connect(live, clients, "user_1")
-    other = await connect(live, clients, "user_2", channels=["kpi"])
+    chosen = await connect(srv, clients, "user_1")
+    other = await connect(srv, clients, "user_2", channels=["kpi"])
     ids = [chosen.sio.get_sid()]
     target = BroadcastTarget(socket_ids=tuple(ids)) if as_model else {"socket_ids": ids}
     result = await admin.broadcast("kpi:update", kpi(), target=target, priority=Priority.URGENT)
@@ -333,9 +319,9 @@ async def test_wrong_token_is_an_authentication_error() -> None:
 
 
 async def test_bad_payload_is_invalid_message_and_reaches_nobody(
-    admin: AdminClient, live: RunningServer, clients: list[SioClient]
+    admin: AdminClient, srv: RunningServer, clients: list[SioClient]
 ) -> None:
-    client = await connect(live, clients, channels=["kpi"])
+    client = await connect(srv, clients, channels=["kpi"])
     with pytest.raises(exception_type_for(ErrorCode.INVALID_MESSAGE)) as caught:
         await admin.publish_kpi({"organization_id": "org_a", "health_score": 250})
     error = caught.value
@@ -465,8 +451,8 @@ async def test_error_body_from_anywhere_keeps_its_code_and_retryable() -> None:
 # -- the client itself ----------------------------------------------------------------------
 
 
-async def test_closed_client_refuses_to_work(live: RunningServer) -> None:
-    admin = AdminClient(live.url)
+async def test_closed_client_refuses_to_work(srv: RunningServer) -> None:
+    admin = AdminClient(srv.url)
     assert (await admin.health()).status == "ok"  # created lazily, without async with
     await admin.close()
     await admin.close()  # idempotent
@@ -492,8 +478,8 @@ def test_constructor_refuses_bad_urls(url: str) -> None:
         AdminClient(url)
 
 
-async def test_custom_transport_is_used(live: RunningServer) -> None:
-    transport = httpx.ASGITransport(app=live.server.app)
+async def test_custom_transport_is_used(srv: RunningServer) -> None:
+    transport = httpx.ASGITransport(app=srv.server.app)
     async with AdminClient("http://in-process", transport=transport) as admin:
         health = await admin.health()
     assert health.status == "ok"

@@ -23,7 +23,6 @@ import client_sdk
 from client_sdk import (
     AuthenticationError,
     ClientClosedError,
-    ClientConfig,
     ConnectionLostError,
     ConnectionState,
     IntradayClient,
@@ -36,20 +35,15 @@ from client_sdk.protocol import KpiPayload
 from client_sdk.testing import running_server
 from reference_server.app import ReferenceServer
 from tests.conftest import ServerFactory, kpi
+from tests.sdk.conftest import fast_config
 
 WAIT = 10.0
-
-
-def config_for(url: str, **changes: Any) -> ClientConfig:
-    return ClientConfig(
-        url=url, user_id="user_1", organization_id="org_a", reconnection_delay=0.02
-    ).replace(**changes)
 
 
 @pytest.fixture
 async def blocking(server: ReferenceServer) -> Any:
     """A connected BlockingClient of ``server``, closed after the test."""
-    client = BlockingClient(config_for(server.url))
+    client = BlockingClient(fast_config(server.url))
     await asyncio.to_thread(client.__enter__)
     yield client
     await asyncio.to_thread(client.close)
@@ -135,7 +129,7 @@ async def test_handlers_run_in_the_loop_thread_and_may_not_block_on_it(
 async def test_close_stops_the_thread_and_ends_streams(
     server: ReferenceServer,
 ) -> None:
-    client = BlockingClient(config_for(server.url))
+    client = BlockingClient(fast_config(server.url))
     await asyncio.to_thread(client.connect)
     stream = await asyncio.to_thread(client.messages, ["kpi"])
     reader = asyncio.create_task(asyncio.to_thread(list, stream))  # blocks: no timeout
@@ -154,7 +148,7 @@ async def test_close_stops_the_thread_and_ends_streams(
 
 async def test_rejected_credentials_raise_the_sdk_error(make_server: ServerFactory) -> None:
     server = await make_server(auth_mode="jwt", jwt_secret="s" * 32)
-    client = BlockingClient(config_for(server.url))
+    client = BlockingClient(fast_config(server.url))
     with pytest.raises(AuthenticationError) as caught:
         await asyncio.to_thread(client.__enter__)
     assert caught.value.retryable is False
@@ -166,7 +160,7 @@ async def test_rejected_credentials_raise_the_sdk_error(make_server: ServerFacto
 async def test_exhausted_reconnects_raise_reconnect_failed() -> None:
     async with running_server() as srv:
         url = srv.url  # a port that is closed once the server stopped
-    client = BlockingClient(config_for(url, reconnection_attempts=2))
+    client = BlockingClient(fast_config(url, reconnection_attempts=2))
     try:
         with pytest.raises(ReconnectFailedError):
             await asyncio.to_thread(client.connect)
@@ -178,7 +172,7 @@ async def test_exhausted_reconnects_raise_reconnect_failed() -> None:
 async def test_a_call_past_its_timeout_raises_request_timeout() -> None:
     async with running_server() as srv:
         url = srv.url
-    client = BlockingClient(config_for(url, reconnection_attempts=None))
+    client = BlockingClient(fast_config(url, reconnection_attempts=None))
     try:
         with pytest.raises(RequestTimeoutError) as caught:
             await asyncio.to_thread(client.connect, 0.2)
@@ -191,7 +185,7 @@ async def test_a_stream_raises_the_failure_when_reconnection_gives_up(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server()
-    client = BlockingClient(config_for(server.url, reconnection_attempts=2))
+    client = BlockingClient(fast_config(server.url, reconnection_attempts=2))
     await asyncio.to_thread(client.connect)
     try:
         stream = await asyncio.to_thread(client.messages, ["kpi"], timeout=30)
@@ -268,7 +262,7 @@ def test_client_built_outside_a_loop_works_in_a_loop_busy_with_other_tasks() -> 
     with pytest.raises(RuntimeError):
         asyncio.get_running_loop()  # really outside any loop
     with server_in_thread() as url:
-        client = IntradayClient(config_for(url))
+        client = IntradayClient(fast_config(url))
         assert not [name for name, v in vars(client).items() if isinstance(v, _LOOP_BOUND)]
 
         async def notebook() -> float:
@@ -309,7 +303,7 @@ def test_client_built_outside_a_loop_works_in_a_loop_busy_with_other_tasks() -> 
 async def test_client_built_in_a_thread_without_a_loop_works_in_this_loop(
     server: ReferenceServer,
 ) -> None:
-    client = await asyncio.to_thread(IntradayClient, config_for(server.url))
+    client = await asyncio.to_thread(IntradayClient, fast_config(server.url))
     async with client:
         assert client.state is ConnectionState.AUTHENTICATED
         assert await client.ping() > 0

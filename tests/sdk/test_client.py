@@ -23,19 +23,14 @@ from client_sdk import (
 from client_sdk.protocol import KpiPayload
 from reference_server.app import ReferenceServer
 from tests.conftest import eventually, kpi
-
-
-def config_for(server: ReferenceServer, **changes: Any) -> ClientConfig:
-    return ClientConfig(
-        url=server.url, user_id="user_1", organization_id="org_a", reconnection_delay=0.05
-    ).replace(**changes)
+from tests.sdk.conftest import fast_config
 
 
 async def test_connects_authenticates_and_receives_typed_messages(
     server: ReferenceServer, api: httpx.AsyncClient
 ) -> None:
     received: asyncio.Queue[Message[KpiPayload]] = asyncio.Queue()
-    async with IntradayClient(config_for(server)) as client:
+    async with IntradayClient(fast_config(server.url)) as client:
         assert client.state is ConnectionState.AUTHENTICATED
         assert client.identity is not None
         assert client.identity.organization_id == "org_a"
@@ -53,7 +48,7 @@ async def test_connects_authenticates_and_receives_typed_messages(
 async def test_closing_a_subscription_leaves_its_room_on_the_server(
     server: ReferenceServer, api: httpx.AsyncClient
 ) -> None:
-    async with IntradayClient(config_for(server)) as client:
+    async with IntradayClient(fast_config(server.url)) as client:
         first = await client.subscribe(["kpi", "alerts"], queue_name="support")
         second = await client.subscribe(["kpi"], queue_name="support")
         url = f"/api/ws/connections/{client.socket_id}"
@@ -71,7 +66,7 @@ async def test_closing_a_subscription_leaves_its_room_on_the_server(
 
 
 async def test_server_refusals_raise_the_matching_exception(server: ReferenceServer) -> None:
-    async with IntradayClient(config_for(server)) as client:
+    async with IntradayClient(fast_config(server.url)) as client:
         with pytest.raises(UnauthorizedError) as refused:
             await client.subscribe(["kpi"], organization_id="org_b")
         assert refused.value.retryable is False
@@ -85,7 +80,7 @@ async def test_server_refusals_raise_the_matching_exception(server: ReferenceSer
 
 async def test_jwt_rejection_fails_without_retrying(make_server: Any) -> None:
     server = await make_server(auth_mode="jwt", jwt_secret="s3cret")
-    client = IntradayClient(config_for(server, token="not-a-jwt", reconnection_attempts=5))
+    client = IntradayClient(fast_config(server.url, token="not-a-jwt", reconnection_attempts=5))
     with pytest.raises(AuthenticationError) as refused:
         await client.connect()
     assert refused.value.reason == "token_invalid"
@@ -98,7 +93,7 @@ async def test_handler_names_are_checked_and_handlers_can_be_removed(
     server: ReferenceServer, api: httpx.AsyncClient
 ) -> None:
     calls: list[str] = []
-    async with IntradayClient(config_for(server)) as client:
+    async with IntradayClient(fast_config(server.url)) as client:
         with pytest.raises(TypeError, match="on_kpi_updates"):
             client.on(on_kpi_updates=print)  # type: ignore[call-arg]
         remove = client.on(on_kpi_update=lambda m: calls.append("sync"))
@@ -124,7 +119,7 @@ async def _until(condition: Any) -> None:
 
 
 async def test_a_closed_client_refuses_use(server: ReferenceServer) -> None:
-    client = IntradayClient(config_for(server))
+    client = IntradayClient(fast_config(server.url))
     await client.connect()
     await client.close()
     await client.close()  # idempotent

@@ -15,19 +15,14 @@ import httpx
 import pytest
 from rich.console import Console
 
-from client_sdk import AuthenticationError, ClientConfig, ConnectionState, IntradayClient, Message
+from client_sdk import AuthenticationError, ConnectionState, IntradayClient, Message
 from client_sdk.dashboard import DashboardState, render, run_dashboard
 from client_sdk.protocol import AlertStatus, Payload, Severity
 from reference_server.app import ReferenceServer
 from tests.conftest import ServerFactory, eventually, kpi
+from tests.sdk.conftest import fast_config
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def config_for(server: ReferenceServer, **changes: Any) -> ClientConfig:
-    return ClientConfig(
-        url=server.url, user_id="viewer", organization_id="org_a", reconnection_delay=0.05
-    ).replace(**changes)
 
 
 def full_kpi(queue: str, **extra: Any) -> dict[str, Any]:
@@ -91,7 +86,7 @@ async def feed(server: ReferenceServer, api: httpx.AsyncClient) -> DashboardStat
             state.apply(message)
             applied.notify_all()
 
-    async with IntradayClient(config_for(server)) as client:
+    async with IntradayClient(fast_config(server.url, user_id="viewer")) as client:
         client.state_changes.subscribe(state.set_connection)
         client.add_listener("*", apply)
         await client.subscribe(["all"])
@@ -188,7 +183,7 @@ async def test_run_dashboard_connects_subscribes_and_draws_live_messages(
     server: ReferenceServer, api: httpx.AsyncClient
 ) -> None:
     console = Console(record=True, width=120, file=io.StringIO())
-    client = IntradayClient(config_for(server))
+    client = IntradayClient(fast_config(server.url, user_id="viewer"))
     seen = asyncio.Event()
     client.on(on_kpi_update=lambda message: seen.set())
     board = asyncio.create_task(
@@ -216,7 +211,7 @@ async def test_run_dashboard_connects_subscribes_and_draws_live_messages(
 
 async def test_run_dashboard_stops_after_its_duration(server: ReferenceServer) -> None:
     console = Console(record=True, width=120, file=io.StringIO())
-    async with IntradayClient(config_for(server)) as client:
+    async with IntradayClient(fast_config(server.url, user_id="viewer")) as client:
         state = await run_dashboard(client, organization_id="org_a", duration=0.2, console=console)
         assert state.connection is ConnectionState.AUTHENTICATED
         await eventually(unsubscribed(client))
@@ -225,7 +220,7 @@ async def test_run_dashboard_stops_after_its_duration(server: ReferenceServer) -
 
 async def test_run_dashboard_raises_rejected_credentials(make_server: ServerFactory) -> None:
     server = await make_server(auth_mode="jwt", jwt_secret="s" * 32)
-    client = IntradayClient(config_for(server))
+    client = IntradayClient(fast_config(server.url, user_id="viewer"))
     console = Console(record=True, width=120, file=io.StringIO())
     with pytest.raises(AuthenticationError):
         await run_dashboard(client, organization_id="org_a", duration=30, console=console)

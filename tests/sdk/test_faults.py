@@ -1,11 +1,9 @@
-"""IntradayClient against faults: refused credentials, a misbehaving server, bad handlers, acks.
+"""IntradayClient against faults: a misbehaving server, bad handlers, acks.
 
-Credentials are checked by the real reference server in ``jwt`` mode, behind
-a :class:`TcpProxy` that counts connections: a refused login must end in
-``failed`` after one attempt, with one token refresh at most. Off-protocol
-messages come from a scripted python-socketio server (the only fault here the
-real server cannot produce). Handler failures and ``requires_ack`` timing use
-the real server.
+Off-protocol messages come from a scripted python-socketio server (the only
+fault here the real server cannot produce). Handler failures and
+``requires_ack`` timing use the real server. (Refused credentials are in
+``test_credentials.py``, against the real server in ``jwt`` mode.)
 """
 
 from __future__ import annotations
@@ -13,78 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import jwt
 import pytest
 import socketio
 import uvicorn
 
 from client_sdk.admin import AdminClient
 from client_sdk.client import IntradayClient
-from client_sdk.exceptions import (
-    AuthenticationError,
-    IntradayError,
-    MalformedMessageError,
-    RateLimitedError,
-    ServerError,
-)
+from client_sdk.exceptions import MalformedMessageError, RateLimitedError, ServerError
 from client_sdk.messages import Message
-from client_sdk.protocol import ConnectionState, ErrorCode, KpiPayload, Payload, SystemPayload
-from client_sdk.testing import RunningServer, running_server
-from tests.conftest import eventually, kpi
-from tests.sdk.tcp_proxy import TcpProxy
-
-WAIT = 5.0
-SECRET = "test-secret-of-at-least-thirty-two-bytes"
-
-
-class Recorder:
-    """Collects what a client reports; ``until`` waits for a condition."""
-
-    def __init__(self, client: IntradayClient) -> None:
-        self.errors: list[IntradayError] = []
-        self.on_errors: list[IntradayError] = []
-        self.disconnects: list[str] = []
-        self.kpis: list[Message[KpiPayload]] = []
-        self.notifications: list[Message[SystemPayload]] = []
-        self._changed = asyncio.Event()
-        client.errors.subscribe(self._record(self.errors))
-        client.on(
-            on_error=self._record(self.on_errors),
-            on_disconnect=self._record(self.disconnects),
-            on_kpi_update=self._record(self.kpis),
-            on_system_notification=self._record(self.notifications),
-        )
-
-    def _record(self, into: list[Any]) -> Callable[[Any], None]:
-        def record(item: Any) -> None:
-            into.append(item)
-            self._changed.set()
-
-        return record
-
-    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-        async with asyncio.timeout(timeout):
-            while True:
-                self._changed.clear()
-                if condition():
-                    return
-                await self._changed.wait()
-
-
-def fast(url: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "url": url,
-        "user_id": "user_1",
-        "organization_id": "org_a",
-        "reconnection_delay": 0.05,
-        "reconnection_delay_max": 0.2,
-        "timeout": 2.0,
-        "ack_timeout": 2.0,
-        **overrides,
-    }
+from client_sdk.protocol import ConnectionState, ErrorCode, KpiPayload, Payload
+from tests.conftest import WAIT, eventually, kpi
+from tests.sdk.conftest import ClientFactory, Watcher, fast_config
 
 
 @contextlib.asynccontextmanager
@@ -93,102 +33,6 @@ async def closing(client: IntradayClient) -> AsyncIterator[IntradayClient]:
         yield client
     finally:
         await client.close()
-
-
-# -- refused credentials -------------------------------------------------------------
-
-
-def token(expires_in: float, secret: str = SECRET) -> str:
-    claims = {"sub": "user_1", "org": "org_a", "exp": int(time.time() + expires_in)}
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
-class TokenSource:
-    """A ``token_provider`` handing out the given tokens in turn (the last one for ever)."""
-
-    def __init__(self, *tokens: str) -> None:
-        self.tokens = tokens
-        self.calls = 0
-
-    async def __call__(self) -> str:
-        self.calls += 1
-        return self.tokens[min(self.calls, len(self.tokens)) - 1]
-
-
-@pytest.fixture
-async def jwt_server() -> AsyncIterator[RunningServer]:
-    async with running_server(auth_mode="jwt", jwt_secret=SECRET) as server:
-        yield server
-
-
-@pytest.fixture
-async def jwt_admin(jwt_server: RunningServer) -> AsyncIterator[AdminClient]:
-    async with jwt_server.admin() as admin:
-        yield admin
-
-
-@pytest.fixture
-async def jwt_proxy(jwt_server: RunningServer) -> AsyncIterator[TcpProxy]:
-    async with TcpProxy("127.0.0.1", jwt_server.port) as proxy:
-        yield proxy
-
-
-async def test_rejected_token_fails_at_once_without_retrying(
-    jwt_admin: AdminClient, jwt_proxy: TcpProxy
-) -> None:
-    source = TokenSource(token(600, secret="another-secret-of-at-least-32-bytes"))
-    client = IntradayClient(**fast(jwt_proxy.url, token_provider=source))
-    async with closing(client):
-        with pytest.raises(AuthenticationError) as raised:
-            await client.connect()
-        assert raised.value.retryable is False
-        assert raised.value.reason == "token_invalid"
-        assert client.state is ConnectionState.FAILED
-        assert client.failure is raised.value
-        # One connection, one authenticate, no refresh (the token did not expire).
-        assert jwt_proxy.accepted == 1
-        assert source.calls == 1
-        assert (await jwt_admin.stats()).error_count == 1
-
-
-async def test_expired_token_is_refreshed_once(jwt_admin: AdminClient, jwt_proxy: TcpProxy) -> None:
-    source = TokenSource(token(-60), token(600))
-    client = IntradayClient(**fast(jwt_proxy.url, token_provider=source))
-    async with closing(client):
-        await client.connect()
-        assert client.state is ConnectionState.AUTHENTICATED
-        assert client.identity is not None
-        assert client.identity.user_id == "user_1"
-        assert source.calls == 2
-        assert jwt_proxy.accepted == 1  # the refresh used the same connection
-        assert (await jwt_admin.stats()).error_count == 1
-        await client.subscribe(["kpi"])
-
-        # A reconnection asks the provider again (and the fresh token is accepted).
-        await jwt_proxy.cut()
-        await eventually(lambda: _reauthenticated(client, jwt_proxy, 2))
-        assert source.calls == 3
-        assert (await jwt_admin.stats()).error_count == 1
-
-
-async def _reauthenticated(client: IntradayClient, proxy: TcpProxy, connections: int) -> bool:
-    return proxy.accepted == connections and client.state is ConnectionState.AUTHENTICATED
-
-
-async def test_provider_of_expired_tokens_fails_after_one_refresh(
-    jwt_admin: AdminClient, jwt_proxy: TcpProxy
-) -> None:
-    source = TokenSource(token(-60))
-    client = IntradayClient(**fast(jwt_proxy.url, token_provider=source))
-    async with closing(client):
-        with pytest.raises(AuthenticationError) as raised:
-            await client.connect()
-        assert raised.value.reason == "token_expired"
-        assert client.state is ConnectionState.FAILED
-        assert isinstance(client.failure, AuthenticationError)
-        assert source.calls == 2
-        assert jwt_proxy.accepted == 1
-        assert (await jwt_admin.stats()).error_count == 2
 
 
 # -- a misbehaving server ------------------------------------------------------------------
@@ -301,50 +145,38 @@ class ScriptedServer:
 
 async def test_malformed_messages_are_reported_and_skipped() -> None:
     async with ScriptedServer() as scripted:
-        client = IntradayClient(**fast(scripted.url))
-        recorder = Recorder(client)
+        client = IntradayClient(fast_config(scripted.url))
+        watcher = Watcher(client)
         async with closing(client):
             await client.connect()
             await client.subscribe(["kpi"], queue_name="support")
-            await recorder.until(lambda: bool(recorder.notifications))  # script done
+            await watcher.until(lambda: bool(watcher.notifications))  # script done
 
-            malformed = [e for e in recorder.errors if isinstance(e, MalformedMessageError)]
+            malformed = [e for e in watcher.errors if isinstance(e, MalformedMessageError)]
             assert len(malformed) == 2
             assert {e.event for e in malformed} == {"kpi:update"}
-            assert [m.id for m in recorder.kpis] == ["valid"]
+            assert [m.id for m in watcher.kpis] == ["valid"]
             stats = client.statistics()
             assert stats.duplicates_dropped == 1
             assert stats.malformed_dropped == 2
-            server_errors = [e for e in recorder.on_errors if isinstance(e, ServerError)]
+            server_errors = [e for e in watcher.on_errors if isinstance(e, ServerError)]
             assert len(server_errors) == 1
             assert isinstance(server_errors[0], RateLimitedError)
             assert server_errors[0].code is ErrorCode.RATE_LIMIT_EXCEEDED
             assert server_errors[0].retryable is True
-            assert server_errors[0] in recorder.errors
+            assert server_errors[0] in watcher.errors
             assert client.state is ConnectionState.AUTHENTICATED
-            assert recorder.disconnects == []
+            assert watcher.disconnects == []
 
 
 # -- handlers and acks against the real server -------------------------------------------
 
 
-@pytest.fixture
-async def srv() -> AsyncIterator[RunningServer]:
-    async with running_server() as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(srv: RunningServer) -> AsyncIterator[AdminClient]:
-    async with srv.admin() as client:
-        yield client
-
-
 async def test_a_raising_handler_is_reported_and_the_others_still_run(
-    srv: RunningServer, admin: AdminClient
+    admin: AdminClient, make_client: ClientFactory
 ) -> None:
-    client = IntradayClient(**fast(srv.url))
-    recorder = Recorder(client)
+    client = make_client()
+    watcher = Watcher(client)
     failures: list[Exception] = []
     seen: list[str] = []
 
@@ -359,29 +191,28 @@ async def test_a_raising_handler_is_reported_and_the_others_still_run(
     client.on(on_kpi_update=sync_boom)
     client.add_listener("kpi", async_boom)
     client.add_listener("*", lambda message: seen.append(message.id))
-    async with closing(client):
-        await client.connect()
-        await client.subscribe(["kpi"], queue_name="support")
-        sent = []
-        for score in (10, 20):
-            sent.append((await admin.publish_kpi(kpi(health_score=score))).message_id)
-            await recorder.until(lambda: len(seen) == len(sent))
+    await client.connect()
+    await client.subscribe(["kpi"], queue_name="support")
+    sent = []
+    for score in (10, 20):
+        sent.append((await admin.publish_kpi(kpi(health_score=score))).message_id)
+        await watcher.until(lambda: len(seen) == len(sent))
 
-        # Every handler ran for every message, in registration order per key.
-        assert seen == sent
-        assert [m.id for m in recorder.kpis] == sent
-        reported = [e for e in recorder.errors if e.__cause__ in failures]
-        assert [e.__cause__ for e in reported] == failures
-        assert len(failures) == 4
-        assert client.statistics().handler_errors == 4
-        assert client.state is ConnectionState.AUTHENTICATED
-        assert recorder.disconnects == []
+    # Every handler ran for every message, in registration order per key.
+    assert seen == sent
+    assert [m.id for m in watcher.kpis] == sent
+    reported = [e for e in watcher.errors if e.__cause__ in failures]
+    assert [e.__cause__ for e in reported] == failures
+    assert len(failures) == 4
+    assert client.statistics().handler_errors == 4
+    assert client.state is ConnectionState.AUTHENTICATED
+    assert watcher.disconnects == []
 
 
 async def test_requires_ack_is_acknowledged_after_the_handler_finished(
-    srv: RunningServer, admin: AdminClient
+    admin: AdminClient, make_client: ClientFactory
 ) -> None:
-    client = IntradayClient(**fast(srv.url))
+    client = make_client()
     entered = asyncio.Event()
     release = asyncio.Event()
 
@@ -390,26 +221,25 @@ async def test_requires_ack_is_acknowledged_after_the_handler_finished(
         await release.wait()
 
     client.on(on_kpi_update=slow)
-    async with closing(client):
-        await client.connect()
-        await client.subscribe(["kpi"], queue_name="support")
-        result = await admin.publish_kpi(kpi(), requires_ack=True)
-        assert result.recipients == 1
-        await asyncio.wait_for(entered.wait(), WAIT)
-        held_from = time.monotonic()
-        # A round trip on the same connection: an early ack would be in by now.
-        await client.ping()
-        stats = await admin.stats()
-        assert stats.average_latency_ms is None
-        assert stats.max_latency_ms is None
-        held_ms = (time.monotonic() - held_from) * 1000
-        release.set()
+    await client.connect()
+    await client.subscribe(["kpi"], queue_name="support")
+    result = await admin.publish_kpi(kpi(), requires_ack=True)
+    assert result.recipients == 1
+    await asyncio.wait_for(entered.wait(), WAIT)
+    held_from = time.monotonic()
+    # A round trip on the same connection: an early ack would be in by now.
+    await client.ping()
+    stats = await admin.stats()
+    assert stats.average_latency_ms is None
+    assert stats.max_latency_ms is None
+    held_ms = (time.monotonic() - held_from) * 1000
+    release.set()
 
-        stats = await eventually(lambda: _latency_recorded(admin))
-        assert stats.average_latency_ms is not None
-        assert stats.max_latency_ms is not None
-        # The server measured from its emit to the ack: the whole hold and more.
-        assert stats.max_latency_ms >= held_ms
+    stats = await eventually(lambda: _latency_recorded(admin))
+    assert stats.average_latency_ms is not None
+    assert stats.max_latency_ms is not None
+    # The server measured from its emit to the ack: the whole hold and more.
+    assert stats.max_latency_ms >= held_ms
 
 
 async def _latency_recorded(admin: AdminClient) -> Any:
@@ -426,7 +256,7 @@ class _BadAuthAckServer(ScriptedServer):
 
 async def test_a_malformed_authenticate_ack_fails_the_client_instead_of_hanging() -> None:
     async with _BadAuthAckServer() as scripted:
-        client = IntradayClient(**fast(scripted.url))
+        client = IntradayClient(fast_config(scripted.url))
         async with closing(client):
             with pytest.raises(MalformedMessageError, match="authenticate"):
                 await asyncio.wait_for(client.connect(), WAIT)

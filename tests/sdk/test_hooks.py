@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import reactivex.operators as ops
@@ -51,86 +51,19 @@ from client_sdk.hooks import (
 )
 from client_sdk.protocol import KpiPayload
 from client_sdk.testing import RunningServer, running_server
-from tests.conftest import eventually, kpi
+from tests.conftest import WAIT, eventually, kpi
+from tests.sdk.conftest import ClientFactory, Recorder
 
-WAIT = 5.0
-T = TypeVar("T")
 SUPPORT_KPI_ROOM = "kpi:org:org_a:queue:support"
 TIMESTAMP = "2026-11-25T10:30:00Z"
 
 
-class Recorder(Generic[T]):
-    """An Rx observer that keeps what it gets; tests wait on it with a timeout."""
-
-    def __init__(self) -> None:
-        self.values: list[T] = []
-        self.errors: list[Exception] = []
-        self.completed = False
-        self._changed = asyncio.Event()
-
-    def on_next(self, value: T) -> None:
-        self.values.append(value)
-        self._changed.set()
-
-    def on_error(self, error: Exception) -> None:
-        self.errors.append(error)
-        self._changed.set()
-
-    def on_completed(self) -> None:
-        self.completed = True
-        self._changed.set()
-
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self._changed.clear()
-                await self._changed.wait()
-
-
-@pytest.fixture
-async def srv() -> AsyncIterator[RunningServer]:
-    async with running_server() as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(srv: RunningServer) -> AsyncIterator[AdminClient]:
-    async with srv.admin() as client:
-        yield client
-
-
-ClientFactory = Callable[..., Awaitable[IntradayClient]]
-
-
-@pytest.fixture
-async def make_client(srv: RunningServer) -> AsyncIterator[ClientFactory]:
-    clients: list[IntradayClient] = []
-
-    async def make(**overrides: Any) -> IntradayClient:
-        settings: dict[str, Any] = {
-            "url": srv.url,
-            "path": srv.path,
-            "user_id": "user_1",
-            "organization_id": "org_a",
-            "reconnection_delay": 0.01,
-            "reconnection_delay_max": 0.05,
-            "timeout": WAIT,
-            "ack_timeout": WAIT,
-        }
-        client = IntradayClient(**(settings | overrides))
-        clients.append(client)
-        if client.config.auto_connect:
-            await client.connect()
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
-
-
 @pytest.fixture
 async def client(make_client: ClientFactory) -> IntradayClient:
-    return await make_client()
+    """A client of ``srv``, connected."""
+    client = make_client()
+    await client.connect()
+    return client
 
 
 async def rooms_of(admin: AdminClient, client: IntradayClient) -> set[str]:
@@ -217,7 +150,7 @@ async def test_observers_share_messages_and_latest(
     await admin.publish_kpi(kpi(health_score=71), event=ServerEvent.KPI_COMPUTED)
     await admin.publish_kpi(scoped(metric="aht", value=1.0), event=ServerEvent.KPI_ALERT)
     await admin.publish_kpi(kpi(health_score=72))
-    await a.wait_until(lambda: len(a.values) == 3)
+    await a.until(lambda: len(a.values) == 3)
 
     assert [m.event for m in a.values] == [
         ServerEvent.KPI_UPDATE,
@@ -253,7 +186,7 @@ async def test_filters_route_each_queue_to_its_hook(
 
     for queue, score in (("queue_a", 1), ("queue_b", 2), ("queue_a", 3)):
         await admin.publish_kpi(kpi(queue=queue, health_score=score))
-    await got_org.wait_until(lambda: len(got_org.values) == 3)
+    await got_org.until(lambda: len(got_org.values) == 3)
 
     def scores(recorder: Recorder[Message[KpiPayload]]) -> list[float | None]:
         return [m.payload.health_score for m in recorder.values]
@@ -329,7 +262,7 @@ async def test_each_hook_subscribes_its_room_and_emits_its_events(
     assert await rooms_of(admin, client) == rooms
 
     await publish(admin)
-    await got.wait_until(lambda: bool(got.values))
+    await got.until(lambda: bool(got.values))
     assert [m.event for m in got.values] == [event]
     assert hook.latest is got.values[0]
 
@@ -350,14 +283,14 @@ async def test_star_listens_to_everything_without_subscribing(
     kpis.subscribe(Recorder[Message[KpiPayload]]())
     await kpis.wait_subscribed(WAIT)
     await admin.publish_kpi(kpi())
-    await got.wait_until(lambda: bool(got.values))
+    await got.until(lambda: bool(got.values))
     assert got.values[0].event is ServerEvent.KPI_UPDATE
 
 
 async def test_a_hook_observed_before_connecting_subscribes_once_authenticated(
     make_client: ClientFactory, admin: AdminClient
 ) -> None:
-    client = await make_client(auto_connect=False)
+    client = make_client()
     hook = kpi_updates(client, queue_name="support")
     hook.subscribe(Recorder[Message[KpiPayload]]())
     assert hook.active
@@ -372,7 +305,7 @@ async def test_refused_subscription_errors_observers_and_streams(client: Intrada
     hook = kpi_updates(client, organization_id="org_b")
     got = Recorder[Message[KpiPayload]]()
     hook.subscribe(got)
-    await got.wait_until(lambda: bool(got.errors))
+    await got.until(lambda: bool(got.errors))
     assert isinstance(got.errors[0], UnauthorizedError)
     assert hook.error is got.errors[0]
     assert not hook.active
@@ -401,8 +334,8 @@ async def test_an_observer_that_raises_is_reported_and_isolated(
     await hook.wait_subscribed(WAIT)
     await admin.publish_kpi(kpi(health_score=1))
     await admin.publish_kpi(kpi(health_score=2))
-    await good.wait_until(lambda: len(good.values) == 2)
-    await errors.wait_until(lambda: len(errors.values) == 2)
+    await good.until(lambda: len(good.values) == 2)
+    await errors.until(lambda: len(errors.values) == 2)
     assert "observer bug" in str(errors.values[0])
     assert client.statistics().handler_errors == 2
 
@@ -423,14 +356,14 @@ async def test_alert_notifications_count_and_clear(
     for event in (ServerEvent.ALERT_TRIGGERED, ServerEvent.ALERT_ACKNOWLEDGED):
         await admin.publish_alert(alert(), event=event)
     await admin.publish_alert(alert(alert_id="alert_2", severity="critical"))
-    await got.wait_until(lambda: len(got.values) == 3)
+    await got.until(lambda: len(got.values) == 3)
     assert alerts.alert_count == 3
     assert [m.payload.alert_id for m in alerts.recent] == ["alert_1", "alert_2"]
 
     alerts.clear_count()
     assert alerts.alert_count == 0
     await admin.publish_alert(alert(), event=ServerEvent.ALERT_RESOLVED)
-    await got.wait_until(lambda: len(got.values) == 4)
+    await got.until(lambda: len(got.values) == 4)
     assert alerts.alert_count == 1
     assert alerts.latest is not None
     assert alerts.latest.event is ServerEvent.ALERT_RESOLVED
@@ -457,7 +390,7 @@ async def test_connection_status_through_a_server_side_disconnect(
     assert old_sid is not None
 
     await admin.disconnect(old_sid)
-    await states.wait_until(lambda: len(states.values) == 4)
+    await states.until(lambda: len(states.values) == 4)
     assert states.values == [
         ConnectionState.AUTHENTICATED,
         ConnectionState.RECONNECTING,
@@ -473,7 +406,7 @@ async def test_connection_status_through_a_server_side_disconnect(
     await wait_rooms(admin, client, {SUPPORT_KPI_ROOM})  # restored on the new socket
     assert kpis.subscribed
     await admin.publish_kpi(kpi(health_score=55))
-    await got.wait_until(lambda: bool(got.values))
+    await got.until(lambda: bool(got.values))
     assert got.values[0].payload.health_score == 55
 
 
@@ -484,7 +417,7 @@ async def test_health_reports_round_trips_then_missed_pongs_when_the_server_stop
     assert isinstance(checks, HealthHook)
     got = Recorder[ConnectionHealth]()
     checks.subscribe(got)
-    await got.wait_until(lambda: len(got.values) >= 3)
+    await got.until(lambda: len(got.values) >= 3)
     first = got.values[0]
     assert first.healthy
     assert first.state is ConnectionState.AUTHENTICATED
@@ -499,7 +432,7 @@ async def test_health_reports_round_trips_then_missed_pongs_when_the_server_stop
     assert late.values == [checks.latest]  # the last health at once
 
     await srv.server.stop()
-    await got.wait_until(lambda: got.values[-1].missed_pongs >= 3)
+    await got.until(lambda: got.values[-1].missed_pongs >= 3)
     last = got.values[-1]
     assert not last.healthy
     assert last.state is not ConnectionState.AUTHENTICATED
@@ -510,28 +443,30 @@ async def test_health_reports_round_trips_then_missed_pongs_when_the_server_stop
 async def test_health_pings_only_while_observed(
     make_client: ClientFactory, admin: AdminClient
 ) -> None:
-    idle = await make_client()
+    idle = make_client()
+    await idle.connect()
     assert idle.socket_id is not None
     checks = health(idle, 0.05, timeout=2.0)
     got = Recorder[ConnectionHealth]()
     disposable = checks.subscribe(got)
-    await got.wait_until(lambda: len(got.values) >= 2)
+    await got.until(lambda: len(got.values) >= 2)
     disposable.dispose()
     assert not checks.active
 
     # Another client's pings measure time: several intervals pass without
     # any activity of the unobserved one reaching the server.
-    busy = await make_client(user_id="user_2")
+    busy = make_client(user_id="user_2")
+    await busy.connect()
     ticks = Recorder[ConnectionHealth]()
     health(busy, 0.05, timeout=2.0).subscribe(ticks)
-    await ticks.wait_until(lambda: len(ticks.values) >= 2)
+    await ticks.until(lambda: len(ticks.values) >= 2)
     before = (await admin.connection(idle.socket_id)).last_activity_at
-    await ticks.wait_until(lambda: len(ticks.values) >= 5)
+    await ticks.until(lambda: len(ticks.values) >= 5)
     assert (await admin.connection(idle.socket_id)).last_activity_at == before
 
     again = Recorder[ConnectionHealth]()
     checks.subscribe(again)  # mounting again restarts the pings
-    await again.wait_until(lambda: any(h.round_trip_seconds for h in again.values))
+    await again.until(lambda: any(h.round_trip_seconds for h in again.values))
     assert (await admin.connection(idle.socket_id)).last_activity_at > before
 
 
@@ -572,7 +507,7 @@ async def test_slow_consumer_under_each_policy(
         consumer = asyncio.create_task(consume())
         for n in range(50):
             await admin.publish_kpi(kpi(contacts_offered=n))
-        await every.wait_until(lambda: len(every.values) == 50)
+        await every.until(lambda: len(every.values) == 50)
         assert len(stream) == len(expected)
         assert stream.dropped == dropped
         gate.set()

@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,12 @@ import pytest
 
 from client_sdk.admin import AdminClient
 from client_sdk.client import IntradayClient
-from client_sdk.exceptions import IntradayError, ReconnectFailedError
-from client_sdk.messages import Message
-from client_sdk.protocol import ConnectionState, KpiPayload
-from client_sdk.testing import RunningServer, running_server
-from tests.conftest import eventually, kpi
+from client_sdk.exceptions import ReconnectFailedError
+from client_sdk.protocol import ConnectionState
+from tests.conftest import WAIT, eventually, kpi
+from tests.sdk.conftest import ClientFactory, Watcher
 from tests.sdk.tcp_proxy import TcpProxy
 
-WAIT = 5.0
 ROOT = Path(__file__).resolve().parents[2]
 
 # Engine.IO advertises pingInterval as int(seconds) * 1000 (python-engineio
@@ -46,115 +44,10 @@ ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT = {"ping_interval_ms": 1000, "ping_timeout_ms": 500}
 
 
-class Watcher:
-    """Records a client's states, lifecycle callbacks and KPI messages; waits on them."""
-
-    def __init__(self, client: IntradayClient) -> None:
-        self.states: list[ConnectionState] = []
-        self.connects = 0
-        self.disconnects: list[str] = []
-        self.reconnects = 0
-        self.kpis: list[Message[KpiPayload]] = []
-        self.errors: list[IntradayError] = []
-        self.on_errors: list[IntradayError] = []
-        self._changed = asyncio.Event()
-        client.state_changes.subscribe(self._state)
-        client.errors.subscribe(self._error)
-        client.on(
-            on_connect=self._connect,
-            on_disconnect=self._disconnect,
-            on_reconnect=self._reconnect,
-            on_kpi_update=self._kpi,
-            on_error=self._on_error,
-        )
-
-    def _state(self, state: ConnectionState) -> None:
-        self.states.append(state)
-        self._changed.set()
-
-    def _error(self, error: IntradayError) -> None:
-        self.errors.append(error)
-        self._changed.set()
-
-    def _on_error(self, error: IntradayError) -> None:
-        self.on_errors.append(error)
-        self._changed.set()
-
-    def _connect(self) -> None:
-        self.connects += 1
-        self._changed.set()
-
-    def _disconnect(self, reason: str) -> None:
-        self.disconnects.append(reason)
-        self._changed.set()
-
-    def _reconnect(self) -> None:
-        self.reconnects += 1
-        self._changed.set()
-
-    def _kpi(self, message: Message[KpiPayload]) -> None:
-        self.kpis.append(message)
-        self._changed.set()
-
-    async def until(self, condition: Callable[[], bool], timeout: float = WAIT) -> None:
-        """Wait until ``condition()`` holds (checked after every recorded change)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                self._changed.clear()
-                if condition():
-                    return
-                await self._changed.wait()
-
-    async def until_reconnects(self, count: int, timeout: float = WAIT) -> None:
-        """Wait until ``on_reconnect`` has fired ``count`` times."""
-        await self.until(lambda: self.reconnects >= count, timeout)
-
-    async def until_disconnects(self, count: int, timeout: float = WAIT) -> None:
-        """Wait until ``on_disconnect`` has fired ``count`` times."""
-        await self.until(lambda: len(self.disconnects) >= count, timeout)
-
-
 @pytest.fixture
-async def srv() -> AsyncIterator[RunningServer]:
-    async with running_server(**HEARTBEAT) as server:
-        yield server
-
-
-@pytest.fixture
-async def admin(srv: RunningServer) -> AsyncIterator[AdminClient]:
-    async with srv.admin() as client:
-        yield client
-
-
-@pytest.fixture
-async def proxy(srv: RunningServer) -> AsyncIterator[TcpProxy]:
-    async with TcpProxy("127.0.0.1", srv.port) as tcp:
-        yield tcp
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., IntradayClient]]:
-    """Build (not connect) clients with fast retries; all closed after the test."""
-    clients: list[IntradayClient] = []
-
-    def create(url: str, **overrides: Any) -> IntradayClient:
-        settings: dict[str, Any] = {
-            "url": url,
-            "user_id": "user_1",
-            "organization_id": "org_a",
-            "reconnection_delay": 0.05,
-            "reconnection_delay_max": 0.2,
-            "timeout": 2.0,
-            "ack_timeout": 2.0,
-            **overrides,
-        }
-        client = IntradayClient(**settings)
-        clients.append(client)
-        return client
-
-    yield create
-    for client in clients:
-        await client.close()
+def server_settings() -> dict[str, Any]:
+    """``srv`` with the fast heartbeat."""
+    return HEARTBEAT
 
 
 async def server_rooms(admin: AdminClient, socket_id: str | None) -> list[str]:
@@ -187,7 +80,7 @@ async def test_client_recovers_from_a_tcp_fault(
     fault: str,
     admin: AdminClient,
     proxy: TcpProxy,
-    make_client: Callable[..., IntradayClient],
+    make_client: ClientFactory,
 ) -> None:
     client = make_client(proxy.url, reconnection_attempts=None)
     watcher = Watcher(client)
@@ -304,7 +197,7 @@ async def server_process() -> AsyncIterator[ServerProcess]:
 
 @pytest.mark.timeout(30)
 async def test_client_comes_back_after_the_server_is_killed_and_restarted(
-    server_process: ServerProcess, make_client: Callable[..., IntradayClient]
+    server_process: ServerProcess, make_client: ClientFactory
 ) -> None:
     await server_process.start()
     waited: list[float] = []
@@ -344,7 +237,7 @@ async def test_client_comes_back_after_the_server_is_killed_and_restarted(
 async def test_twenty_reconnects_leave_no_task_handler_or_room_behind(
     admin: AdminClient,
     proxy: TcpProxy,
-    make_client: Callable[..., IntradayClient],
+    make_client: ClientFactory,
 ) -> None:
     client = make_client(proxy.url)
     watcher = Watcher(client)
@@ -422,7 +315,7 @@ class SleepRecorder:
 
 
 async def test_backoff_doubles_and_gives_up_after_the_configured_attempts(
-    proxy: TcpProxy, make_client: Callable[..., IntradayClient]
+    proxy: TcpProxy, make_client: ClientFactory
 ) -> None:
     sleep = SleepRecorder()
     client = make_client(
@@ -446,7 +339,7 @@ async def test_backoff_doubles_and_gives_up_after_the_configured_attempts(
 
 
 async def test_backoff_is_capped_by_the_maximum_delay(
-    proxy: TcpProxy, make_client: Callable[..., IntradayClient]
+    proxy: TcpProxy, make_client: ClientFactory
 ) -> None:
     sleep = SleepRecorder()
     client = make_client(
@@ -464,7 +357,7 @@ async def test_backoff_is_capped_by_the_maximum_delay(
 
 
 async def test_jitter_adds_at_most_its_fraction_of_the_first_delay(
-    proxy: TcpProxy, make_client: Callable[..., IntradayClient]
+    proxy: TcpProxy, make_client: ClientFactory
 ) -> None:
     sleep = SleepRecorder()
     client = make_client(
@@ -486,7 +379,7 @@ async def test_jitter_adds_at_most_its_fraction_of_the_first_delay(
 
 
 async def test_reconnect_gives_up_after_the_configured_attempts_per_outage(
-    proxy: TcpProxy, make_client: Callable[..., IntradayClient]
+    proxy: TcpProxy, make_client: ClientFactory
 ) -> None:
     sleep = SleepRecorder()
     client = make_client(proxy.url, reconnection_attempts=3, retry_sleep=sleep)

@@ -394,9 +394,13 @@ async def test_envelope_fields(authed, api) -> None:
         "priority",
         "requires_ack",
         "seq",
+        "epoch",
         "target",
         "data",
     }
+    # The memory store (the default) numbers each stream's messages (section 6).
+    assert envelope["seq"] >= 1
+    assert isinstance(envelope["epoch"], str)
 
 
 async def test_envelope_priority_and_unique_ids(authed, api) -> None:

@@ -128,24 +128,33 @@ async def test_acknowledged_deliveries_fill_the_ack_round_trip_histogram(
     await eventually(acked)
 
 
-async def test_the_store_seam_feeds_replay_snapshot_and_size_figures(
+async def test_the_store_size_is_read_at_scrape_time(make_server: ServerFactory) -> None:
+    server = await make_server(admin_token=TOKEN)  # the memory store
+    async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=WAIT) as api:
+        assert (await api.post("/api/ws/broadcast/kpi", json=kpi())).status_code == 200
+    assert value(await samples(server), "intraday_store_messages") == 1
+
+
+async def test_without_a_store_there_is_no_store_size(make_server: ServerFactory) -> None:
+    server = await make_server(admin_token=TOKEN, store="none")
+    assert ("intraday_store_messages", frozenset()) not in await samples(server)
+
+
+async def test_the_replay_seam_feeds_replay_and_snapshot_counts(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server(admin_token=TOKEN)
     metrics = server.app.metrics
     metrics.record_replay(3)
     metrics.record_snapshot()
-    metrics.set_store_size_source(lambda: 42)
     found = await samples(server)
     assert value(found, "intraday_replays_total") == 1
     assert value(found, "intraday_replayed_messages_total") == 3
     assert value(found, "intraday_snapshots_total") == 1
-    assert value(found, "intraday_store_messages") == 42
 
 
 async def test_every_family_the_module_lists_is_exported(make_server: ServerFactory) -> None:
-    server = await make_server(admin_token=TOKEN)
-    server.app.metrics.set_store_size_source(lambda: 0)
+    server = await make_server(admin_token=TOKEN)  # the memory store reports its size
     text = (await scrape(server)).text
     # prometheus-client adds a ``_created`` series per counter and histogram.
     families = {
@@ -166,8 +175,7 @@ def dashboard_expressions() -> list[str]:
 async def test_every_metric_the_grafana_dashboard_queries_is_exported(
     make_server: ServerFactory,
 ) -> None:
-    server = await make_server(admin_token=TOKEN)
-    server.app.metrics.set_store_size_source(lambda: 0)
+    server = await make_server(admin_token=TOKEN)  # the memory store reports its size
     text = (await scrape(server)).text
     exported = set()
     for family in text_string_to_metric_families(text):

@@ -1,0 +1,207 @@
+"""Replay and snapshot for a ``subscribe`` (section 6): nothing lost, doubled or reordered.
+
+While a socket's replay is read and sent, live messages of the same streams
+are not sent to it but held (:class:`Hold`); once the replay and the
+``subscribe`` ack are out, the held messages that the replay did not already
+carry follow, in order, and the hold ends. So the socket sees: snapshot,
+replay, ack, then live messages, each once, whatever was published meanwhile
+and however long the store took to answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from client_sdk.protocol import (
+    Capability,
+    Channel,
+    ErrorCode,
+    ProtocolError,
+    Scope,
+    StreamPosition,
+    SubscribeRequest,
+    parse_stream,
+    stream_name,
+)
+
+from .connections import Connection, Registry
+from .store import MessageStore, StoredMessage
+
+__all__ = ["Hold", "Resumer"]
+
+log = logging.getLogger("reference_server.replay")
+
+HeldMessage = tuple[str, dict[str, Any], bool]
+"""``(event, envelope, requires_ack)`` of a live message held back."""
+
+
+@dataclass(slots=True)
+class _StreamHold:
+    holders: int = 0
+    sent_upto: int = 0
+    sent_ids: set[str] = field(default_factory=set)
+    items: list[HeldMessage] = field(default_factory=list)
+
+
+class Hold:
+    """The live messages of some streams, held back from one socket during its replay."""
+
+    def __init__(self, registry: Registry, connection: Connection, streams: list[str]) -> None:
+        self._registry = registry
+        self._connection = connection
+        self._streams = streams
+        self._released = False
+        holds = connection.holds
+        for stream in streams:
+            holds.setdefault(stream, _StreamHold()).holders += 1
+        registry.holding.add(connection.socket_id)
+
+    def read_upto(self, stream: str, seq: int) -> None:
+        """The replay read ``stream`` up to ``seq``: held copies up to it are not sent again."""
+        hold = self._connection.holds.get(stream)
+        if hold is not None and seq > hold.sent_upto:
+            hold.sent_upto = seq
+
+    def sent(self, stream: str, message_id: str) -> None:
+        """The snapshot sent this message: a held copy of it is not sent again."""
+        hold = self._connection.holds.get(stream)
+        if hold is not None:
+            hold.sent_ids.add(message_id)
+
+    async def release(self) -> None:
+        """Send what was held (and not replayed), in order, and stop holding."""
+        if self._released:
+            return
+        self._released = True
+        connection = self._connection
+        for stream in self._streams:
+            hold = connection.holds.get(stream)
+            if hold is None:
+                continue
+            hold.holders -= 1
+            if hold.holders > 0:
+                continue  # another replay of this stream is still running: it sends them
+            # Sending awaits: messages held meanwhile join the list being drained.
+            while hold.items:
+                event, envelope, _ = hold.items.pop(0)
+                if envelope.get("seq", 0) > hold.sent_upto and envelope["id"] not in hold.sent_ids:
+                    await connection.link.send(event, envelope)
+            del connection.holds[stream]
+        if not connection.holds:
+            self._registry.holding.discard(connection.socket_id)
+
+
+def hold_for(connection: Connection, stream: str, message: HeldMessage) -> bool:
+    """Hold ``message`` back from ``connection`` if a replay of ``stream`` is running there."""
+    hold = connection.holds.get(stream)
+    if hold is None:
+        return False
+    hold.items.append(message)
+    return True
+
+
+class Resumer:
+    """Answers ``since`` and ``snapshot`` from the store.
+
+    Args:
+        store: the message store; ``None`` for a server without replay.
+        registry: the connections (where holds are registered).
+    """
+
+    def __init__(self, store: MessageStore | None, registry: Registry) -> None:
+        self._store = store
+        self._registry = registry
+
+    @property
+    def capabilities(self) -> tuple[Capability, ...]:
+        """What the server can do with a store."""
+        if self._store is None:
+            return ()
+        return (Capability.REPLAY, Capability.SNAPSHOT)
+
+    def wanted(
+        self, request: SubscribeRequest, org: str, channels: tuple[Channel, ...]
+    ) -> dict[str, tuple[int, str | None]]:
+        """The positions of ``since`` that concern this subscription, checked.
+
+        Raises:
+            ProtocolError: ``INVALID_MESSAGE`` for a name that is no stream,
+                ``UNAUTHORIZED`` for a stream of another organization.
+        """
+        positions: dict[str, tuple[int, str | None]] = {}
+        for name, position in (request.since or {}).items():
+            try:
+                channel, stream_org = parse_stream(name)
+            except ValueError as exc:
+                raise ProtocolError(ErrorCode.INVALID_MESSAGE, str(exc)) from None
+            if stream_org != org:
+                raise ProtocolError(
+                    ErrorCode.UNAUTHORIZED, "cannot replay another organization's stream"
+                )
+            if channel not in channels:
+                continue  # not a stream of this subscription: nothing to replay
+            if isinstance(position, StreamPosition):
+                positions[name] = (position.seq, position.epoch)
+            else:
+                positions[name] = (position, None)
+        return positions
+
+    def hold(self, connection: Connection, streams: list[str]) -> Hold | None:
+        """Start holding live messages of ``streams`` (``None`` without a store)."""
+        if self._store is None:
+            return None
+        return Hold(self._registry, connection, streams)
+
+    async def send(
+        self,
+        connection: Connection,
+        hold: Hold | None,
+        scope: Scope,
+        streams: list[str],
+        positions: dict[str, tuple[int, str | None]],
+        snapshot: bool,
+    ) -> dict[str, dict[str, Any]]:
+        """Send the snapshot, then the replay; the ``replay`` object of the ack.
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached.
+        """
+        store = self._store
+        if store is None or hold is None:
+            return {name: {"replayed": 0, "complete": False} for name in positions}
+        results: dict[str, dict[str, Any]] = {}
+        replays: dict[str, list[StoredMessage]] = {}
+        for name, (seq, epoch) in positions.items():
+            part = await store.read_since(name, seq, epoch)
+            chosen = [m for m in part.messages if scope.covers(Scope(**m.envelope["target"]))]
+            replays[name] = chosen
+            results[name] = {
+                "replayed": len(chosen),
+                "complete": part.complete,
+                "epoch": part.epoch,
+                "seq": part.latest,
+            }
+        if snapshot:
+            replayed = {m.envelope["id"] for chosen in replays.values() for m in chosen}
+            for name in streams:
+                for message in await store.snapshot(name):
+                    envelope = message.envelope
+                    if envelope["id"] in replayed:
+                        continue  # the replay carries it: never twice
+                    if scope.covers(Scope(**envelope["target"])):
+                        hold.sent(name, envelope["id"])
+                        await connection.link.send(
+                            envelope["event"], {**envelope, "snapshot": True}
+                        )
+        for name, chosen in replays.items():
+            hold.read_upto(name, results[name]["seq"])
+            for message in chosen:
+                await connection.link.send(message.envelope["event"], message.envelope)
+        return results
+
+
+def streams_of(channels: tuple[Channel, ...], org: str) -> list[str]:
+    """The streams a subscription to ``channels`` of ``org`` reads."""
+    return [stream_name(c, org) for c in channels]

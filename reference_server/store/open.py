@@ -1,0 +1,28 @@
+"""Build the store a server's settings name: ``memory``, ``none`` or ``redis://...``."""
+
+from __future__ import annotations
+
+from ..config import ServerSettings
+from .base import MessageStore
+from .memory import MemoryStore
+
+__all__ = ["open_store"]
+
+
+def open_store(settings: ServerSettings) -> MessageStore | None:
+    """The store of ``settings.store``; ``None`` for ``none`` (no replay, no snapshot)."""
+    spec = settings.store
+    if spec == "none":
+        return None
+    if spec == "memory":
+        return MemoryStore(
+            max_messages=settings.store_max_messages,
+            max_age_seconds=settings.store_max_age_seconds,
+        )
+    from .redis import RedisStore  # only a redis:// store needs redis-py
+
+    return RedisStore(
+        spec,
+        max_messages=settings.store_max_messages,
+        max_age_seconds=settings.store_max_age_seconds,
+    )
