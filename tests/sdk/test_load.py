@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,30 @@ async def test_a_small_run_delivers_everything_and_reports_it(
     page = (tmp_path / "run.html").read_text()
     assert "<svg" in page
     assert "http" not in page.replace("http://127.0.0.1", "")  # loads nothing from anywhere
+
+
+@pytest.mark.timeout(120)
+async def test_the_command_prints_the_table_writes_the_report_and_exits_0(
+    make_server: ServerFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = await make_server(admin_token=TOKEN)
+    report = tmp_path / "run.html"
+    argv = ["load", "--url", server.url, "--admin-token", TOKEN, "--clients", "2"]
+    argv += ["--rate", "10", "--duration", "1", "--report", str(report), "--quiet"]
+    # The command runs its own event loop: in a thread, beside this test's.
+    status = await asyncio.to_thread(cli_main, argv)
+    assert status == 0
+    table = capsys.readouterr().out
+    assert "lost (worst client)" in table
+    assert re.search(r"delivered / expected +20 / 20", table), table
+    assert report.read_text().startswith("<!doctype html>")
+
+
+def test_a_report_must_be_json_or_html(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["load", "--url", "http://127.0.0.1:1", "--report", "run.txt"])
+    assert exit_info.value.code == 2
+    assert ".json or .html" in capsys.readouterr().err
 
 
 def test_a_target_beyond_this_machine_is_refused_without_the_flag(
