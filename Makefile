@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INTEROP := tests/interop
 DURATION ?=
 
-.PHONY: demo test lint typecheck unit interop-deps system-deps bench soak clean
+.PHONY: demo test lint typecheck unit interop-deps system-deps bench bench-replay soak clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,12 +37,20 @@ system-deps:
 test: $(BIN)/.installed interop-deps system-deps lint typecheck
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered
 
-bench: $(BIN)/.installed
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+bench: $(BIN)/.bench-installed
 	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
 
 # Not part of make test: 1,000 connections x 10 msg/s for 10 minutes (SOAK_* variables shrink it).
 soak: $(BIN)/.installed
 	scripts/soak
+# Resume latency and replay throughput (Redis restart and memory-store proxy cut), and the
+# store's cost on the fan-out path; starts its own redis-server (make system-deps).
+bench-replay: $(BIN)/.bench-installed system-deps
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache .coverage

@@ -326,8 +326,11 @@ async def serve_aiohttp(variant: str, port: int) -> None:
     await asyncio.wait_for(runner.cleanup(), 10)
 
 
-async def serve_reference(variant: str, port: int) -> None:
-    """Run OUR server; stdin lines ``start MESSAGES BURST`` trigger a burst, EOF stops it."""
+async def serve_reference(variant: str, port: int, store: str = "memory") -> None:
+    """Run OUR server; stdin lines ``start MESSAGES BURST`` trigger a burst, EOF stops it.
+
+    ``store`` is its message store (``memory``, ``none`` or a Redis URL, see bench/replay.py).
+    """
     from client_sdk.protocol import BroadcastRequest, ServerEvent
     from reference_server.app import ReferenceServer
     from reference_server.config import load_settings
@@ -346,6 +349,7 @@ async def serve_reference(variant: str, port: int) -> None:
         auth_timeout_ms=3_600_000,
         shutdown_drain_ms=0,
         rate_limit_messages_per_second=big,
+        store=store,
     )
     server = ReferenceServer(settings, install_signal_handlers=False)
     await server.start()
@@ -386,10 +390,10 @@ async def serve_reference(variant: str, port: int) -> None:
     await asyncio.wait_for(server.stop(), 10)
 
 
-def serve_main(variant: str, port: int) -> None:
+def serve_main(variant: str, port: int, store: str = "memory") -> None:
     raise_nofile(20_000)
     if variant.startswith("reference"):
-        run_loop(serve_reference(variant, port))
+        run_loop(serve_reference(variant, port, store))
     elif variant.startswith("uvicorn"):
         run_loop(serve_uvicorn(variant, port))
     else:
@@ -570,7 +574,16 @@ async def run_once(variant: str, args: argparse.Namespace) -> RunResult:
     reference = variant.startswith("reference")
     try:
         server = await asyncio.create_subprocess_exec(
-            py, script, "--serve", variant, "--port", "0", stdin=pipe, stdout=pipe
+            py,
+            script,
+            "--serve",
+            variant,
+            "--port",
+            "0",
+            "--store",
+            args.store,
+            stdin=pipe,
+            stdout=pipe,
         )
         port = int(await read_tagged(server, "READY", 30))
         url = f"http://{HOST}:{port}"
@@ -751,6 +764,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--baseline", default=BASELINE, help="the variant ratios are taken against")
     p.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--store", default="memory", help="message store of the reference variants (memory)"
+    )
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
@@ -764,7 +780,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve:
-        serve_main(args.serve, args.port)
+        serve_main(args.serve, args.port, args.store)
         return 0
     if args.client:
         client_main(args)

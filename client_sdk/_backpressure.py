@@ -112,9 +112,17 @@ class PolicyQueue(Generic[T]):
         ([2], 2)
     """
 
-    def __init__(self, policy: Backpressure, on_drop: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        policy: Backpressure,
+        on_drop: Callable[[int], None] | None = None,
+        *,
+        on_evict: Callable[[T], None] | None = None,
+    ) -> None:
         self._policy = policy
         self._on_drop = on_drop
+        # Sees each dropped item: the dispatcher releases the ack it holds.
+        self._on_evict = on_evict
         self._items: deque[T] = deque()
         self._dropped = 0
         self._closed = False
@@ -151,11 +159,21 @@ class PolicyQueue(Generic[T]):
         if capacity is not None and len(self._items) > capacity:
             excess = len(self._items) - capacity
             for _ in range(excess):
-                self._items.popleft()
+                evicted = self._items.popleft()
+                if self._on_evict is not None:
+                    self._on_evict(evicted)
             self._dropped += excess
             if self._on_drop is not None:
                 self._on_drop(excess)
         self._wake()
+
+    def get_nowait(self) -> T:
+        """The oldest waiting item.
+
+        Raises:
+            IndexError: nothing is waiting.
+        """
+        return self._items.popleft()
 
     def close(self, error: BaseException | None = None) -> None:
         """End the stream: readers get what is waiting, then the end (or ``error``)."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypedDict
 
 from .exceptions import IntradayError
+from .gaps import Gap
 from .messages import Message
 from .protocol import (
     AlertPayload,
@@ -33,6 +34,7 @@ class Handlers(TypedDict, total=False):
     on_disconnect: Callable[[str], Any]
     on_reconnect: Callable[[], Any]
     on_error: Callable[[IntradayError], Any]
+    on_gap: Callable[[Gap], Any]
     on_kpi_update: Callable[[Message[KpiPayload]], Any]
     on_kpi_computed: Callable[[Message[KpiPayload]], Any]
     on_kpi_alert: Callable[[Message[MetricAlertPayload]], Any]
@@ -57,7 +59,9 @@ HANDLER_EVENTS: dict[str, ServerEvent] = {
 }
 """Handler name to server event (``on_kpi_update`` -> ``kpi:update``)."""
 
-LIFECYCLE_HANDLERS = frozenset({"on_connect", "on_disconnect", "on_reconnect", "on_error"})
+LIFECYCLE_HANDLERS = frozenset(
+    {"on_connect", "on_disconnect", "on_reconnect", "on_error", "on_gap"}
+)
 
 
 async def call_handler(handler: Callback, *args: Any) -> None:

@@ -288,8 +288,10 @@ class MessageHook(Hook[Message[P]], Generic[P]):
         events: frozenset[ServerEvent] | None,
         filter: Scope,
         policy: Backpressure,
+        snapshot: bool = False,
     ) -> None:
         super().__init__(client, policy)
+        self._snapshot = snapshot
         self._channels = channels
         self._events = events
         self._filter = filter
@@ -448,6 +450,7 @@ class MessageHook(Hook[Message[P]], Generic[P]):
                         organization_id=f.organization_id,
                         department_id=f.department_id,
                         queue_name=f.queue_name,
+                        snapshot=self._snapshot,
                     )
         except _Released:
             return None

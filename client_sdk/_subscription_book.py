@@ -8,11 +8,21 @@ after a reconnect exactly the rooms still wanted are subscribed again.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 from .protocol import Channel, Scope, SubscribeRequest
 from .subscriptions import Subscription
 
-__all__ = ["SubscriptionBook"]
+__all__ = ["Restore", "SubscriptionBook"]
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """One request that restores a filter's rooms, the streams it reads, and if a snapshot helps."""
+
+    request: SubscribeRequest
+    streams: list[str]
+    snapshot: bool
 
 
 class SubscriptionBook:
@@ -45,13 +55,19 @@ class SubscriptionBook:
         """Every room some open subscription needs, sorted."""
         return sorted(self._needed)
 
-    def requests(self) -> list[SubscribeRequest]:
-        """Subscribe requests that restore every room: one per filter, channels merged."""
-        by_filter: dict[Scope, set[Channel]] = {}
+    def requests(self) -> list[Restore]:
+        """What restores every room: one request per filter, channels merged."""
+        by_filter: dict[Scope, tuple[set[Channel], set[str], list[bool]]] = {}
         for subscription in self._open:
-            by_filter.setdefault(subscription.filter, set()).update(subscription.channels)
+            channels, streams, snapshot = by_filter.setdefault(
+                subscription.filter, (set(), set(), [False])
+            )
+            channels.update(subscription.channels)
+            streams.update(subscription.streams)
+            snapshot[0] = snapshot[0] or subscription.snapshot
         return [
-            SubscribeRequest.of(sorted(channels), scope) for scope, channels in by_filter.items()
+            Restore(SubscribeRequest.of(sorted(channels), scope), sorted(streams), snapshot[0])
+            for scope, (channels, streams, snapshot) in by_filter.items()
         ]
 
     def __len__(self) -> int:

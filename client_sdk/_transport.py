@@ -122,10 +122,35 @@ class SocketIOTransport:
                 raise ServerError.from_wire(self._refusal) from exc
             raise
 
-    async def call(self, event: str, data: Any, timeout: float) -> Any:
-        """Send a request and wait for its ack."""
+    async def call(
+        self,
+        event: str,
+        data: Any,
+        timeout: float,
+        *,
+        on_answer: Callable[[Any], None] | None = None,
+    ) -> Any:
+        """Send a request and wait for its ack.
+
+        ``on_answer`` runs with the ack the moment it arrives, in the order of
+        the packets: the events that arrived before the ack have been handed
+        to the sink already, the ones after it not yet.
+        """
+        answered: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+        def callback(*args: Any) -> None:
+            answer = args[0] if args else None
+            if on_answer is not None:
+                on_answer(answer)
+            if not answered.done():
+                answered.set_result(answer)
+
         with map_exceptions(event):
-            return await self._client.call(event, data, timeout=timeout)
+            await self._client.emit(event, data, callback=callback)
+        try:
+            return await asyncio.wait_for(answered, timeout)
+        except TimeoutError:
+            raise RequestTimeoutError(f"{event}: no answer in time") from None
 
     async def emit(self, event: str, data: Any) -> None:
         """Send an event without waiting for an answer."""

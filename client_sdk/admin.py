@@ -56,6 +56,7 @@ from .protocol import (
     BroadcastKind,
     BroadcastResult,
     BroadcastTarget,
+    ConnectionDetail,
     ConnectionInfo,
     ConnectionList,
     DisconnectResult,
@@ -320,7 +321,9 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._call(ConnectionInfo, "GET", _socket_route(socket_id))
+        # ConnectionDetail also reads the flat body of servers older than section 9's shape.
+        detail = await self._call(ConnectionDetail, "GET", _socket_route(socket_id))
+        return detail.connection
 
     async def disconnect(self, socket_id: str) -> DisconnectResult:
         """Disconnect one socket.

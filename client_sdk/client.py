@@ -31,12 +31,14 @@ from ._callbacks import (
     check_names,
 )
 from ._dispatch import Dispatcher, Listener
+from ._resume import ResumeState
 from ._state import StateCell
 from ._subscription_book import SubscriptionBook
 from ._supervisor import Supervisor, build_request
 from ._transport import SocketIOTransport
 from .config import ClientConfig, ConfigOverrides
 from .exceptions import ClientClosedError, ConnectionLostError, IntradayError, RequestTimeoutError
+from .gaps import Gap
 from .protocol import (
     AuthSuccess,
     Channel,
@@ -48,6 +50,7 @@ from .protocol import (
     SubscribeRequest,
     UnsubscribeRequest,
     expand_channels,
+    stream_name,
     subscription_room,
 )
 from .subscriptions import Subscription
@@ -72,6 +75,8 @@ class ClientStatistics:
     dispatch_queue_depth: int
     subscriptions: int
     rooms: tuple[str, ...]
+    gaps: int = 0
+    """Streams where messages may have been missed, since the client was made."""
 
 
 class IntradayClient:
@@ -100,8 +105,13 @@ class IntradayClient:
         self._errors: Subject[IntradayError] = Subject()
         self._lifecycle: dict[str, list[Callback]] = {name: [] for name in LIFECYCLE_HANDLERS}
         self._book = SubscriptionBook()
+        self._gaps: Subject[Gap] = Subject()
+        self._gap_count = 0
+        self._resume = ResumeState(self._config.resume_store, self._config.dedupe_window)
         self._dispatcher = Dispatcher(
             self._config.dedupe_window,
+            resume=self._resume,
+            policy=self._config.handler_backpressure,
             on_error=self._server_error,
             on_handler_error=self._handler_failed,
         )
@@ -109,9 +119,11 @@ class IntradayClient:
             self._config,
             states=self._state,
             book=self._book,
-            sink=self._dispatcher.receive,
+            dispatcher=self._dispatcher,
+            resume=self._resume,
             fire=self._fire,
             report=self._report,
+            on_gap=self._gap,
         )
         self._closed = False
         self._handler_errors = 0
@@ -141,6 +153,11 @@ class IntradayClient:
         return self._errors
 
     @property
+    def gaps(self) -> reactivex.Observable[Gap]:
+        """Every :class:`~client_sdk.gaps.Gap`: a stream where messages may have been missed."""
+        return self._gaps
+
+    @property
     def failure(self) -> IntradayError | None:
         """Why the client is ``failed``, if it is."""
         return self._supervisor.failure
@@ -164,7 +181,10 @@ class IntradayClient:
             state=self.state,
             reconnects=self._supervisor.reconnects,
             messages_received=dispatcher.received,
-            messages_dropped=dispatcher.duplicates + dispatcher.malformed + self._external_drops,
+            messages_dropped=dispatcher.duplicates
+            + dispatcher.malformed
+            + dispatcher.dropped
+            + self._external_drops,
             duplicates_dropped=dispatcher.duplicates,
             malformed_dropped=dispatcher.malformed,
             handler_errors=self._handler_errors,
@@ -172,6 +192,7 @@ class IntradayClient:
             dispatch_queue_depth=dispatcher.depth,
             subscriptions=len(self._book),
             rooms=tuple(self._book.rooms),
+            gaps=self._gap_count,
         )
 
     def _count_dropped(self, count: int = 1) -> None:
@@ -300,6 +321,8 @@ class IntradayClient:
         self._state.set(ConnectionState.DISCONNECTED)
         self._state.complete()
         self._errors.on_completed()
+        self._gaps.on_completed()
+        self._resume.close()
 
     def _live_transport(self) -> SocketIOTransport:
         self._check_open()
@@ -321,6 +344,14 @@ class IntradayClient:
                 await call_handler(handler, *args)
             except Exception as exc:
                 self._handler_failed(name, exc)
+
+    async def _gap(self, gap: Gap) -> None:
+        self._gap_count += 1
+        log.warning("messages of %s may be missing: %s", gap.stream, gap.reason)
+        if not self._gaps.is_disposed:
+            with contextlib.suppress(Exception):
+                self._gaps.on_next(gap)
+        await self._fire("on_gap", gap)
 
     async def _server_error(self, error: IntradayError) -> None:
         self._report(error)
@@ -369,10 +400,16 @@ class IntradayClient:
         organization_id: str | None = None,
         department_id: str | None = None,
         queue_name: str | None = None,
+        snapshot: bool = False,
     ) -> Subscription:
         """Subscribe to ``channels`` for a filter; the handle unsubscribes.
 
-        The subscription is restored after every reconnect until closed.
+        The subscription is restored after every reconnect until closed, and
+        its streams resume from the last message seen (a server with
+        ``replay`` sends what was missed; what it cannot is a gap, see
+        :attr:`gaps`). With ``snapshot``, a server with the capability first
+        sends the latest message of each ``(event, target)``, marked
+        ``Message.snapshot``, and again after a gap.
 
         Raises:
             UnauthorizedError: another organization, or not authenticated.
@@ -387,14 +424,18 @@ class IntradayClient:
         if org is None:
             raise ValueError("organization_id is needed before authentication")
         scope = filter.within(org)
-        rooms = tuple(subscription_room(c, scope) for c in expand_channels(wanted))
-        subscription = Subscription(wanted, filter, rooms, self._close_subscription)
+        concrete = expand_channels(wanted)
+        rooms = tuple(subscription_room(c, scope) for c in concrete)
+        streams = tuple(stream_name(c, org) for c in concrete)
+        subscription = Subscription(
+            wanted, filter, rooms, self._close_subscription, streams=streams, snapshot=snapshot
+        )
         self._book.add(subscription)
         # Asked even when another handle holds the rooms (joining is idempotent):
         # that handle's request may still be in flight, or may yet fail.
         try:
-            await self._supervisor.request(
-                ClientEvent.SUBSCRIBE, SubscribeRequest.of(wanted, filter)
+            await self._supervisor.subscribe(
+                SubscribeRequest.of(wanted, filter), list(streams), snapshot=snapshot, restore=False
             )
         except BaseException:
             self._book.remove(subscription)

@@ -7,11 +7,13 @@ whatever your application uses.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypedDict, Unpack
+from typing import Any, Final, TypedDict, Unpack
 
+from ._backpressure import BUFFER, Backpressure
 from .protocol import is_identifier
 
 __all__ = ["ClientConfig", "ConfigOverrides", "TokenProvider"]
@@ -20,6 +22,9 @@ TokenProvider = Callable[[], "str | Awaitable[str | None] | None"]
 """Called (sync or async) on every connection and reconnection for a fresh token."""
 
 Sleep = Callable[[float], Awaitable[Any]]
+
+DEFAULT_HANDLER_BACKPRESSURE: Final = BUFFER(1024)
+"""What waits for slow ``client.on(...)`` handlers unless configured otherwise."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +45,8 @@ class ClientConfig:
         token: a static JWT; ``token_provider`` wins when both are given.
         token_provider: returns a fresh token, called on every (re)connection
             and once more when the server says the token expired.
-        capabilities: announced at authentication (``batch``, ``replay``...).
+        capabilities: announced at authentication (``replay`` and ``snapshot``
+            by default: the client resumes streams and accepts snapshots).
         reconnection: reconnect after an unexpected disconnect.
         reconnection_attempts: attempts per outage; ``None`` retries for ever
             (for bots).
@@ -59,6 +65,20 @@ class ClientConfig:
         headers: extra HTTP headers of the handshake.
         auto_connect: connect on ``async with`` entry.
         dedupe_window: how many recent message ids are remembered to drop duplicates.
+        resume_store: a file (SQLite) that keeps the position in every stream
+            and the recent message ids, written after each message's handlers
+            finished, so a process started again resumes where the last one
+            stopped (``None``: positions last as long as the client).
+        handler_backpressure: what waits for the handlers registered with
+            ``client.on(...)`` when they fall behind the feed; by default the
+            newest 1024 events, older ones dropped and counted in
+            ``statistics().messages_dropped``.
+        reconnect_after_kick: reconnect even after the server disconnected
+            the client on purpose (an admin kick, the rate limit, the
+            authentication timeout). Off by default: a kick is terminal, the
+            state becomes ``disconnected``. Lost connections (network,
+            heartbeat, a server that went away or announced maintenance) are
+            always retried.
         retry_sleep: what waits between attempts (``asyncio.sleep``); tests
             inject a fake to run the backoff in virtual time.
     """
@@ -69,7 +89,7 @@ class ClientConfig:
     organization_id: str | None = None
     token: str | None = field(default=None, repr=False)
     token_provider: TokenProvider | None = field(default=None, repr=False)
-    capabilities: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ("replay", "snapshot")
     reconnection: bool = True
     reconnection_attempts: int | None = 5
     reconnection_delay: float = 1.0
@@ -82,6 +102,9 @@ class ClientConfig:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     auto_connect: bool = True
     dedupe_window: int = 2048
+    resume_store: str | os.PathLike[str] | None = None
+    handler_backpressure: Backpressure = DEFAULT_HANDLER_BACKPRESSURE
+    reconnect_after_kick: bool = False
     retry_sleep: Sleep | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -145,4 +168,7 @@ class ConfigOverrides(TypedDict, total=False):
     headers: Mapping[str, str]
     auto_connect: bool
     dedupe_window: int
+    resume_store: str | os.PathLike[str] | None
+    handler_backpressure: Backpressure
+    reconnect_after_kick: bool
     retry_sleep: Sleep | None

@@ -110,7 +110,13 @@ class AlertHook(MessageHook[AlertPayload]):
     """
 
     def __init__(
-        self, client: IntradayClient, *, filter: Scope, policy: Backpressure, keep: int = 100
+        self,
+        client: IntradayClient,
+        *,
+        filter: Scope,
+        policy: Backpressure,
+        keep: int = 100,
+        snapshot: bool = True,
     ) -> None:
         super().__init__(
             client,
@@ -118,6 +124,7 @@ class AlertHook(MessageHook[AlertPayload]):
             events=None,
             filter=filter,
             policy=policy,
+            snapshot=snapshot,
         )
         self._count = 0
         self._recent: deque[Message[AlertPayload]] = deque(maxlen=keep)
@@ -289,6 +296,9 @@ class HookOptions(TypedDict, total=False):
         department_id: only this department.
         queue_name: only this queue.
         policy: the default backpressure policy of the hook's streams.
+        snapshot: start full: a server with ``snapshot`` first sends the latest
+            message of each target (and again after a gap). On by default for
+            the hooks that hold state (KPIs, backlog, attendance, alerts).
 
     Example:
         >>> kpi_updates(client, queue_name="support", policy=BUFFER(10))  # doctest: +SKIP
@@ -298,6 +308,7 @@ class HookOptions(TypedDict, total=False):
     department_id: str | None
     queue_name: str | None
     policy: Backpressure
+    snapshot: bool
 
 
 def _filter_of(filter: Scope | None, options: HookOptions) -> Scope:
@@ -318,6 +329,8 @@ def _message_hook(
     filter: Scope | None,
     options: HookOptions,
     default: Backpressure,
+    *,
+    snapshot: bool = False,
 ) -> MessageHook[Any]:
     return MessageHook(
         client,
@@ -325,6 +338,7 @@ def _message_hook(
         events=frozenset(events) if events is not None else None,
         filter=_filter_of(filter, options),
         policy=options.get("policy", default),
+        snapshot=options.get("snapshot", snapshot),
     )
 
 
@@ -338,7 +352,7 @@ def kpi_updates(
         >>> tile.subscribe(lambda m: print(m.payload.health_score))
     """
     events = (ServerEvent.KPI_UPDATE, ServerEvent.KPI_COMPUTED)
-    return _message_hook(client, [Channel.KPI], events, filter, options, KEEP_LATEST)
+    return _message_hook(client, [Channel.KPI], events, filter, options, KEEP_LATEST, snapshot=True)
 
 
 def backlog_updates(
@@ -350,7 +364,9 @@ def backlog_updates(
         >>> backlog_updates(client, department_id="sales").subscribe(print)  # doctest: +SKIP
     """
     events = (ServerEvent.BACKLOG_UPDATE, ServerEvent.BACKLOG_SNAPSHOT)
-    return _message_hook(client, [Channel.BACKLOG], events, filter, options, KEEP_LATEST)
+    return _message_hook(
+        client, [Channel.BACKLOG], events, filter, options, KEEP_LATEST, snapshot=True
+    )
 
 
 def attendance_updates(
@@ -368,7 +384,9 @@ def attendance_updates(
         ServerEvent.ATTENDANCE_CHECKIN,
         ServerEvent.ATTENDANCE_CHECKOUT,
     )
-    return _message_hook(client, [Channel.ATTENDANCE], events, filter, options, DEFAULT_BUFFER)
+    return _message_hook(
+        client, [Channel.ATTENDANCE], events, filter, options, DEFAULT_BUFFER, snapshot=True
+    )
 
 
 def alert_notifications(
@@ -393,6 +411,7 @@ def alert_notifications(
         filter=_filter_of(filter, options),
         policy=options.get("policy", DEFAULT_BUFFER),
         keep=keep,
+        snapshot=options.get("snapshot", True),
     )
 
 

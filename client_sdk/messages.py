@@ -34,6 +34,8 @@ class Message(Generic[P]):
 
     envelope: Envelope
     payload: P
+    replayed: bool = False
+    """Sent again after a reconnect or restart (section 6), not live."""
 
     @property
     def id(self) -> str:
@@ -64,6 +66,20 @@ class Message(Generic[P]):
     def priority(self) -> Priority:
         """The message priority."""
         return self.envelope.priority
+
+    @property
+    def snapshot(self) -> bool:
+        """Part of a snapshot: the latest state, sent first when subscribing."""
+        return self.envelope.snapshot is True
+
+    @property
+    def seq(self) -> int | None:
+        """The message's number in its stream (servers with ``replay``)."""
+        return self.envelope.seq
+
+    def as_replayed(self) -> Message[P]:
+        """This message, marked as replayed."""
+        return Message(self.envelope, self.payload, replayed=True)
 
     @staticmethod
     def from_wire(event: str, raw: Any) -> Message[Payload]:

@@ -19,9 +19,11 @@ class Subscription:
     It survives reconnects: the client subscribes it again each time.
 
     Attributes:
-        channels: the channels subscribed to (``all`` expanded).
+        channels: the channels subscribed to.
         filter: the organization, department and queue covered.
         rooms: the server rooms it needs.
+        streams: the streams (``{channel}:{org}``) it reads, resumed after outages.
+        snapshot: whether it asked for a snapshot (and asks again after a gap).
         closed: whether :meth:`close` was called.
     """
 
@@ -31,10 +33,15 @@ class Subscription:
         filter: Scope,
         rooms: tuple[str, ...],
         closer: Callable[[Subscription], Awaitable[None]],
+        *,
+        streams: tuple[str, ...] = (),
+        snapshot: bool = False,
     ) -> None:
         self.channels = channels
         self.filter = filter
         self.rooms = rooms
+        self.streams = streams
+        self.snapshot = snapshot
         self._closer = closer
         self.closed = False
 

@@ -1,7 +1,8 @@
 """The management API as an ASGI app: errors in the protocol's shape, body limit, admin token.
 
-FastAPI validates the bodies and serves the OpenAPI description at
-``/api/ws/openapi.json`` (browsable at ``/api/ws/docs``). Every answer,
+FastAPI validates the bodies; :mod:`.api_docs` serves the OpenAPI description
+at ``/api/ws/openapi.json`` and Swagger UI at ``/api/ws/docs``, behind the
+same admin token as the API. Every answer,
 including validation failures and unknown routes, has the protocol's shape
 ``{"success": false, "error": {"code", "message"}}`` with a fitting status.
 The endpoints themselves are in :mod:`.api_routes`.
@@ -16,11 +17,13 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from client_sdk.protocol import API_BASE, HTTP_STATUS, ErrorCode, ProtocolError
+from client_sdk.protocol import HTTP_STATUS, ErrorCode, ProtocolError
 
+from . import api_docs
 from .api_routes import ApiError, ApiParts, Parts, admin, api_parts, public
 from .operator_routes import metrics_route, mount_admin_ui
 from .validation import invalid_message
@@ -123,9 +126,22 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
     return _failure(400, error.code, error.message, details=error.details)
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     # Unknown routes and methods: the request itself is wrong.
-    return _failure(exc.status_code, ErrorCode.INVALID_MESSAGE, str(exc.detail))
+    response = _failure(exc.status_code, ErrorCode.INVALID_MESSAGE, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        # RFC 9110: Allow lists every method of the resource. Starlette names
+        # only the first route of the path (GET or DELETE /connections/{id}).
+        path = request.url.path
+        methods = {
+            method
+            for route in request.app.routes
+            if isinstance(route, APIRoute) and route.path_regex.match(path)
+            for method in route.methods or ()
+        }
+        response.headers["allow"] = ", ".join(sorted(methods))
+    return response
 
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
@@ -139,8 +155,9 @@ def create_api(parts: ApiParts) -> ASGIApp:
     app = FastAPI(
         title="intraday-live management API",
         version=parts.version,
-        openapi_url=f"{API_BASE}/openapi.json",
-        docs_url=f"{API_BASE}/docs",
+        # Served by .api_docs instead: true to the API, local, behind the token.
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
     )
     app.state.api_parts = parts
@@ -150,7 +167,9 @@ def create_api(parts: ApiParts) -> ASGIApp:
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(Exception)(_crash)
     app.include_router(public)
+    app.include_router(api_docs.assets)
     app.include_router(admin, dependencies=[Depends(require_admin)])
+    app.include_router(api_docs.router, dependencies=[Depends(require_admin)])
     settings = parts.settings
     if settings.metrics_enabled:
         guarded = [Depends(require_admin)] if settings.metrics_require_token else []

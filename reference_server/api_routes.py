@@ -172,6 +172,8 @@ async def stats(parts: Parts) -> Stats:
             "error_count": s.error_count,
             "uptime_seconds": s.uptime_seconds(),
             "store": await _store_info(parts),
+            "pending_sessions": parts.hub.reserved,
+            "disconnects_by_reason": dict(s.disconnects_by_reason),
         }
     )
 
@@ -190,8 +192,7 @@ async def connections(parts: Parts, organization_id: OrgQuery = None) -> Connect
 @admin.get(f"{API_BASE}/connections/{{socket_id}}", response_model=ConnectionDetail)
 async def connection(parts: Parts, socket_id: str) -> ConnectionDetail:
     """One connected socket, or 404."""
-    info = _connection_info(_find(parts, socket_id))
-    return ConnectionDetail.model_validate(info.model_dump())
+    return ConnectionDetail(connection=_connection_info(_find(parts, socket_id)))
 
 
 @admin.delete(f"{API_BASE}/connections/{{socket_id}}", response_model=DisconnectResult)

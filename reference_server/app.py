@@ -31,11 +31,12 @@ from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
 from .config import ServerSettings
 from .connections import Registry
+from .engineio_guard import EngineIOGuard
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
-from .resume import Resumer
+from .resume import Resumer, ResumerWrapper
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
 from .socketio_transport import (
     IntradaySocketServer,
@@ -44,7 +45,8 @@ from .socketio_transport import (
     instrument_for_admin_ui,
 )
 from .stats import ServerStats
-from .store import open_store
+from .store import StoreWrapper, open_store
+from .ws_compression import websocket_protocol
 
 __all__ = ["IntradayApp", "ReferenceServer"]
 
@@ -62,6 +64,9 @@ SHUTDOWN_NOTICE: Final[Mapping[str, str]] = MappingProxyType(
 )
 """The ``system:maintenance`` payload every client gets when the server stops."""
 
+SHUTDOWN_CLOSE_BOUND: Final = 2.0
+"""Seconds after the drain within which connections must close before they are aborted."""
+
 
 class IntradayApp:
     """The ASGI application: Socket.IO, the bridge and the management API on one port.
@@ -74,6 +79,12 @@ class IntradayApp:
         wrap_screen: for tests only, builds the screen incoming events pass
             from the real one (and the settings): the way to get a server that
             mishandles oversized or too frequent messages on purpose.
+        wrap_store: for tests only, builds the message store from the real one
+            (``None`` for ``store="none"``) and the settings: the way to get a
+            server whose log loses, reorders or misreports messages on purpose.
+        wrap_resumer: for tests only, builds the part that answers ``since``
+            and ``snapshot`` from the real one: the way to get a server that
+            breaks the replay's ordering or "never twice" rules on purpose.
     """
 
     def __init__(
@@ -82,13 +93,19 @@ class IntradayApp:
         *,
         wrap_fanout: FanoutWrapper | None = None,
         wrap_screen: ScreenWrapper | None = None,
+        wrap_store: StoreWrapper | None = None,
+        wrap_resumer: ResumerWrapper | None = None,
     ) -> None:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
         self.metrics = ServerMetrics(self.registry, self.stats, enabled=settings.metrics_enabled)
         self.store = open_store(settings)
+        if wrap_store is not None:
+            self.store = wrap_store(self.store, settings)
         resumer = Resumer(self.store, self.registry)
+        if wrap_resumer is not None:
+            resumer = wrap_resumer(resumer)
         server = describe_server(
             settings, name=SERVER_NAME, version=__version__, capabilities=resumer.capabilities
         )
@@ -108,7 +125,11 @@ class IntradayApp:
         self.publisher = Publisher(
             settings, self.registry, self.stats, fanout, self.store, metrics=self.metrics
         )
-        self._engineio = socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/"))
+        self._engineio = EngineIOGuard(
+            socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
+            limit=settings.transport_message_limit,
+            stats=self.stats,
+        )
         self._api = create_api(
             ApiParts(
                 settings=settings,
@@ -252,6 +273,27 @@ class _Server(uvicorn.Server):
         finally:
             self.should_exit = True
 
+    async def _wait_tasks_to_complete(self) -> None:
+        # uvicorn waits timeout_graceful_shutdown (5 s) for every connection to
+        # close, then cancels what is left and logs it at ERROR. A client that
+        # stopped reading never closes: its WebSocket's writer waits on it. By
+        # now the drain has told every client and closed every session, so a
+        # connection still open after SHUTDOWN_CLOSE_BOUND is stuck: abort its
+        # transport, which ends its tasks (and the API requests finish first).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_CLOSE_BOUND
+        # uvicorn offers no event for "the last connection closed": poll its set.
+        while self.server_state.connections and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        stuck = list(self.server_state.connections)
+        if stuck:
+            log.info("shutdown: aborting %d connection(s) that did not close", len(stuck))
+            for connection in stuck:
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        await super()._wait_tasks_to_complete()
+
     async def stop(self) -> None:
         """Drain and stop from code (what a signal does)."""
         if self._draining is None:
@@ -268,6 +310,8 @@ class ReferenceServer:
         install_signal_handlers: handle SIGTERM/SIGINT (off when embedded in tests).
         wrap_fanout: for tests only, see :class:`IntradayApp`.
         wrap_screen: for tests only, see :class:`IntradayApp`.
+        wrap_store: for tests only, see :class:`IntradayApp`.
+        wrap_resumer: for tests only, see :class:`IntradayApp`.
     """
 
     def __init__(
@@ -277,9 +321,17 @@ class ReferenceServer:
         install_signal_handlers: bool = True,
         wrap_fanout: FanoutWrapper | None = None,
         wrap_screen: ScreenWrapper | None = None,
+        wrap_store: StoreWrapper | None = None,
+        wrap_resumer: ResumerWrapper | None = None,
     ) -> None:
         self.settings = settings
-        self.app = IntradayApp(settings, wrap_fanout=wrap_fanout, wrap_screen=wrap_screen)
+        self.app = IntradayApp(
+            settings,
+            wrap_fanout=wrap_fanout,
+            wrap_screen=wrap_screen,
+            wrap_store=wrap_store,
+            wrap_resumer=wrap_resumer,
+        )
         config = uvicorn.Config(
             self.app,
             host=settings.host,
@@ -287,7 +339,12 @@ class ReferenceServer:
             lifespan="on",
             ws_max_size=settings.transport_message_limit,
             ws_per_message_deflate=settings.compression_enabled,
-            ws_ping_interval=None,  # Engine.IO has its own heartbeat
+            # Messages under the threshold go uncompressed, as Node's ws does.
+            ws=websocket_protocol(settings.compression_threshold_bytes),
+            # The bridge's heartbeat (protocol §1: the same rules as Engine.IO's);
+            # Engine.IO WebSockets get the pings too, which every client answers.
+            ws_ping_interval=settings.ping_interval_ms / 1000,
+            ws_ping_timeout=settings.ping_timeout_ms / 1000,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=5,

@@ -6,6 +6,13 @@ WebSocket or any language without a Socket.IO client can use the protocol
 with the same rules, limits and rooms. Bridge sockets are in the hub's
 registry like any other; they are reached by direct sends instead of
 python-socketio's rooms.
+
+The bridge applies the rules Engine.IO applies to its own WebSockets: the
+``Origin`` check of ``cors_origins`` (without it a foreign page could open a
+socket with the visitor's network position, cross-site WebSocket hijacking),
+a heartbeat (WebSocket pings, set on uvicorn by ``ReferenceServer`` with
+``ping_interval_ms`` and ``ping_timeout_ms``) and a bound on what waits to
+be written (``max_queued_messages_per_socket``, ``max_queued_bytes_per_socket``).
 """
 
 from __future__ import annotations
@@ -29,16 +36,29 @@ from client_sdk.protocol import (
     event_frame,
 )
 
+from .config import ServerSettings
 from .hub import Hub
 from .screening import IngressScreen
+from .stats import ServerStats
 from .validation import parse_model
 
-__all__ = ["BridgeLink", "serve_bridge"]
+__all__ = ["BridgeLink", "origin_allowed", "serve_bridge"]
 
 log = logging.getLogger(__name__)
 
-OUTBOX_LIMIT = 10_000
-"""Frames waiting for a slow bridge client before it is disconnected."""
+POLICY_VIOLATION = 1008
+"""WebSocket close code for a client closed for what it did (too slow)."""
+
+
+def origin_allowed(settings: ServerSettings, origin: str | None) -> bool:
+    """The rule python-engineio applies to ``cors_allowed_origins``, for the bridge.
+
+    No ``Origin`` (not a browser) passes; an empty list turns the check off;
+    otherwise the origin must be listed exactly.
+    """
+    if not origin or not settings.cors_origins:
+        return True
+    return origin in settings.cors_origins
 
 
 class BridgeLink:
@@ -47,20 +67,42 @@ class BridgeLink:
     via_fanout = False
     transport = "bridge"
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(
+        self, websocket: WebSocket, settings: ServerSettings, stats: ServerStats | None = None
+    ) -> None:
         self._websocket = websocket
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_LIMIT)
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._max_messages = settings.max_queued_messages_per_socket
+        self._max_bytes = settings.max_queued_bytes_per_socket
+        self._queued_bytes = 0
+        self._stats = stats
+        self.socket_id = ""
         self.closed = asyncio.Event()
+        self.too_slow = False
 
     def _put(self, frame: dict[str, Any]) -> None:
         if self.closed.is_set():
             return
-        try:
-            self._outbox.put_nowait(json.dumps(frame, separators=(",", ":")))
-        except asyncio.QueueFull:
-            # A client this far behind cannot catch up; closing beats unbounded memory.
-            log.warning("bridge client too slow; disconnecting")
+        text = json.dumps(frame, separators=(",", ":"))
+        if (
+            self._outbox.qsize() + 1 > self._max_messages
+            or self._queued_bytes + len(text) > self._max_bytes
+        ):
+            # A client this far behind cannot catch up; closing beats unbounded
+            # memory. The connection ends now, not after the blocked send.
+            log.warning(
+                "disconnecting %s: too slow (%d frames, %d bytes waiting to be written)",
+                self.socket_id,
+                self._outbox.qsize() + 1,
+                self._queued_bytes + len(text),
+            )
+            if self._stats is not None:
+                self._stats.record_disconnect("too_slow")
+            self.too_slow = True
             self._close_now()
+            return
+        self._queued_bytes += len(text)
+        self._outbox.put_nowait(text)
 
     async def send(self, event: str, data: Any) -> None:
         """Queue ``{"event", "data"}`` for the client."""
@@ -79,20 +121,24 @@ class BridgeLink:
     async def close(self) -> None:
         """Close after the frames already queued (an error explaining why, say)."""
         if not self.closed.is_set():
-            try:
-                self._outbox.put_nowait(None)
-            except asyncio.QueueFull:
-                self._close_now()
+            self._outbox.put_nowait(None)
+
+    async def drop(self) -> None:
+        """Close after the frames already queued (the bridge has no kick to leave out)."""
+        await self.close()
 
     def _close_now(self) -> None:
         while not self._outbox.empty():
             self._outbox.get_nowait()
+        self._queued_bytes = 0
         self._outbox.put_nowait(None)
+        self.closed.set()  # wakes the reader, which ends the connection
 
     async def write_forever(self) -> None:
         """Send queued frames in order until closed."""
         try:
             while (text := await self._outbox.get()) is not None:
+                self._queued_bytes -= len(text)
                 await self._websocket.send_text(text)
             self.closed.set()
             await self._websocket.close(1000)
@@ -114,9 +160,18 @@ async def serve_bridge(
 ) -> None:
     """Run one bridge connection from upgrade to close: ``screen`` first, then ``hub``."""
     websocket = WebSocket(scope, receive, send)
+    origin = websocket.headers.get("origin")
+    if not origin_allowed(hub.settings, origin):
+        # Closing before accepting answers the upgrade with HTTP 403, as
+        # Engine.IO refuses a foreign origin before any protocol is spoken.
+        hub.stats.record_error()
+        log.debug("bridge upgrade refused: origin %r is not in cors_origins", origin)
+        await websocket.close(POLICY_VIOLATION)
+        return
     await websocket.accept()
-    link = BridgeLink(websocket)
+    link = BridgeLink(websocket, hub.settings, hub.stats)
     socket_id = f"bridge-{uuid.uuid4().hex}"
+    link.socket_id = socket_id
     try:
         connection = hub.admit(socket_id, link)
     except ProtocolError as error:
@@ -125,10 +180,19 @@ async def serve_bridge(
         await websocket.close(1013)  # try again later
         return
     writer = asyncio.create_task(link.write_forever())
+    closed = asyncio.create_task(link.closed.wait())
     limit = hub.settings.max_message_size_bytes
     try:
         while not link.closed.is_set():
-            message = await websocket.receive()
+            receiving = asyncio.ensure_future(websocket.receive())
+            await asyncio.wait({receiving, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not receiving.done():
+                # Closed by the server (a kick, too slow): stop reading now.
+                receiving.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await receiving
+                break
+            message = receiving.result()
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")
@@ -164,7 +228,14 @@ async def serve_bridge(
         pass
     finally:
         hub.forget(socket_id)
-        await link.close()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(link.closed.wait(), timeout=1.0)
+        closed.cancel()
+        if link.too_slow:
+            # Its writer is stuck in a send to a client that does not read.
+            writer.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(websocket.close(POLICY_VIOLATION), timeout=1.0)
+        else:
+            await link.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(link.closed.wait(), timeout=1.0)
         writer.cancel()

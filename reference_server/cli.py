@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--jwt-secret", help="HS256 secret (jwt mode)")
     serve.add_argument("--jwt-public-key-file", type=Path, help="RS256 public key (jwt mode)")
     serve.add_argument("--simulate", action="store_true", default=None, help="run the feed")
+    serve.add_argument(
+        "--store", help="replay and snapshot store: memory (default), none, or redis://HOST:PORT/DB"
+    )
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--org", default="acme", help="organization to watch (default acme)")
 
@@ -62,6 +65,7 @@ def _settings(args: argparse.Namespace, **forced: Any) -> ServerSettings:
         "jwt_public_key_file": getattr(args, "jwt_public_key_file", None),
         "simulate": getattr(args, "simulate", None),
         "log_format": args.log_format,
+        "store": getattr(args, "store", None),
         **forced,
     }
     return load_settings(args.config, **flags)

@@ -66,6 +66,13 @@ class ServerSettings(BaseSettings):
     rate_limit_messages_per_second: Positive = 100
     rate_limit_strikes: Positive = 3
     """Consecutive seconds over the rate limit after which a client is disconnected."""
+    handshake_rate_limit_per_second: Positive = 5
+    """Socket.IO CONNECT packets one Engine.IO session may send per second; beyond it
+    the CONNECT is refused with ``RATE_LIMIT_EXCEEDED`` and the session is closed."""
+    max_queued_messages_per_socket: Positive = 1000
+    """Messages waiting to be written to one socket; a socket beyond it is disconnected."""
+    max_queued_bytes_per_socket: Annotated[int, Field(ge=65_536)] = 8 * 1_048_576
+    """Bytes waiting to be written to one socket; a socket beyond it is disconnected."""
     ping_interval_ms: Annotated[int, Field(ge=1000, multiple_of=1000)] = 25_000
     """Whole seconds only: python-engineio announces the interval in seconds."""
     ping_timeout_ms: Positive = 60_000

@@ -55,7 +55,11 @@ class Link(Protocol):
         ...
 
     async def close(self) -> None:
-        """Disconnect the socket."""
+        """Kick the socket: tell it it is disconnected and close its transport."""
+        ...
+
+    async def drop(self) -> None:
+        """Close the transport without the kick (a shutdown: the client may come back)."""
         ...
 
 
@@ -182,7 +186,10 @@ class Registry:
         if members is not None:
             members.discard(connection.socket_id)
             if not members:
-                self._empty_since[room] = time.monotonic()
+                # Forgotten at once: waiting for the periodic clean-up let a few
+                # clients within the rate limit pile up thousands of empty rooms.
+                del self._members[room]
+                self._empty_since.pop(room, None)
         return True
 
     def member_count(self, room: str) -> int:

@@ -28,7 +28,7 @@ from .config import ServerSettings
 from .connections import Connection, Link, Registry
 from .handlers import ClientHandlers, Reply
 from .logformat import bind_ids
-from .metrics import DisconnectReason, ServerMetrics
+from .metrics import ServerMetrics
 from .stats import ServerStats
 from .validation import parse_model
 
@@ -57,6 +57,10 @@ class Hub:
         self.metrics = metrics or ServerMetrics(registry, stats, enabled=False)
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # Transport sessions that are open but not yet a socket (an Engine.IO
+        # session before its CONNECT): they hold file descriptors and memory,
+        # so they count against max_connections_total like sockets do.
+        self._reserved = 0
 
     @property
     def draining(self) -> bool:
@@ -71,14 +75,7 @@ class Hub:
         Raises:
             ProtocolError: ``CONNECTION_LIMIT`` when the server is full or draining.
         """
-        if self.draining:
-            raise ProtocolError(ErrorCode.CONNECTION_LIMIT, "the server is shutting down")
-        if len(self.registry) >= self.settings.max_connections_total:
-            raise ProtocolError(
-                ErrorCode.CONNECTION_LIMIT,
-                "the server has reached its connection limit",
-                details={"limit": self.settings.max_connections_total},
-            )
+        self._check_capacity()
         connection = Connection(socket_id, link)
         self.registry.add(connection)
         if self.settings.auth_required:
@@ -88,6 +85,34 @@ class Hub:
                 "connected %s over %s", socket_id, link.transport, extra={"socket_id": socket_id}
             )
         return connection
+
+    def _check_capacity(self) -> None:
+        if self.draining:
+            raise ProtocolError(ErrorCode.CONNECTION_LIMIT, "the server is shutting down")
+        if len(self.registry) + self._reserved >= self.settings.max_connections_total:
+            raise ProtocolError(
+                ErrorCode.CONNECTION_LIMIT,
+                "the server has reached its connection limit",
+                details={"limit": self.settings.max_connections_total},
+            )
+
+    def reserve(self) -> None:
+        """Hold a place for a transport session that is not a socket yet.
+
+        Raises:
+            ProtocolError: ``CONNECTION_LIMIT`` when the server is full or draining.
+        """
+        self._check_capacity()
+        self._reserved += 1
+
+    def release(self) -> None:
+        """Give back a place taken by :meth:`reserve`."""
+        self._reserved = max(0, self._reserved - 1)
+
+    @property
+    def reserved(self) -> int:
+        """Transport sessions open without being a socket yet."""
+        return self._reserved
 
     async def authenticate_handshake(
         self, connection: Connection, auth: Mapping[str, Any]
@@ -118,14 +143,21 @@ class Hub:
         if self.settings.log_connection_events:
             connection_log.info("disconnected %s", socket_id, extra=_ids(connection))
 
-    async def disconnect(self, connection: Connection, reason: DisconnectReason = "server") -> None:
-        """Close a socket from the server side (``reason`` is for the metrics)."""
+    async def disconnect(self, connection: Connection, *, reason: str = "kicked") -> None:
+        """Close a socket from the server side, counted under ``reason``.
+
+        The reason ``shutdown`` drops the transport without the protocol's
+        kick, so that clients reconnect to the restarted server.
+        """
         if connection.closing:
             return
         connection.closing = True
-        self.metrics.record_disconnect(reason)
+        self.stats.record_disconnect(reason)
         with contextlib.suppress(Exception):
-            await connection.link.close()
+            if reason == "shutdown":
+                await connection.link.drop()
+            else:
+                await connection.link.close()
         self.forget(connection.socket_id)
 
     async def _expire_unauthenticated(self, connection: Connection) -> None:
@@ -134,7 +166,7 @@ class Hub:
             connection.auth_timer = None  # this task is ending; do not cancel it in forget()
             error = ProtocolError(ErrorCode.AUTH_FAILED, "authentication timeout")
             await self.send_error(connection, error)
-            await self.disconnect(connection, "auth_timeout")
+            await self.disconnect(connection, reason="auth_timeout")
 
     # -- requests and answers -------------------------------------------------
 
@@ -230,7 +262,7 @@ class Hub:
     async def disconnect_all(self) -> None:
         """Close every socket and stop the background work (the end of a shutdown)."""
         for connection in list(self.registry):
-            await self.disconnect(connection, "shutdown")
+            await self.disconnect(connection, reason="shutdown")
         for task in list(self._tasks):
             task.cancel()
 

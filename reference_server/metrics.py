@@ -54,8 +54,9 @@ NO_ORGANIZATION: Final = "none"
 """The ``organization`` label of sockets that have not authenticated yet."""
 
 DisconnectReason = str
-"""``client`` (it closed, or its transport was lost), ``server`` (the management
-API), ``rate_limit``, ``auth_timeout`` or ``shutdown``."""
+"""``client`` (it closed, or its transport was lost) is counted here; the reasons
+of the server's own closes (``kicked``, ``rate_limit``, ``auth_timeout``,
+``shutdown``, ``too_slow``...) are read from the stats at scrape time."""
 
 # Fan-out sizes: one socket, a queue, a department, an organization, everyone.
 _FANOUT_BUCKETS: Final = (0, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -108,11 +109,16 @@ class _LiveFigures(Collector):
     """The figures read at scrape time from the registry and the stats."""
 
     def __init__(
-        self, registry: Registry, stats: ServerStats, store_size: Callable[[], float | None]
+        self,
+        registry: Registry,
+        stats: ServerStats,
+        store_size: Callable[[], float | None],
+        client_disconnects: Callable[[], int],
     ) -> None:
         self._registry = registry
         self._stats = stats
         self._store_size = store_size
+        self._client_disconnects = client_disconnects
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("intraday_up", "1 while the server answers scrapes.", value=1)
@@ -159,6 +165,12 @@ class _LiveFigures(Collector):
             "code",
             self._stats.errors_by_code.items(),
         )
+        # The server's closes by reason, and the clients' own.
+        reasons = dict(self._stats.disconnects_by_reason)
+        reasons["client"] = self._client_disconnects()
+        yield _counter(
+            "intraday_disconnects", "Sockets gone, by reason.", "reason", reasons.items()
+        )
         size = self._store_size()
         if size is not None:
             yield GaugeMetricFamily(
@@ -188,7 +200,10 @@ class ServerMetrics:
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=False)
         self._store_size: Callable[[], float] | None = None
-        self.registry.register(_LiveFigures(registry, stats, self._read_store_size))
+        self._client_gone = 0
+        self.registry.register(
+            _LiveFigures(registry, stats, self._read_store_size, lambda: self._client_gone)
+        )
         r = self.registry
         self._auth = Counter(
             "intraday_authentications",
@@ -223,9 +238,6 @@ class ServerMetrics:
         )
         self._rate_limited = Counter(
             "intraday_rate_limited", "Events refused for exceeding the rate limit.", registry=r
-        )
-        self._disconnects = Counter(
-            "intraday_disconnects", "Sockets gone, by reason.", ["reason"], registry=r
         )
         self._replays = Counter(
             "intraday_replays", "Replay requests answered from the store.", registry=r
@@ -266,9 +278,9 @@ class ServerMetrics:
             self._rate_limited.inc()
 
     def record_disconnect(self, reason: DisconnectReason) -> None:
-        """One socket gone (see :data:`DisconnectReason`)."""
+        """One socket gone from the client's side (``client``, see :data:`DisconnectReason`)."""
         if self.enabled:
-            self._disconnects.labels(reason).inc()
+            self._client_gone += 1
 
     def record_replay(self, messages: int) -> None:
         """One replay request answered with ``messages`` messages (for the store)."""

@@ -171,6 +171,10 @@ class Publisher:
         """
         data, target = self.validate(request)
         socket_ids = request.target.socket_ids if request.target is not None else None
+        # A message of no organization, or for chosen sockets only, is in no
+        # stream: it is not logged, so no replay can hand it to anyone else.
+        org = target.organization_id
+        logged = self._store is not None and org is not None and socket_ids is None
         rooms, member_ids = self._recipients(request.event, target, socket_ids)
         message_id = uuid.uuid4().hex
         envelope = build_envelope(
@@ -183,19 +187,21 @@ class Publisher:
             requires_ack=request.requires_ack,
         )
         event = request.event.value
-        # A message of no organization, or for chosen sockets only, is in no
-        # stream: it is not logged, so no replay can hand it to anyone else.
-        org = target.organization_id
         started = time.perf_counter()
-        if self._store is None or org is None or socket_ids is not None:
+        if not logged:
             await self._deliver(None, event, envelope, rooms, member_ids, request.requires_ack)
         else:
+            assert self._store is not None
+            assert org is not None
             stream = stream_name(EVENT_CHANNEL[request.event], org)
             lock = self._stream_locks.get(stream)
             if lock is None:
                 lock = self._stream_locks[stream] = asyncio.Lock()
             async with lock:
                 await self._store.append(stream, envelope)  # before anyone receives it
+                # Who is subscribed now: a replay may have begun while the store answered,
+                # and its socket must hold this message, not get it before the replay.
+                rooms, member_ids = self._recipients(request.event, target, None)
                 await self._deliver(
                     stream, event, envelope, rooms, member_ids, request.requires_ack
                 )

@@ -11,6 +11,7 @@ and however long the store took to answer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from client_sdk.protocol import (
 from .connections import Connection, Registry
 from .store import MessageStore, StoredMessage
 
-__all__ = ["Hold", "Resumer"]
+__all__ = ["Hold", "Resumer", "ResumerWrapper"]
 
 log = logging.getLogger("reference_server.replay")
 
@@ -200,6 +201,10 @@ class Resumer:
             for message in chosen:
                 await connection.link.send(message.envelope["event"], message.envelope)
         return results
+
+
+ResumerWrapper = Callable[[Resumer], Resumer]
+"""Builds the resumer a server uses from its real one (a test seam)."""
 
 
 def streams_of(channels: tuple[Channel, ...], org: str) -> list[str]:

@@ -40,8 +40,8 @@ class ConnectionControl(Protocol):
         """Answer a refused event: in its ack if it asked for one, else as ``error``."""
         ...
 
-    async def disconnect(self, connection: Connection, reason: str = "server") -> None:
-        """Close the connection from the server side (``reason`` is for the metrics)."""
+    async def disconnect(self, connection: Connection, *, reason: str = "kicked") -> None:
+        """Close the connection from the server side (``reason`` is counted)."""
         ...
 
 
@@ -105,5 +105,5 @@ class LimitScreen:
         await self._control.refuse(connection, error, ack_id)
         if verdict is RateVerdict.DISCONNECT:
             log.warning("disconnecting %s: kept exceeding the rate limit", connection.socket_id)
-            await self._control.disconnect(connection, "rate_limit")
+            await self._control.disconnect(connection, reason="rate_limit")
         return False

@@ -13,9 +13,12 @@ oversized message is answered on a live connection instead of closing it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 import socketio
@@ -25,7 +28,10 @@ from client_sdk.protocol import ControlEvent, ErrorCode, ProtocolError
 
 from .config import ServerSettings
 from .connections import Connection
+from .engineio_guard import engineio_logger
+from .engineio_limits import BoundedEngineIOServer, discard_queue
 from .hub import Hub
+from .ratelimit import RateVerdict, RateWindow
 from .screening import IngressScreen
 
 __all__ = [
@@ -39,6 +45,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
+
+OVERFLOW_SESSIONS = 16
+"""Sessions a full server still admits, to refuse their CONNECT with ``CONNECTION_LIMIT``."""
+
+OVERFLOW_SECONDS = 2.0
+"""How long such a session may wait before sending its CONNECT."""
+
+POLLING_CLOSE_GRACE = 1.0
+"""Seconds a closed polling session waits for the GET that collects its last packets."""
 
 
 def _ack_id(encoded: str) -> int | None:
@@ -93,8 +108,25 @@ class SocketIOLink:
         await self._server.leave_room(self._sid, room, namespace=NAMESPACE)
 
     async def close(self) -> None:
-        """Disconnect the socket."""
+        """Kick the socket: Socket.IO DISCONNECT, then the Engine.IO session is closed too.
+
+        python-socketio's ``disconnect`` alone leaves the Engine.IO session
+        open, on which a client could send CONNECT again and be back at once.
+        """
+        eio_sid = self._server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
         await self._server.disconnect(self._sid, namespace=NAMESPACE)
+        if eio_sid is not None:
+            await self._server.close_session(eio_sid)
+
+    async def drop(self) -> None:
+        """Close the transport without a Socket.IO DISCONNECT (a shutdown, not a kick).
+
+        Clients read a DISCONNECT as "do not come back"; a server going away
+        for a restart wants them back, so only the Engine.IO session ends.
+        """
+        eio_sid = self._server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
+        if eio_sid is not None:
+            await self._server.close_session(eio_sid)
 
 
 class SocketIOFanout:
@@ -140,8 +172,136 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._welcome: dict[str, dict[str, Any]] = {}
         self.foreign_namespaces = False
         """Set by :func:`instrument_for_admin_ui`: events of other namespaces are handled."""
+        # Engine.IO sessions without a Socket.IO socket ("bare"): each holds a
+        # place in the connection count (Hub.reserve) and is closed when its
+        # timer fires, so a session that never sends CONNECT cannot linger.
+        self._bare: dict[str, tuple[asyncio.TimerHandle, bool]] = {}
+        self._overflow_sessions = 0
+        self._connects: dict[str, RateWindow] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ending: set[str] = set()  # polling sessions closing after their grace
+        settings = hub.settings
+        self.eio.bound(
+            messages=settings.max_queued_messages_per_socket,
+            size=settings.max_queued_bytes_per_socket,
+            on_overflow=self._overflow,
+        )
         self.on("connect", self._on_connect, namespace=NAMESPACE)
         self.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+
+    def _engineio_server_class(self) -> type[BoundedEngineIOServer]:
+        return BoundedEngineIOServer
+
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- Engine.IO sessions ---------------------------------------------------
+
+    async def close_session(self, eio_sid: str, *, discard: bool = False) -> None:
+        """End the Engine.IO session ``eio_sid`` and its transport.
+
+        What is queued (an ``error``, the DISCONNECT, a CONNECT_ERROR) goes
+        out first, unless ``discard`` (a client too slow to read it). No
+        Engine.IO CLOSE packet is sent: python-socketio's client, handed a
+        CLOSE right behind a DISCONNECT, reports the loss only seconds later;
+        the end of the transport itself tells every client at once.
+
+        A polling client may have no GET pending to collect what is queued (a
+        browser sends its CONNECT and its next poll at once), so its session
+        ends ``POLLING_CLOSE_GRACE`` seconds later; nothing it sends meanwhile
+        is handled.
+        """
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
+        if not (socket.upgraded or discard):
+            if eio_sid not in self._ending:
+                self._ending.add(eio_sid)
+                loop = asyncio.get_running_loop()
+                loop.call_later(POLLING_CLOSE_GRACE, self._end_later, eio_sid)
+            return
+        await self._end_session(eio_sid, discard)
+
+    def _end_later(self, eio_sid: str) -> None:
+        self._background(self._end_session(eio_sid, False))
+
+    async def _end_session(self, eio_sid: str, discard: bool) -> None:
+        self._ending.discard(eio_sid)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
+        if discard:
+            discard_queue(socket.queue)
+        with contextlib.suppress(Exception):
+            await socket.close(wait=False, abort=True)
+        self.eio.sockets.pop(eio_sid, None)
+        # python-engineio's WebSocket writer and a pending long-poll GET only
+        # end on None: then the WebSocket is closed and the GET answered.
+        socket.queue.put_nowait(None)
+
+    def _watch_bare(self, eio_sid: str) -> bool:
+        """Count ``eio_sid`` as a session without a socket; ``False`` if there is no room.
+
+        A full server still admits a few sessions beyond its limit, briefly,
+        so that their CONNECT can be refused with the protocol's
+        ``CONNECTION_LIMIT`` ERROR (an Engine.IO refusal reaches a client as
+        a bare HTTP 401); beyond those few, the handshake itself is refused.
+        """
+        if eio_sid in self._bare:
+            return True
+        settings = self._hub.settings
+        try:
+            self._hub.reserve()
+        except ProtocolError:
+            self._hub.stats.record_error()
+            if self._overflow_sessions >= OVERFLOW_SESSIONS:
+                return False
+            self._overflow_sessions += 1
+            delay = min(settings.auth_timeout_ms / 1000, OVERFLOW_SECONDS)
+            reserved = False
+        else:
+            delay = settings.auth_timeout_ms / 1000
+            reserved = True
+        handle = asyncio.get_running_loop().call_later(delay, self._expire_bare, eio_sid)
+        self._bare[eio_sid] = (handle, reserved)
+        return True
+
+    def _unwatch_bare(self, eio_sid: str) -> None:
+        entry = self._bare.pop(eio_sid, None)
+        if entry is None:
+            return
+        handle, reserved = entry
+        handle.cancel()
+        if reserved:
+            self._hub.release()
+        else:
+            self._overflow_sessions -= 1
+
+    def _expire_bare(self, eio_sid: str) -> None:
+        if eio_sid in self._bare:
+            self._unwatch_bare(eio_sid)
+            log.debug("closing Engine.IO session %s: no Socket.IO CONNECT in time", eio_sid)
+            self._hub.stats.record_disconnect("no_connect_timeout")
+            self._background(self.close_session(eio_sid))
+
+    async def _overflow(self, eio_sid: str, messages: int, size: int) -> None:
+        sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        log.warning(
+            "disconnecting %s: too slow (%d messages, %d bytes waiting to be written)",
+            sid or eio_sid,
+            messages,
+            size,
+        )
+        self._hub.stats.record_disconnect("too_slow")
+        await self.close_session(eio_sid, discard=True)
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> bool | None:
+        if not self._watch_bare(eio_sid):
+            return False  # python-engineio refuses the session (HTTP 401)
+        await super()._handle_eio_connect(eio_sid, environ)
+        return None
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         hub = self._hub
@@ -168,6 +328,9 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._hub.forget(sid)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        self._unwatch_bare(eio_sid)
+        self._connects.pop(eio_sid, None)
+        self._ending.discard(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)
         # python-engineio leaves a pending long-poll GET hanging after the
         # client's CLOSE packet (for ping_interval + ping_timeout): a Python
@@ -177,19 +340,80 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         if reason == self.reason.CLIENT_DISCONNECT and socket is not None and not socket.upgraded:
             socket.queue.put_nowait(None)
 
+    async def _refuse_connect(self, eio_sid: str, namespace: str, error: ProtocolError) -> None:
+        # The same CONNECT_ERROR body as a refusal by the connect handler.
+        self._hub.stats.record_error()
+        body = _refusal(error).error_args  # type: ignore[attr-defined]
+        pkt = self.packet_class(sio_packet.CONNECT_ERROR, data=body, namespace=namespace)
+        await self._send_packet(eio_sid, pkt)
+
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        namespace = namespace or NAMESPACE
+        settings = self._hub.settings
+        window = self._connects.setdefault(eio_sid, RateWindow())
+        verdict = window.hit(
+            time.monotonic(), limit=settings.handshake_rate_limit_per_second, strikes=1
+        )
+        if verdict is not RateVerdict.ALLOW:
+            limit = settings.handshake_rate_limit_per_second
+            error = ProtocolError(
+                ErrorCode.RATE_LIMIT_EXCEEDED,
+                f"more than {limit} CONNECT packets per second on one session",
+                details={"limit": limit},
+            )
+            await self._refuse_connect(eio_sid, namespace, error)
+            self._hub.stats.record_disconnect("connect_rate")
+            await self.close_session(eio_sid)
+            return
+        if namespace != NAMESPACE and self.foreign_namespaces:
+            # The Socket.IO Admin UI's namespace: python-socketio's own handler and
+            # credentials check; an admin session is not a bare one to time out.
+            self._unwatch_bare(eio_sid)
+            await super()._handle_connect(eio_sid, namespace, data)
+            return
+        if namespace != NAMESPACE:
+            shown = namespace[:100]
+            error = ProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown namespace: {shown}")
+            await self._refuse_connect(eio_sid, namespace, error)
+            return
+        if self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is not None:
+            error = ProtocolError(ErrorCode.INVALID_MESSAGE, "this session is already connected")
+            await self._refuse_connect(eio_sid, namespace, error)
+            return
+        # The socket takes the session's place in the count (Hub.admit counts it).
+        self._unwatch_bare(eio_sid)
         await super()._handle_connect(eio_sid, namespace, data)
+        sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+        if sid is None or not self.manager.is_connected(sid, NAMESPACE):
+            # Refused (limit, bad credentials): the CONNECT_ERROR is queued; the
+            # session ends after it instead of idling without a socket.
+            await self.close_session(eio_sid)
+            return
         # The CONNECT packet is out now, so ``authenticated`` cannot overtake it.
-        sid = self.manager.sid_from_eio_sid(eio_sid, namespace or NAMESPACE)
-        welcome = self._welcome.pop(sid, None) if sid is not None else None
-        if welcome is not None and self.manager.is_connected(sid, namespace or NAMESPACE):
+        welcome = self._welcome.pop(sid, None)
+        if welcome is not None:
             await self.emit(ControlEvent.AUTHENTICATED, welcome, to=sid, namespace=NAMESPACE)
+
+    async def _handle_disconnect(
+        self, eio_sid: str, namespace: str | None, reason: Any = None
+    ) -> None:
+        await super()._handle_disconnect(eio_sid, namespace, reason)
+        socket = self.eio.sockets.get(eio_sid)
+        still_open = socket is not None and not (socket.closing or socket.closed)
+        # The client left the namespace (a DISCONNECT packet) but kept the
+        # session: it is bare again, with a new deadline, or closed when full.
+        bare = still_open and self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is None
+        if bare and not self._watch_bare(eio_sid):
+            await self.close_session(eio_sid)
 
     def _connection(self, eio_sid: str) -> Connection | None:
         sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)
         return self._hub.registry.get(sid) if sid is not None else None
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closing or socket.closed or eio_sid in self._ending:
+            return  # a session the server closed: nothing it sends counts any more
         if isinstance(data, str) and data[:1] == "2":
             await self._handle_event_packet(eio_sid, data)
         elif isinstance(data, str) and data[:1] in ("5", "6"):
@@ -206,7 +430,8 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         else:
             try:
                 await super()._handle_eio_message(eio_sid, data)
-            except ValueError:
+            except Exception:  # a malformed packet must not reach the log as a traceback
+                self._hub.stats.record_error()
                 log.debug("dropped a malformed packet from %s", eio_sid)
 
     async def _handle_event_packet(self, eio_sid: str, data: str) -> None:
@@ -252,7 +477,7 @@ def create_socketio_server(
         http_compression=settings.compression_enabled,
         compression_threshold=settings.compression_threshold_bytes,
         logger=False,
-        engineio_logger=False,
+        engineio_logger=engineio_logger(),
     )
 
 

@@ -23,6 +23,7 @@ class ServerStats:
         self.messages_by_event: Counter[str] = Counter()
         self.error_count = 0
         self.errors_by_code: Counter[str] = Counter()
+        self.disconnects_by_reason: Counter[str] = Counter()
         self._latency_count = 0
         self._latency_total_ms = 0.0
         self.max_latency_ms: float | None = None
@@ -44,6 +45,10 @@ class ServerStats:
         """Count one error answered to a client or API caller, by its protocol code."""
         self.error_count += 1
         self.errors_by_code[str(code) if code else "UNKNOWN"] += 1
+
+    def record_disconnect(self, reason: str) -> None:
+        """Count one socket or session the server closed, by why (``too_slow``...)."""
+        self.disconnects_by_reason[reason] += 1
 
     def record_latency(self, milliseconds: float) -> None:
         """Record the ack round trip of one ``requires_ack`` delivery."""

@@ -1,8 +1,9 @@
 """Shared fixtures: a real reference server on a free port, real clients.
 
 ``make_server(**settings)`` starts a :class:`ReferenceServer` in this event
-loop on port 0 and stops it after the test (``wrap_fanout`` and
-``wrap_screen`` build a deliberately faulty one, see
+loop on port 0 and stops it after the test (``wrap_fanout``,
+``wrap_screen``, ``wrap_store`` and ``wrap_resumer`` build a deliberately
+faulty one, see
 ``tests/contract/faults.py``); ``SioClient`` is a thin wrapper
 over python-socketio's AsyncClient that records every event so tests can wait
 on them with a timeout instead of sleeping.
@@ -22,7 +23,9 @@ import socketio
 from reference_server.app import ReferenceServer
 from reference_server.config import load_settings
 from reference_server.publisher import FanoutWrapper
+from reference_server.resume import ResumerWrapper
 from reference_server.screening import ScreenWrapper
+from reference_server.store import StoreWrapper
 
 WAIT = 5.0
 
@@ -108,6 +111,8 @@ async def make_server() -> AsyncIterator[ServerFactory]:
         *,
         wrap_fanout: FanoutWrapper | None = None,
         wrap_screen: ScreenWrapper | None = None,
+        wrap_store: StoreWrapper | None = None,
+        wrap_resumer: ResumerWrapper | None = None,
         **settings: Any,
     ) -> ReferenceServer:
         settings.setdefault("port", 0)
@@ -117,6 +122,8 @@ async def make_server() -> AsyncIterator[ServerFactory]:
             install_signal_handlers=False,
             wrap_fanout=wrap_fanout,
             wrap_screen=wrap_screen,
+            wrap_store=wrap_store,
+            wrap_resumer=wrap_resumer,
         )
         await server.start()
         servers.append(server)

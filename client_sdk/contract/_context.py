@@ -108,6 +108,30 @@ async def probe_server(
     return ServerProfile(server, ack, auth_problem, await _admin_problem(config, http))
 
 
+async def second_organization(config: ContractConfig, run_id: str) -> str | None:
+    """A generated organization the server lets the suite use, for the isolation checks.
+
+    Organization isolation is the property users trust most, so a run given
+    one organization still checks it whenever it can: a ``trust``-mode
+    server accepts any stated organization, and with ``jwt_secret`` the
+    suite signs tokens for any. ``None`` when the server refuses it.
+    """
+    org = f"contract-{run_id}-org2"
+    peer = SocketPeer(
+        "probe-org2", request_timeout=config.request_timeout, event_timeout=config.event_timeout
+    )
+    try:
+        await peer.open(config.url, config.socketio_path, timeout=config.request_timeout)
+        ack = await peer.call(
+            "authenticate", _authenticate_body(config, f"contract-{run_id}-probe2", org)
+        )
+    except (ConnectionLostError, ServerError, CheckFailure):
+        return None
+    finally:
+        await peer.close()
+    return org if isinstance(ack, dict) and ack.get("success") is True else None
+
+
 async def _admin_problem(config: ContractConfig, http: httpx.AsyncClient) -> str | None:
     answer = await AdminApi(http, config.admin_token).get("/stats")
     if answer.status == 200:

@@ -27,7 +27,12 @@ def format_summary(report: ContractReport, *, verbose: bool = False) -> str:
     lines = [
         f"Intraday protocol v1 contract against {config.url}{config.socketio_path} "
         f"(organizations: {', '.join(config.organizations)}; "
-        f"{'destructive' if config.destructive else 'non-destructive'})",
+        f"{'destructive' if config.destructive else 'non-destructive'})"
+        + (
+            f" - ORGANIZATION ISOLATION NOT CHECKED: {report.isolation_unchecked}"
+            if report.isolation_unchecked
+            else ""
+        ),
     ]
     if report.unreachable is not None:
         lines.append(f"server unreachable: {report.unreachable}")

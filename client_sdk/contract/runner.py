@@ -9,6 +9,7 @@ says so: the suite never stops half-way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 from collections import Counter
@@ -19,7 +20,13 @@ from typing import Self
 
 import httpx
 
-from ._context import CheckContext, ServerProfile, ServerUnreachableError, probe_server
+from ._context import (
+    CheckContext,
+    ServerProfile,
+    ServerUnreachableError,
+    probe_server,
+    second_organization,
+)
 from .checks import all_checks
 from .config import ContractConfig
 from .model import Check, CheckFailure, CheckResult, CheckSkipped, Outcome, Section
@@ -53,6 +60,14 @@ class ContractReport:
     config: ContractConfig
     results: tuple[CheckResult, ...]
     unreachable: str | None = None
+
+    @property
+    def isolation_unchecked(self) -> str | None:
+        """Why organization isolation was not checked in this run, if it was not."""
+        for result in self.results:
+            if result.outcome is Outcome.SKIP and result.check.needs.organizations > 1:
+                return result.message
+        return None
 
     @property
     def failed(self) -> bool:
@@ -118,6 +133,11 @@ class ContractSession:
         try:
             if self._profile is None:
                 self._profile = await probe_server(self.config, self._http, self.run_id)
+            if len(self.config.organizations) < 2 and self._profile.auth_problem is None:
+                generated = await second_organization(self.config, self.run_id)
+                if generated is not None:
+                    organizations = (*self.config.organizations, generated)
+                    self.config = dataclasses.replace(self.config, organizations=organizations)
         except BaseException:
             await self._http.aclose()
             raise
@@ -140,7 +160,10 @@ class ContractSession:
         if needs.slow and config.quick:
             return "waits for a server timer: skipped with --quick"
         if needs.organizations > len(config.organizations):
-            return f"needs {needs.organizations} organizations: give another --org"
+            return (
+                f"needs {needs.organizations} organizations: the server refused a generated "
+                "second one; give another --org (with its token)"
+            )
         if needs.auth and profile.auth_problem is not None:
             return f"cannot authenticate generated users: {profile.auth_problem}"
         if needs.admin and profile.admin_problem is not None:
@@ -214,4 +237,5 @@ async def run_contract(
     except ServerUnreachableError as exc:
         failed = tuple(CheckResult(c, Outcome.FAIL, f"server unreachable: {exc}") for c in chosen)
         return ContractReport(config, failed, unreachable=str(exc))
-    return ContractReport(config, tuple(results))
+    # The session's config: it may hold a generated second organization.
+    return ContractReport(session.config, tuple(results))

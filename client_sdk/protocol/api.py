@@ -12,7 +12,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, ConfigDict, Field, model_validator, with_config
 
 from .envelope import Priority
 from .events import EVENT_CHANNEL, Channel, ServerEvent
@@ -151,6 +151,11 @@ class Stats(_Body):
     error_count: int
     uptime_seconds: float
     store: StoreInfo | None = None
+    pending_sessions: int = 0
+    """Transport sessions open without a socket yet (counted against the total limit)."""
+    disconnects_by_reason: dict[str, int] = {}
+    """Sockets the server closed, by why: ``kicked``, ``auth_timeout``, ``rate_limit``,
+    ``too_slow``, ``connect_rate``, ``no_connect_timeout``, ``shutdown``."""
 
 
 class ConnectionInfo(_Body):
@@ -166,10 +171,23 @@ class ConnectionInfo(_Body):
     last_activity_at: Timestamp
 
 
-class ConnectionDetail(ConnectionInfo):
-    """``GET /connections/{socket_id}``: one connection with ``success``."""
+class ConnectionDetail(_Body):
+    """``GET /connections/{socket_id}``: ``{"success": true, "connection": {...}}`` (section 9).
+
+    Servers written before section 9 settled the shape answered the
+    connection's fields at the top level; that body is read as the same
+    detail, so a client of this model works with both.
+    """
 
     success: Literal[True] = True
+    connection: ConnectionInfo
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_fallback(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "connection" not in data and "socket_id" in data:
+            return {"success": data.get("success", True), "connection": data}
+        return data
 
 
 class ConnectionList(_Body):

@@ -169,7 +169,8 @@ function renderConnections(all) {
 async function renderDetail(socketId) {
   let c;
   try {
-    c = await call(`${API}/connections/${encodeURIComponent(socketId)}`);
+    const body = await call(`${API}/connections/${encodeURIComponent(socketId)}`);
+    c = body.connection ?? body; // {"success", "connection"} (section 9), or the older flat body
   } catch (_) {
     selected = null;
     $("detail").hidden = true;

@@ -20,7 +20,7 @@ from .base import (
     snapshot_key,
 )
 from .memory import MemoryStore
-from .open import open_store
+from .open import StoreWrapper, open_store
 
 __all__ = [
     "MemoryStore",
@@ -28,6 +28,7 @@ __all__ = [
     "ReplaySlice",
     "StoreStats",
     "StoreUnavailableError",
+    "StoreWrapper",
     "StoredMessage",
     "open_store",
     "snapshot_key",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..config import ServerSettings
 from .base import MessageStore
 from .memory import MemoryStore
 
-__all__ = ["open_store"]
+__all__ = ["StoreWrapper", "open_store"]
+
+StoreWrapper = Callable[[MessageStore | None, ServerSettings], MessageStore | None]
+"""Builds the store a server uses from its real one and the settings (a test seam)."""
 
 
 def open_store(settings: ServerSettings) -> MessageStore | None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import contextlib
+import shutil
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -21,10 +25,14 @@ SMALL_LIMITS: dict[str, Any] = {
     "max_message_size_bytes": 4096,
     "auth_timeout_ms": 500,
     "room_max_size": 3,
+    "store_max_messages": 100,
     "log_subscription_events": False,
     "log_connection_events": False,
 }
-"""Limits small enough that the destructive checks reach them in well under a second."""
+"""Limits small enough that the destructive checks reach them in well under a second.
+
+A 100-message log lets the suite provoke a ``since`` older than the log reaches.
+"""
 
 
 def contract_config(server: ReferenceServer, **changes: Any) -> ContractConfig:
@@ -62,6 +70,50 @@ async def make_faulty_server(
             **{**SMALL_LIMITS, **fault.settings},
             wrap_fanout=fault.wrap_fanout,
             wrap_screen=fault.wrap_screen,
+            wrap_store=fault.wrap_store,
+            wrap_resumer=fault.wrap_resumer,
         )
 
     return start
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _accepting(port: int, timeout: float) -> bool:
+    """Whether something accepts connections on ``port`` within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.02)  # redis-server announces readiness no other way
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+@pytest.fixture
+async def redis_url() -> AsyncIterator[str]:
+    """A throw-away ``redis-server`` on a free port, saving nothing; its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (make system-deps installs it)")
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        *(binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert await _accepting(port, 10.0), "redis-server did not start within 10 s"
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 10)

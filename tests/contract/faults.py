@@ -3,30 +3,46 @@
 Each :class:`Fault` says how to build such a server through the construction
 seams of :class:`~reference_server.app.ReferenceServer`: ``wrap_fanout``
 wraps the fan-out the publisher delivers through, ``wrap_screen`` wraps the
-screen incoming events pass, and a fault that is only a configuration is a
+screen incoming events pass, ``wrap_store`` wraps the message store (the log
+that replay and snapshot read), ``wrap_resumer`` wraps the part that answers
+``since`` and ``snapshot``, and a fault that is only a configuration is a
 setting. Nothing is patched, so other servers in the process are untouched.
 The contract suite must catch each fault with the check meant for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from client_sdk.protocol import parse_room
+from client_sdk.protocol import Capability, Channel, Scope, SubscribeRequest, parse_room
 from reference_server.config import ServerSettings
 from reference_server.connections import Connection, Registry
 from reference_server.publisher import Fanout, FanoutWrapper
+from reference_server.resume import Hold, Resumer, ResumerWrapper
 from reference_server.screening import IngressScreen, ScreenWrapper
+from reference_server.store import (
+    MessageStore,
+    ReplaySlice,
+    StoredMessage,
+    StoreStats,
+    StoreWrapper,
+)
 
 __all__ = [
     "CLOSE_ON_OVERSIZE",
+    "COMPLETE_WITHOUT_THE_LOG",
     "DELIVER_ONCE_PER_ROOM",
     "IGNORE_AUTH_TIMEOUT",
     "IGNORE_OVERSIZE",
     "LEAK_ACROSS_ORGANIZATIONS",
+    "LIVE_OVERTAKES_REPLAY",
+    "REPLAY_SKIPS_A_MESSAGE",
+    "SNAPSHOT_AND_REPLAY_BOTH",
     "Fault",
     "drop_envelope_field",
 ]
@@ -40,6 +56,8 @@ class Fault:
     settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     wrap_fanout: FanoutWrapper | None = None
     wrap_screen: ScreenWrapper | None = None
+    wrap_store: StoreWrapper | None = None
+    wrap_resumer: ResumerWrapper | None = None
 
 
 # -- fan-outs that misdeliver ---------------------------------------------------
@@ -148,6 +166,131 @@ def _fanout_wrapper(build: Callable[[Fanout], Fanout]) -> FanoutWrapper:
     return wrap
 
 
+# -- stores that misreport their log --------------------------------------------
+
+
+class _WrappedStore:
+    """A store that does what the real one does (the faulty ones change one answer)."""
+
+    def __init__(self, real: MessageStore) -> None:
+        self._real = real
+        self.kind = real.kind
+
+    async def append(self, stream: str, envelope: dict[str, Any]) -> tuple[int, str]:
+        return await self._real.append(stream, envelope)
+
+    async def read_since(self, stream: str, seq: int, epoch: str | None) -> ReplaySlice:
+        return await self._real.read_since(stream, seq, epoch)
+
+    async def snapshot(self, stream: str) -> list[StoredMessage]:
+        return await self._real.snapshot(stream)
+
+    async def stats(self) -> StoreStats:
+        return await self._real.stats()
+
+    async def close(self) -> None:
+        await self._real.close()
+
+
+class GappyStore(_WrappedStore):
+    """Loses the middle message of every replay of three or more, and still says complete."""
+
+    async def read_since(self, stream: str, seq: int, epoch: str | None) -> ReplaySlice:
+        part = await self._real.read_since(stream, seq, epoch)
+        messages = part.messages
+        if len(messages) >= 3:
+            middle = len(messages) // 2
+            messages = messages[:middle] + messages[middle + 1 :]
+        return dataclasses.replace(part, messages=messages)
+
+
+class OverconfidentStore(_WrappedStore):
+    """Says ``complete: true`` whatever the log still holds (and whatever the epoch)."""
+
+    async def read_since(self, stream: str, seq: int, epoch: str | None) -> ReplaySlice:
+        part = await self._real.read_since(stream, seq, epoch)
+        return dataclasses.replace(part, complete=True)
+
+
+class SlowStore(_WrappedStore):
+    """Takes ``delay`` seconds to read a replay, as a distant store may (not a fault alone)."""
+
+    def __init__(self, real: MessageStore, delay: float) -> None:
+        super().__init__(real)
+        self._delay = delay
+
+    async def read_since(self, stream: str, seq: int, epoch: str | None) -> ReplaySlice:
+        await asyncio.sleep(self._delay)
+        return await self._real.read_since(stream, seq, epoch)
+
+
+def _store_wrapper(build: Callable[[MessageStore], MessageStore]) -> StoreWrapper:
+    """A store wrapper for servers with a store (``store="none"`` stays without)."""
+
+    def wrap(real: MessageStore | None, settings: ServerSettings) -> MessageStore | None:
+        return build(real) if real is not None else None
+
+    return wrap
+
+
+# -- resumers that break the replay's rules ---------------------------------------
+
+
+class _WrappedResumer(Resumer):
+    """A resumer that does what the real one does (the faulty ones change one step)."""
+
+    def __init__(self, real: Resumer) -> None:  # the real one holds the store and registry
+        self._real = real
+
+    @property
+    def capabilities(self) -> tuple[Capability, ...]:
+        return self._real.capabilities
+
+    def wanted(
+        self, request: SubscribeRequest, org: str, channels: tuple[Channel, ...]
+    ) -> dict[str, tuple[int, str | None]]:
+        return self._real.wanted(request, org, channels)
+
+    def hold(self, connection: Connection, streams: list[str]) -> Hold | None:
+        return self._real.hold(connection, streams)
+
+    async def send(
+        self,
+        connection: Connection,
+        hold: Hold | None,
+        scope: Scope,
+        streams: list[str],
+        positions: dict[str, tuple[int, str | None]],
+        snapshot: bool,
+    ) -> dict[str, dict[str, Any]]:
+        return await self._real.send(connection, hold, scope, streams, positions, snapshot)
+
+
+class HoldlessResumer(_WrappedResumer):
+    """Holds no live message back during a replay: they reach the socket as published."""
+
+    def hold(self, connection: Connection, streams: list[str]) -> Hold | None:
+        return self._real.hold(connection, [])
+
+
+class TwiceResumer(_WrappedResumer):
+    """Sends the snapshot and the replay separately, ignoring "never twice"."""
+
+    async def send(
+        self,
+        connection: Connection,
+        hold: Hold | None,
+        scope: Scope,
+        streams: list[str],
+        positions: dict[str, tuple[int, str | None]],
+        snapshot: bool,
+    ) -> dict[str, dict[str, Any]]:
+        if snapshot and positions:
+            await self._real.send(connection, hold, scope, streams, {}, True)
+            snapshot = False
+        return await self._real.send(connection, hold, scope, streams, positions, snapshot)
+
+
 # -- the faults -----------------------------------------------------------------
 
 LEAK_ACROSS_ORGANIZATIONS = Fault(
@@ -179,3 +322,24 @@ def drop_envelope_field(dropped: str) -> Fault:
         f"sends envelopes without {dropped!r}",
         wrap_fanout=_fanout_wrapper(lambda real: TrimmingFanout(real, dropped)),
     )
+
+
+REPLAY_SKIPS_A_MESSAGE = Fault(
+    "loses a message in the middle of a replay and still says complete: true",
+    wrap_store=_store_wrapper(GappyStore),
+)
+LIVE_OVERTAKES_REPLAY = Fault(
+    # The slow store widens the window in which live messages get through.
+    "lets live messages reach a socket while its replay is still read and sent",
+    wrap_store=_store_wrapper(lambda real: SlowStore(real, 0.5)),
+    wrap_resumer=HoldlessResumer,
+)
+COMPLETE_WITHOUT_THE_LOG = Fault(
+    "says complete: true when its (30-message) log no longer reaches back to since",
+    settings=MappingProxyType({"store_max_messages": 30}),
+    wrap_store=_store_wrapper(OverconfidentStore),
+)
+SNAPSHOT_AND_REPLAY_BOTH = Fault(
+    "sends the latest message both in the snapshot and in the replay",
+    wrap_resumer=TwiceResumer,
+)

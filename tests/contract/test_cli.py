@@ -49,7 +49,8 @@ async def test_passing_run_exits_0_and_writes_junit(
     suites = {s.get("name"): s for s in root.findall("testsuite")}
     assert set(suites) == {"§4 subscriptions", "§4 delivery rule", "§5-6 capabilities"}
     cases = root.findall(".//testcase")
-    assert len(cases) == int(root.get("tests", "0")) == 22
+    # 18 of section 4, batch and 7 of section 6 (replay and snapshot).
+    assert len(cases) == int(root.get("tests", "0")) == 26
     assert all(c.get("name", "").startswith("§") for c in cases)
     assert len(root.findall(".//skipped")) == 1
 

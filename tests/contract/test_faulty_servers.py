@@ -15,6 +15,12 @@ ONCE = "§4 delivery rule: one delivery per socket however many of its rooms mat
 AUTH_TIMEOUT = "§3 authentication: an unauthenticated socket gets AUTH_FAILED and is disconnected"
 ENVELOPE = "§5 envelopes and payloads: every envelope field is present with its type"
 OVERSIZE = "§8 limits: an oversized message is MESSAGE_TOO_LARGE and the connection stays up"
+REPLAY = "§5-6 capabilities: §6 replay: subscribe with since replays what followed, in order"
+REPLAY_FIRST = (
+    "§5-6 capabilities: §6 replay: the replay comes before newer live messages, each once"
+)
+BEYOND_LOG = "§5-6 capabilities: §6 replay: a since beyond the log limit is complete: false"
+NEVER_TWICE = "§5-6 capabilities: §6 snapshot: with since as well, no message is sent twice"
 
 
 @pytest.mark.parametrize(
@@ -62,6 +68,34 @@ OVERSIZE = "§8 limits: an oversized message is MESSAGE_TOO_LARGE and the connec
             "connection lost",
             id="closes-on-oversized-messages",
         ),
+        pytest.param(
+            faults.REPLAY_SKIPS_A_MESSAGE,
+            "§6 replay: subscribe with since",
+            REPLAY,
+            "missing",
+            id="replay-skips-a-middle-message",
+        ),
+        pytest.param(
+            faults.LIVE_OVERTAKES_REPLAY,
+            "§6 replay: the replay comes before",
+            REPLAY_FIRST,
+            "overtook",
+            id="live-overtakes-replay",
+        ),
+        pytest.param(
+            faults.COMPLETE_WITHOUT_THE_LOG,
+            "§6 replay: a since beyond the log",
+            BEYOND_LOG,
+            "complete: true, yet the replay lacks",
+            id="complete-without-the-log",
+        ),
+        pytest.param(
+            faults.SNAPSHOT_AND_REPLAY_BOTH,
+            "§6 snapshot: with since",
+            NEVER_TWICE,
+            "2 times",
+            id="snapshot-and-replay-both",
+        ),
     ],
 )
 async def test_fault_is_caught_by_its_check(
@@ -72,7 +106,8 @@ async def test_fault_is_caught_by_its_check(
     quoted: str,
 ) -> None:
     server = await make_faulty_server(fault)
-    config = contract_config(server, auth_timeout_wait=1.5, request_timeout=1.5)
+    # max_burst: a log that claims to reach back forever is published past in 200 messages.
+    config = contract_config(server, auth_timeout_wait=1.5, request_timeout=1.5, max_burst=200)
     report = await run_contract(config, select=[section])
     summary = format_summary(report)
     result = report.result(caught_by)

@@ -15,7 +15,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
 from aiohttp import web
 
 from client_sdk import AdminClient
@@ -76,14 +75,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.endswith("\n")]
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def subscribed(admin: AdminClient, room_prefix: str) -> bool:
     """Whether some connection of the server holds a room starting with ``room_prefix``."""
     connections = await admin.connections()
@@ -122,53 +113,3 @@ class WebhookRecorder:
         finally:
             await runner.cleanup()
             sock.close()
-
-
-class ServerProcess:
-    """``python -m reference_server.cli serve`` on a fixed port, to kill and start again."""
-
-    def __init__(self, port: int, admin_token: str, log: Path) -> None:
-        self.port = port
-        self.admin_token = admin_token
-        self.url = f"http://127.0.0.1:{port}"
-        self._log = log
-        self._process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        """Start the server and wait until its health route answers."""
-        with self._log.open("ab") as log:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "reference_server.cli", "serve",
-                "--port", str(self.port), "--admin-token", self.admin_token,
-                "--log-level", "warning",
-                cwd=ROOT, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
-        process = self._process
-
-        async def healthy() -> bool:
-            if process.returncode is not None:
-                log_text = self._log.read_text(errors="replace")
-                raise AssertionError(f"server exited {process.returncode}: {log_text}")
-            try:
-                async with httpx.AsyncClient(timeout=1.0) as http:
-                    response = await http.get(f"{self.url}/api/ws/health")
-            except httpx.TransportError:
-                return False
-            return response.status_code == 200
-
-        await eventually(healthy, what=f"server on port {self.port} healthy")
-
-    async def kill(self) -> None:
-        """SIGKILL: an outage, not a shutdown (no maintenance notice, sockets just drop)."""
-        process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            process.kill()
-            await asyncio.wait_for(process.wait(), WAIT)
-
-    async def __aenter__(self) -> ServerProcess:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.kill()

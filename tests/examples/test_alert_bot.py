@@ -18,14 +18,13 @@ from tests.examples._support import (
     EXAMPLES,
     ROOT,
     WAIT,
-    ServerProcess,
     WebhookRecorder,
     eventually,
-    free_port,
     load_example,
     read_jsonl,
     subscribed,
 )
+from tests.processes import ServerProcess, free_port
 
 bot = load_example("alert_bot.py")
 
@@ -52,7 +51,7 @@ def ids(lines: list[dict[str, Any]], kind: str) -> list[str]:
 @pytest.mark.timeout(120)  # two server subprocess starts on a shared 2-core machine
 async def test_alert_bot_filters_throttles_posts_and_survives_a_restart(tmp_path: Path) -> None:
     log = tmp_path / "incidents.jsonl"
-    server = ServerProcess(free_port(), TOKEN, tmp_path / "server.log")
+    server = ServerProcess(free_port(), args=["--admin-token", TOKEN], log=tmp_path / "server.log")
     async with WebhookRecorder.running() as webhook, server:
         options = bot.parse_args(
             ["--url", server.url, "--org", ORG, "--webhook", webhook.url, "--log", str(log),

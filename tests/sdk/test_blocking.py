@@ -78,7 +78,7 @@ async def test_connects_subscribes_and_iterates_messages(
     assert blocking.statistics().messages_received == 2
 
     await asyncio.to_thread(support.close)
-    info = (await api.get(f"/api/ws/connections/{blocking.socket_id}")).json()
+    info = (await api.get(f"/api/ws/connections/{blocking.socket_id}")).json()["connection"]
     assert info["subscriptions"] == ["kpi:org:org_a:queue:billing"]
     with pytest.raises(StopIteration):
         next(support)  # a closed stream ends at once
@@ -95,10 +95,12 @@ async def test_subscription_handle_unsubscribes(
     subscription = await asyncio.to_thread(blocking.subscribe, ["backlog"], department_id="d1")
     assert subscription.rooms == ("backlog:org:org_a:dept:d1",)
     url = f"/api/ws/connections/{blocking.socket_id}"
-    assert (await api.get(url)).json()["subscriptions"] == ["backlog:org:org_a:dept:d1"]
+    assert (await api.get(url)).json()["connection"]["subscriptions"] == [
+        "backlog:org:org_a:dept:d1"
+    ]
     await asyncio.to_thread(subscription.close)
     assert subscription.closed
-    assert (await api.get(url)).json()["subscriptions"] == []
+    assert (await api.get(url)).json()["connection"]["subscriptions"] == []
 
 
 async def test_handlers_run_in_the_loop_thread_and_may_not_block_on_it(

@@ -52,16 +52,18 @@ async def test_closing_a_subscription_leaves_its_room_on_the_server(
         first = await client.subscribe(["kpi", "alerts"], queue_name="support")
         second = await client.subscribe(["kpi"], queue_name="support")
         url = f"/api/ws/connections/{client.socket_id}"
-        assert (await api.get(url)).json()["subscriptions"] == [
+        assert (await api.get(url)).json()["connection"]["subscriptions"] == [
             "alerts:org:org_a:queue:support",
             "kpi:org:org_a:queue:support",
         ]
         await first.close()
         # The kpi room is still needed by the second handle.
-        assert (await api.get(url)).json()["subscriptions"] == ["kpi:org:org_a:queue:support"]
+        assert (await api.get(url)).json()["connection"]["subscriptions"] == [
+            "kpi:org:org_a:queue:support"
+        ]
         async with second:
             pass
-        assert (await api.get(url)).json()["subscriptions"] == []
+        assert (await api.get(url)).json()["connection"]["subscriptions"] == []
         assert client.statistics().subscriptions == 0
 
 

@@ -373,8 +373,11 @@ async def test_alert_notifications_count_and_clear(
 
 
 async def test_connection_status_through_a_server_side_disconnect(
-    client: IntradayClient, admin: AdminClient
+    make_client: ClientFactory, admin: AdminClient
 ) -> None:
+    # A kick is terminal by default; this application asks for it to be retried.
+    client = make_client(reconnect_after_kick=True)
+    await client.connect()
     status = connection_status(client)
     assert isinstance(status, ConnectionStatusHook)
     states = Recorder[ConnectionState]()

@@ -14,17 +14,11 @@ Reconnect cycles run by this file: 4 (one per fault) + 1 (server restart)
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from client_sdk.admin import AdminClient
@@ -32,6 +26,7 @@ from client_sdk.client import IntradayClient
 from client_sdk.exceptions import ReconnectFailedError
 from client_sdk.protocol import ConnectionState
 from tests.conftest import WAIT, eventually, kpi
+from tests.processes import ServerProcess, free_port
 from tests.sdk.conftest import ClientFactory, Watcher
 from tests.sdk.tcp_proxy import TcpProxy
 
@@ -130,62 +125,6 @@ async def test_client_recovers_from_a_tcp_fault(
 # -- server restart --------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerProcess:
-    """``python -m reference_server.cli serve`` on a fixed port, killed and restarted."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INTRADAY_")}
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "reference_server.cli",
-            "serve",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-            cwd=ROOT,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        await self._ready()
-
-    async def _ready(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(base_url=self.url, timeout=1.0) as http:
-            while True:
-                assert self.process is not None
-                if self.process.returncode is not None:
-                    raise AssertionError(f"server exited with {self.process.returncode}")
-                try:
-                    if (await http.get("/api/ws/health")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"server not ready within {timeout} s")
-                await asyncio.sleep(0.05)
-
-    async def kill(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGKILL)
-            await process.wait()
-
-
 @pytest.fixture
 async def server_process() -> AsyncIterator[ServerProcess]:
     server = ServerProcess(free_port())
@@ -239,7 +178,8 @@ async def test_twenty_reconnects_leave_no_task_handler_or_room_behind(
     proxy: TcpProxy,
     make_client: ClientFactory,
 ) -> None:
-    client = make_client(proxy.url)
+    # Kicks are terminal by default; this application asks for them to be retried.
+    client = make_client(proxy.url, reconnect_after_kick=True)
     watcher = Watcher(client)
     await client.connect()
     await subscribe_several(client)

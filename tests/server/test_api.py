@@ -243,7 +243,8 @@ async def test_one_connection_or_404(server, api: httpx.AsyncClient, authed) -> 
     sid = client.sio.get_sid()
     response = await api.get(f"{BASE}/connections/{sid}")
     assert response.status_code == 200, response.text
-    body = response.json()
+    assert response.json()["success"] is True
+    body = response.json()["connection"]  # section 9: the connection under "connection"
     assert body["socket_id"] == sid
     assert body["user_id"] == "user_1"
     assert body["organization_id"] == "org_a"

@@ -136,7 +136,7 @@ async def test_handshake_auth_authenticates_on_connect(server, make_client, api)
     [body] = await client.wait_for("authenticated")
     sid = client.sio.get_sid()
     assert_success_body(body, "user_hs", "org_hs", sid, server)
-    info = (await api.get(f"/api/ws/connections/{sid}")).json()
+    info = (await api.get(f"/api/ws/connections/{sid}")).json()["connection"]
     assert (info["status"], info["user_id"], info["organization_id"]) == (
         "authenticated",
         "user_hs",
@@ -198,7 +198,7 @@ async def test_reauthentication_with_other_ids_is_unauthorized(authed, api, user
     client = await authed("user_1", "org_a")
     assert_error(await client.authenticate(user_id, org_id), "UNAUTHORIZED")
     # The socket keeps its first identity.
-    info = (await api.get(f"/api/ws/connections/{client.sio.get_sid()}")).json()
+    info = (await api.get(f"/api/ws/connections/{client.sio.get_sid()}")).json()["connection"]
     assert (info["user_id"], info["organization_id"]) == ("user_1", "org_a")
     ack = await client.call("subscribe", {"channels": ["kpi"]})
     assert ack["subscriptions"] == ["kpi:org:org_a"]
@@ -219,7 +219,7 @@ async def test_identifier_rule_refuses_bad_ids(server, make_client, api, field) 
         assert ack["success"] is False, (bad, ack)
         assert ack["error"]["code"] == "INVALID_MESSAGE", (bad, ack)
         assert ack["error"]["retryable"] is False
-    info = (await api.get(f"/api/ws/connections/{client.sio.get_sid()}")).json()
+    info = (await api.get(f"/api/ws/connections/{client.sio.get_sid()}")).json()["connection"]
     assert info["status"] == "connected"
     assert info["user_id"] is None
 
@@ -365,7 +365,7 @@ async def test_jwt_bad_tokens_by_event_are_auth_failed(jwt_setup, make_client, a
         assert (error["code"], error["retryable"]) == ("AUTH_FAILED", False), (case, error)
         assert error.get("details", {}).get("reason") != "token_expired", case
     info = await http.get(f"/api/ws/connections/{client.sio.get_sid()}")
-    assert info.json()["status"] == "connected"
+    assert info.json()["connection"]["status"] == "connected"
     # Still unauthenticated: subscribing is refused.
     assert_error(await client.call("subscribe", {"channels": ["kpi"]}), "UNAUTHORIZED")
 

@@ -358,3 +358,43 @@ async def test_bridge_socket_is_listed_and_can_be_disconnected_by_the_api(
     await asyncio.wait_for(bridge.closed.wait(), WAIT)
     gone = await api.get(f"/api/ws/connections/{auth['socket_id']}")
     assert gone.status_code == 404
+
+
+# -- replay and snapshot (section 6) -------------------------------------------
+
+
+async def test_the_bridge_resumes_with_since_and_starts_full_with_snapshot(
+    server, make_bridge, api: httpx.AsyncClient
+) -> None:
+    """A wscat user resumes too: ``since`` replays in order before the ack; ``snapshot`` first."""
+    first: BridgeClient = await make_bridge(server)
+    await first.authenticate()
+    await first.call("subscribe", {"channels": ["kpi"], "queue_name": "support"})
+    for score in (10, 20):
+        await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", health_score=score))
+    seen = await first.wait_for("kpi:update", count=2)
+    last = seen[-1]
+    await first.close()
+    for score in (30, 40):  # while nobody listens
+        await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", health_score=score))
+
+    again: BridgeClient = await make_bridge(server)
+    await again.authenticate()
+    since = {"kpi:org_a": {"seq": last["seq"], "epoch": last["epoch"]}}
+    ack = await again.call(
+        "subscribe",
+        {"channels": ["kpi"], "queue_name": "support", "since": since, "snapshot": True},
+    )
+    assert ack["replay"]["kpi:org_a"] == {
+        "replayed": 2,
+        "complete": True,
+        "epoch": last["epoch"],
+        "seq": last["seq"] + 2,
+    }
+    ack_at = next(
+        i for i, f in enumerate(again.frames) if f.get("event") == "ack" and "replay" in f["data"]
+    )
+    before = [f["data"] for f in again.frames[:ack_at] if f["event"] == "kpi:update"]
+    # The queue's latest (40) is part of the replay, so no snapshot copy of it: never twice.
+    assert [e["data"]["health_score"] for e in before] == [30, 40]
+    assert not any(e.get("snapshot") for e in before)

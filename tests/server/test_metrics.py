@@ -102,7 +102,7 @@ async def test_the_figures_follow_connections_deliveries_errors_and_disconnects(
 
     async def counted() -> bool:
         found = await samples(server)
-        return value(found, "intraday_disconnects_total", reason="server") == 1
+        return value(found, "intraday_disconnects_total", reason="kicked") == 1
 
     await eventually(counted)
     found = await samples(server)

@@ -192,3 +192,47 @@ def test_serve_beyond_loopback_without_admin_token_exits_2() -> None:
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "admin_token" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_shutdown_with_a_stalled_client_is_bounded_and_quiet(serve: ServerProcess) -> None:
+    """Issue 14: a client that stopped reading no longer holds the shutdown for 5 s
+    (and an ERROR "Cancel N running task(s)" with a traceback); API requests in
+    flight are answered."""
+    from tests.server.raw_eio import RawEngineIO, small_socket
+
+    stalled = await RawEngineIO.open(serve.url, max_queue=1, sock=small_socket(serve.url))
+    await stalled.connect()
+    auth = {"user_id": "user_1", "organization_id": "org_a"}
+    assert (await stalled.call(1, "authenticate", auth))["success"] is True
+    assert (await stalled.call(2, "subscribe", {"channels": ["kpi"]}))["success"] is True
+    stalled.ws.transport.pause_reading()
+    payload = {
+        "organization_id": "org_a",
+        "timestamp": "2026-11-25T10:30:00Z",
+        "padding": os.urandom(30_000).hex(),
+    }
+    async with httpx.AsyncClient(base_url=serve.url, timeout=WAIT) as http:
+        for _ in range(40):  # a few MiB the stalled client never reads
+            response = await http.post("/api/ws/broadcast/kpi", json=payload)
+            assert response.status_code == 200
+        in_flight = [
+            asyncio.create_task(http.post("/api/ws/broadcast/kpi", json=payload)) for _ in range(20)
+        ]
+        await asyncio.sleep(0)
+        started = asyncio.get_running_loop().time()
+        serve.process.send_signal(signal.SIGTERM)
+        answers = await asyncio.gather(*in_flight, return_exceptions=True)
+        assert await serve.wait_exit() == 0
+        took = asyncio.get_running_loop().time() - started
+    stalled.ws.transport.abort()
+    # Each request was answered or refused, none cut without an answer.
+    for answer in answers:
+        if isinstance(answer, httpx.Response):
+            assert answer.status_code in (200, 503), answer.text
+        else:
+            assert isinstance(answer, httpx.ConnectError), repr(answer)
+    # 200 ms drain + the 2 s bound, with room for a loaded machine; it was 5 s and more.
+    assert took < 4.5, serve.output()
+    output = serve.output()
+    assert "ERROR" not in output, output
+    assert "Traceback" not in output, output

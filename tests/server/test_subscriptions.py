@@ -37,7 +37,7 @@ async def subscriptions_of(api: httpx.AsyncClient, client: SioClient) -> list[st
     """The socket's subscriptions as the management API reports them."""
     response = await api.get(f"/api/ws/connections/{client.sio.get_sid()}")
     assert response.status_code == 200, response.text
-    subscriptions: list[str] = response.json()["subscriptions"]
+    subscriptions: list[str] = response.json()["connection"]["subscriptions"]
     return subscriptions
 
 
@@ -305,7 +305,7 @@ async def test_without_auth_required_unauthenticated_socket_names_its_org(
     ack = await client.call("subscribe", {"channels": ["kpi"], "organization_id": "org_a"})
     assert ack == {"success": True, "subscriptions": ["kpi:org:org_a"]}
     async with httpx.AsyncClient(base_url=server.url) as api:
-        info = (await api.get(f"/api/ws/connections/{client.sio.get_sid()}")).json()
+        info = (await api.get(f"/api/ws/connections/{client.sio.get_sid()}")).json()["connection"]
         assert info["status"] == "connected"
         assert info["subscriptions"] == ["kpi:org:org_a"]
         response = await api.post("/api/ws/broadcast/kpi", json=kpi_payload("org_a"))
@@ -354,7 +354,7 @@ async def test_subscriptions_over_polling(server, make_client, api) -> None:
     ack = await client.call("subscribe", {"channels": ["kpi"], "queue_name": "q1"})
     assert ack == {"success": True, "subscriptions": ["kpi:org:org_a:queue:q1"]}
     await client.wait_for("client:subscribe")
-    info = (await api.get(f"/api/ws/connections/{client.sio.get_sid()}")).json()
+    info = (await api.get(f"/api/ws/connections/{client.sio.get_sid()}")).json()["connection"]
     assert info["transport"] == "polling"
     assert info["subscriptions"] == ["kpi:org:org_a:queue:q1"]
     response = await api.post("/api/ws/broadcast/kpi", json=kpi_payload("org_a", "d1", "q1"))

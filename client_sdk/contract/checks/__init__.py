@@ -18,6 +18,8 @@ from . import (  # noqa: F401 - imported for their registrations
     http_api,
     identifiers,
     limits,
+    replay,
+    snapshot,
     subscriptions,
     transport,
 )

@@ -151,7 +151,15 @@ async def one_connection(ctx: CheckContext) -> None:
     """The socket's details; an unknown id is 404 with a failure body."""
     peer, socket_id, room = await _listed(ctx)
     body = await ctx.admin.ok("GET", f"/connections/{socket_id}")
-    info = model(ConnectionInfo, body, f"GET /connections/{socket_id}")
+    # Section 9: {"success": true, "connection": {...}}, the fields of one listed entry.
+    inner = body.get("connection") if isinstance(body, dict) else None
+    require(
+        isinstance(inner, dict),
+        '{"success": true, "connection": {...}} (section 9)',
+        sent=f"GET /api/ws/connections/{socket_id}",
+        received=body,
+    )
+    info = model(ConnectionInfo, inner, f"GET /connections/{socket_id}: connection")
     require(
         _describes(info, ctx, peer, room),
         "its user, organization, status and rooms",

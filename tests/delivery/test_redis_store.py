@@ -1,0 +1,57 @@
+"""The Redis store (``--store redis://``): its figures, and what an outage of Redis does.
+
+While Redis is away a broadcast is refused with 503 ``INTERNAL_ERROR``
+(retryable) and reaches nobody: nothing is delivered that was not logged.
+Connected clients stay connected, and once Redis is back the next broadcast
+is logged and delivered as if nothing happened.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from client_sdk import ConnectionState, IntradayClient
+from client_sdk.testing import running_server
+from tests.delivery.sequence import ORG, TIMESTAMP, Handled, publish
+from tests.processes import RedisProcess
+from tests.sdk.conftest import fast_config
+
+
+@pytest.mark.timeout(90)
+async def test_a_redis_outage_refuses_broadcasts_and_loses_nothing_logged(tmp_path: Path) -> None:
+    async with (
+        RedisProcess(tmp_path, appendonly=True) as redis,
+        running_server(store=redis.url) as server,
+        server.admin() as admin,
+    ):
+        health = await admin.health()
+        assert health.store is not None
+        assert (health.store.kind, health.store.reachable) == ("redis", True)
+        async with IntradayClient(fast_config(server.url)) as client:
+            handled = Handled(client)
+            await client.subscribe(["kpi", "alerts"])
+            await publish(admin, 2)
+            await handled.until(1)
+
+            await redis.kill()
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+                body = {"organization_id": ORG, "timestamp": TIMESTAMP, "n": 4}
+                refused = await http.post("/api/ws/broadcast/kpi", json=body)
+            assert refused.status_code == 503, refused.text
+            error = refused.json()["error"]
+            assert (error["code"], error["retryable"]) == ("INTERNAL_ERROR", True)
+            stats = await admin.stats()
+            assert stats.store is not None
+            assert stats.store.reachable is False
+            assert client.state is ConnectionState.AUTHENTICATED  # nobody was dropped
+
+            await redis.start()  # the same port and append-only file
+            await publish(admin, 6)
+            await handled.until(2)
+            assert handled.numbers == [2, 6]  # 4 was refused, so nobody got it
+            figures = (await admin.stats()).store
+            assert figures is not None
+            assert (figures.reachable, figures.streams, figures.messages) == (True, 1, 2)
