@@ -7,7 +7,7 @@ DURATION ?=
 # make demo PORT=5050 when 5000 is taken.
 PORT ?=
 
-.PHONY: demo dist test lint typecheck unit interop-deps system-deps bench bench-replay clean
+.PHONY: demo dist test lint typecheck unit interop-deps system-deps bench bench-replay soak clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 bench: $(BIN)/.bench-installed
 	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
 
+# Not part of make test: 1,000 connections x 10 msg/s for 10 minutes (SOAK_* variables shrink it).
+soak: $(BIN)/.installed
+	scripts/soak
 # Resume latency and replay throughput (Redis restart and memory-store proxy cut), and the
 # store's cost on the fan-out path; starts its own redis-server (make system-deps).
 bench-replay: $(BIN)/.bench-installed system-deps

@@ -18,6 +18,9 @@ Variants (each server runs in its own subprocess, on uvloop, bound to 127.0.0.1)
   rejects unknown client events, so the burst is triggered by a ``start`` line on the server's
   stdin instead of a controller client; same pacing as the bare variants.
 * ``reference-nodeflate`` -- same with ``compression_enabled=False``
+* ``reference-nometrics`` -- ``reference`` with ``metrics_enabled=False``: what recording the
+  Prometheus figures costs (compare with ``--variants reference,reference-nometrics
+  --baseline reference-nometrics``; the target is a ratio above 0.95)
 
 Comparing ``reference`` with ``uvicorn`` shows what our broadcast path (validation, envelope,
 registry, rooms) costs against bare python-socketio on the same web server.
@@ -77,6 +80,7 @@ VARIANTS: tuple[str, ...] = (
     "aiohttp-nodeflate",
     "reference",
     "reference-nodeflate",
+    "reference-nometrics",
 )
 BASELINE = "uvicorn"
 ROOM = "kpi"
@@ -338,6 +342,7 @@ async def serve_reference(variant: str, port: int, store: str = "memory") -> Non
         max_connections_per_org=big,
         room_max_size=big,
         compression_enabled=variant != "reference-nodeflate",
+        metrics_enabled=variant != "reference-nometrics",
         enable_logging=False,
         log_connection_events=False,
         log_subscription_events=False,
@@ -696,7 +701,7 @@ async def orchestrate(args: argparse.Namespace) -> int:
                 + (f" ERROR {r.error}" if r.error else ""),
                 flush=True,
             )
-    base = runs.get(BASELINE)
+    base = runs.get(args.baseline)
     print()
     header = (
         f"{'variant':<18} {'median deliv/s':>14} {'ratio':>6} {'losses':>7} "
@@ -726,7 +731,8 @@ async def orchestrate(args: argparse.Namespace) -> int:
             f"{'yes' if all(r.pmd for r in rs) else 'no':>4}"
         )
     print(
-        "\nratio = median over rounds of (variant / uvicorn in the same round); deliv/s ratio: "
+        f"\nratio = median over rounds of (variant / {args.baseline} in the same round); "
+        "deliv/s ratio: "
         "higher is better, srv us/deliv ratio: lower is better."
     )
     failed = any(r.error or r.losses for rs in runs.values() for r in rs)
@@ -756,6 +762,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=list(VARIANTS),
         help=f"comma-separated subset of {','.join(VARIANTS)}",
     )
+    p.add_argument("--baseline", default=BASELINE, help="the variant ratios are taken against")
     p.add_argument("--serve", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument(
         "--store", default="memory", help="message store of the reference variants (memory)"

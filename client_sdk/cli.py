@@ -346,6 +346,10 @@ def _parser() -> argparse.ArgumentParser:
     board = commands.add_parser("dashboard", help="a live terminal dashboard (needs rich)")
     # Parsed by client_sdk.contract.cli; listed here for --help.
     commands.add_parser("contract", help="check a server against the protocol", add_help=False)
+    # Parsed by client_sdk.load.cli; listed here for --help.
+    commands.add_parser(
+        "load", help="load-test a server (clients, publisher, report)", add_help=False
+    )
     url, org, token = (
         os.environ.get(f"INTRADAY_{name}") or None for name in ("URL", "ORG", "TOKEN")
     )
@@ -413,6 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .contract.cli import main as contract_main
 
         return contract_main(arguments[1:])
+    if arguments[:1] == ["load"]:
+        from .load.cli import main as load_main
+
+        return load_main(arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
     try:

@@ -25,6 +25,7 @@ from client_sdk.protocol import HTTP_STATUS, ErrorCode, ProtocolError
 
 from . import api_docs
 from .api_routes import ApiError, ApiParts, Parts, admin, api_parts, public
+from .operator_routes import metrics_route, mount_admin_ui
 from .validation import invalid_message
 
 __all__ = ["ApiParts", "BodyLimit", "create_api"]
@@ -107,20 +108,20 @@ async def require_admin(request: Request, parts: Parts) -> None:
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    api_parts(request).stats.record_error()
+    api_parts(request).stats.record_error(exc.error.code)
     return JSONResponse({"success": False, "error": exc.error.to_wire()}, status_code=exc.status)
 
 
 async def _protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-    api_parts(request).stats.record_error()
+    api_parts(request).stats.record_error(exc.code)
     # A store that is down is a 503 (retry later), not a 500 (a bug of ours).
     status = getattr(exc, "http_status", None) or HTTP_STATUS[exc.code]
     return JSONResponse({"success": False, "error": exc.to_wire()}, status_code=status)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    api_parts(request).stats.record_error()
     error = invalid_message(exc.errors(), "request")
+    api_parts(request).stats.record_error(error.code)
     # The shape this API has always answered validation failures with: no ``retryable``.
     return _failure(400, error.code, error.message, details=error.details)
 
@@ -145,7 +146,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 async def _crash(request: Request, exc: Exception) -> JSONResponse:
     log.exception("management API failure", exc_info=exc)
-    api_parts(request).stats.record_error()
+    api_parts(request).stats.record_error(ErrorCode.INTERNAL_ERROR)
     return _failure(500, ErrorCode.INTERNAL_ERROR, "internal error")
 
 
@@ -169,4 +170,10 @@ def create_api(parts: ApiParts) -> ASGIApp:
     app.include_router(api_docs.assets)
     app.include_router(admin, dependencies=[Depends(require_admin)])
     app.include_router(api_docs.router, dependencies=[Depends(require_admin)])
+    settings = parts.settings
+    if settings.metrics_enabled:
+        guarded = [Depends(require_admin)] if settings.metrics_require_token else []
+        app.include_router(metrics_route, dependencies=guarded)
+    if settings.admin_ui_enabled:
+        mount_admin_ui(app)
     return BodyLimit(app, parts.settings.max_message_size_bytes)

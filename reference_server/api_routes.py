@@ -45,6 +45,7 @@ from .auth import mode_warning
 from .config import ServerSettings
 from .connections import Connection, Registry
 from .hub import Hub
+from .metrics import ServerMetrics
 from .publisher import Publisher
 from .stats import ServerStats
 from .store import MessageStore
@@ -63,6 +64,8 @@ class ApiParts:
     """For ``draining`` and to disconnect a socket."""
     publisher: Publisher
     version: str
+    metrics: ServerMetrics | None = None
+    """What ``GET /metrics`` renders (none: the route answers 404)."""
     store: MessageStore | None = None
     """The message store, for its figures (``None``: no replay)."""
 

@@ -35,12 +35,18 @@ from .connections import Registry
 from .engineio_guard import EngineIOGuard
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
+from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
 from .resume import Resumer, ResumerWrapper
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
-from .socketio_transport import IntradaySocketServer, SocketIOFanout, create_socketio_server
+from .socketio_transport import (
+    IntradaySocketServer,
+    SocketIOFanout,
+    create_socketio_server,
+    instrument_for_admin_ui,
+)
 from .stats import ServerStats
-from .store import StoreWrapper, open_store
+from .store import MemoryStore, StoreWrapper, open_store
 from .ws_compression import websocket_protocol
 
 __all__ = ["IntradayApp", "ReferenceServer"]
@@ -94,26 +100,34 @@ class IntradayApp:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
+        self.metrics = ServerMetrics(self.registry, self.stats, enabled=settings.metrics_enabled)
         self.store = open_store(settings)
         if wrap_store is not None:
             self.store = wrap_store(self.store, settings)
-        resumer = Resumer(self.store, self.registry)
+        resumer = Resumer(self.store, self.registry, self.metrics)
+        if isinstance(self.store, MemoryStore):
+            self.metrics.set_store_size_source(self.store.held)
         if wrap_resumer is not None:
             resumer = wrap_resumer(resumer)
         server = describe_server(
             settings, name=SERVER_NAME, version=__version__, capabilities=resumer.capabilities
         )
         handlers = ClientHandlers(settings, self.registry, Authenticator(settings), server, resumer)
-        self.hub = Hub(settings, self.registry, self.stats, handlers)
-        screen: IngressScreen = LimitScreen(settings, self.hub)
+        self.hub = Hub(settings, self.registry, self.stats, handlers, self.metrics)
+        screen: IngressScreen = LimitScreen(settings, self.hub, self.metrics)
         if wrap_screen is not None:
             screen = wrap_screen(screen, settings)
         self._screen = screen
         self.sio: IntradaySocketServer = create_socketio_server(settings, self.hub, screen)
+        self._instrumented: Any = None
+        if settings.socketio_admin_ui:
+            self._instrumented = instrument_for_admin_ui(self.sio, settings)
         fanout: Fanout = SocketIOFanout(self.sio)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
-        self.publisher = Publisher(settings, self.registry, self.stats, fanout, self.store)
+        self.publisher = Publisher(
+            settings, self.registry, self.stats, fanout, self.store, metrics=self.metrics
+        )
         self._engineio = EngineIOGuard(
             socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
             limit=settings.transport_message_limit,
@@ -127,6 +141,7 @@ class IntradayApp:
                 hub=self.hub,
                 publisher=self.publisher,
                 version=__version__,
+                metrics=self.metrics,
                 store=self.store,
             )
         )
@@ -189,6 +204,10 @@ class IntradayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        if self._instrumented is not None:
+            # Its patches are process-wide: leave the next server in this process unpatched.
+            self._instrumented.uninstrument()
+            self._instrumented = None
         if self.store is not None:
             await self.store.close()
 

@@ -175,7 +175,7 @@ async def serve_bridge(
     try:
         connection = hub.admit(socket_id, link)
     except ProtocolError as error:
-        hub.stats.record_error()
+        hub.stats.record_error(error.code)
         await websocket.send_text(json.dumps(event_frame(ControlEvent.ERROR, error.to_wire())))
         await websocket.close(1013)  # try again later
         return

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .logformat import configure_logging
 
 if TYPE_CHECKING:
     from .config import ServerSettings
@@ -124,11 +125,7 @@ def _settings(args: argparse.Namespace, settings_cls: Any, **forced: Any) -> Ser
 
 def _configure_logging(settings: ServerSettings) -> None:
     level = getattr(logging, settings.log_level.upper()) if settings.enable_logging else 100
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(level, settings.log_format, sys.stderr)
 
 
 def banner(url: str, settings: ServerSettings) -> str:

@@ -127,6 +127,8 @@ class ServerSettings(BaseSettings):
     """Log subscribes and unsubscribes."""
     log_broadcast_events: bool = False
     """Log every published event."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (see :mod:`reference_server.logformat`)."""
     auth_mode: AuthMode = AuthMode.TRUST
     """trust (ids as stated, development only) or jwt."""
     admin_token: SecretStr | None = None
@@ -141,6 +143,14 @@ class ServerSettings(BaseSettings):
     """Run the simulated feed."""
     simulate_tick_ms: Positive = 1000
     """The simulated feed's tick."""
+    metrics_enabled: bool = True
+    """Serve ``GET /metrics`` and record the figures it shows."""
+    metrics_require_token: bool = True
+    """Put ``/metrics`` behind the admin token (when one is set), like the API."""
+    admin_ui_enabled: bool = True
+    """Serve the admin web UI at ``/admin``."""
+    socketio_admin_ui: bool = False
+    """Instrument python-socketio for the official Socket.IO Admin UI (namespace ``/admin``)."""
     store: Annotated[str, Field(pattern=r"^(memory|none|rediss?://\S+)$")] = "memory"
     """Where messages are kept for replay and snapshots: ``memory``, ``none`` or a Redis URL."""
     store_max_messages: Positive = 10_000

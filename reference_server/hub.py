@@ -16,11 +16,19 @@ import logging
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
-from client_sdk.protocol import AuthenticateRequest, ControlEvent, ErrorCode, ProtocolError
+from client_sdk.protocol import (
+    AuthenticateRequest,
+    ClientEvent,
+    ControlEvent,
+    ErrorCode,
+    ProtocolError,
+)
 
 from .config import ServerSettings
 from .connections import Connection, Link, Registry
 from .handlers import ClientHandlers, Reply
+from .logformat import bind_ids
+from .metrics import ServerMetrics
 from .stats import ServerStats
 from .validation import parse_model
 
@@ -40,11 +48,13 @@ class Hub:
         registry: Registry,
         stats: ServerStats,
         handlers: ClientHandlers,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.stats = stats
         self.handlers = handlers
+        self.metrics = metrics or ServerMetrics(registry, stats, enabled=False)
         self._draining = False
         self._tasks: set[asyncio.Task[None]] = set()
         # Transport sessions that are open but not yet a socket (an Engine.IO
@@ -71,7 +81,9 @@ class Hub:
         if self.settings.auth_required:
             connection.auth_timer = self._spawn(self._expire_unauthenticated(connection))
         if self.settings.log_connection_events:
-            connection_log.info("connected %s over %s", socket_id, link.transport)
+            connection_log.info(
+                "connected %s over %s", socket_id, link.transport, extra={"socket_id": socket_id}
+            )
         return connection
 
     def _check_capacity(self) -> None:
@@ -110,8 +122,13 @@ class Hub:
         Raises:
             ProtocolError: the handshake must be refused with this error.
         """
-        request = parse_model(AuthenticateRequest, auth, "handshake auth")
-        identity = await self.handlers.authenticate_request(connection, request)
+        try:
+            request = parse_model(AuthenticateRequest, auth, "handshake auth")
+            identity = await self.handlers.authenticate_request(connection, request)
+        except ProtocolError as error:
+            self.metrics.record_auth(error.code)
+            raise
+        self.metrics.record_auth("success")
         return self.handlers.auth_body(connection, identity)
 
     def forget(self, socket_id: str) -> None:
@@ -121,8 +138,10 @@ class Hub:
             return
         if connection.auth_timer is not None:
             connection.auth_timer.cancel()
+        if not connection.closing:  # the server's own closes were counted with their reason
+            self.metrics.record_disconnect("client")
         if self.settings.log_connection_events:
-            connection_log.info("disconnected %s", socket_id)
+            connection_log.info("disconnected %s", socket_id, extra=_ids(connection))
 
     async def disconnect(self, connection: Connection, *, reason: str = "kicked") -> None:
         """Close a socket from the server side, counted under ``reason``.
@@ -155,11 +174,16 @@ class Hub:
         self, connection: Connection, event: Any, args: list[Any], ack_id: int | None
     ) -> None:
         """Handle one client event and answer it (ack or ``error`` event)."""
+        # Each event runs in its own task: the ids bound here tag every log line of it.
+        bind_ids(lambda: _ids(connection))
         if self.settings.log_all_messages:
             message_log.info("%s -> %s %r", connection.socket_id, event, args)
+        authenticating = event == ClientEvent.AUTHENTICATE
         try:
             reply = await self._handle(connection, event, args)
         except ProtocolError as error:
+            if authenticating:
+                self.metrics.record_auth(error.code)
             await self.refuse(connection, error, ack_id)
             return
         except Exception:
@@ -167,6 +191,8 @@ class Hub:
             internal = ProtocolError(ErrorCode.INTERNAL_ERROR, "internal error")
             await self.refuse(connection, internal, ack_id)
             return
+        if authenticating:
+            self.metrics.record_auth("success")
         if ack_id is not None:
             await connection.link.send_ack(ack_id, reply.ack)
         elif reply.unasked_event is not None:
@@ -194,7 +220,7 @@ class Hub:
         self, connection: Connection, error: ProtocolError, ack_id: int | None
     ) -> None:
         """Answer a refused request: in its ack if it asked for one, else as ``error``."""
-        self.stats.record_error()
+        self.stats.record_error(error.code)
         if ack_id is not None:
             await connection.link.send_ack(ack_id, error.to_ack())
         else:
@@ -202,7 +228,7 @@ class Hub:
 
     async def send_error(self, connection: Connection, error: ProtocolError) -> None:
         """Send an ``error`` event that answers no particular request."""
-        self.stats.record_error()
+        self.stats.record_error(error.code)
         with contextlib.suppress(Exception):
             await connection.link.send(ControlEvent.ERROR, error.to_wire())
 
@@ -239,3 +265,12 @@ class Hub:
             await self.disconnect(connection, reason="shutdown")
         for task in list(self._tasks):
             task.cancel()
+
+
+def _ids(connection: Connection) -> dict[str, str]:
+    """The ids a log line about ``connection`` carries (see :mod:`.logformat`)."""
+    ids = {"socket_id": connection.socket_id}
+    if connection.identity is not None:
+        ids["user_id"] = connection.identity.user_id
+        ids["organization_id"] = connection.identity.organization_id
+    return ids

@@ -35,6 +35,7 @@ from client_sdk.protocol import (
 
 from .config import ServerSettings
 from .connections import Registry
+from .metrics import ServerMetrics
 from .resume import hold_for
 from .stats import ServerStats
 from .store import MessageStore
@@ -81,6 +82,8 @@ class Publisher:
         stats: ServerStats,
         fanout: Fanout,
         store: MessageStore | None = None,
+        *,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._log_broadcasts = settings.log_broadcast_events
         self._registry = registry
@@ -90,6 +93,7 @@ class Publisher:
         # Appending and delivering one stream's messages in one order: with a
         # store that awaits (Redis), two publishes could otherwise overtake.
         self._stream_locks: dict[str, asyncio.Lock] = {}
+        self._metrics = metrics or ServerMetrics(registry, stats, enabled=False)
 
     def resolve_target(self, request: BroadcastRequest, data: dict[str, Any]) -> Scope:
         """The message's target: the request's, completed from the payload.
@@ -183,6 +187,7 @@ class Publisher:
             requires_ack=request.requires_ack,
         )
         event = request.event.value
+        started = time.perf_counter()
         if not logged:
             await self._deliver(None, event, envelope, rooms, member_ids, request.requires_ack)
         else:
@@ -201,8 +206,10 @@ class Publisher:
                     stream, event, envelope, rooms, member_ids, request.requires_ack
                 )
         self._stats.record_message(event)
+        self._metrics.record_delivery(event, len(member_ids), time.perf_counter() - started)
         if self._log_broadcasts:
-            log.info("%s %s to %d sockets", request.event, message_id, len(member_ids))
+            ids = {"message_id": message_id, "organization_id": target.organization_id}
+            log.info("%s %s to %d sockets", request.event, message_id, len(member_ids), extra=ids)
         return BroadcastResult(message_id=message_id, recipients=len(member_ids))
 
     def _hold_back(
@@ -248,9 +255,12 @@ class Publisher:
     def _latency_recorder(self) -> Any:
         sent = time.monotonic()
         stats = self._stats
+        metrics = self._metrics
 
         def on_ack(*_: Any) -> None:
-            stats.record_latency((time.monotonic() - sent) * 1000)
+            seconds = time.monotonic() - sent
+            stats.record_latency(seconds * 1000)
+            metrics.record_ack(seconds)
 
         return on_ack
 
@@ -265,6 +275,7 @@ class Publisher:
             priority=Priority.URGENT,
         )
         connections = list(self._registry)
+        started = time.perf_counter()
         # A socket id is also the socket's own python-socketio room.
         sids = [c.socket_id for c in connections if c.link.via_fanout]
         await self._fanout.emit_to_rooms(event.value, envelope, sids)
@@ -272,3 +283,4 @@ class Publisher:
             if not connection.link.via_fanout:
                 await connection.link.send(event.value, envelope)
         self._stats.record_message(event.value)
+        self._metrics.record_delivery(event.value, len(connections), time.perf_counter() - started)

@@ -28,6 +28,7 @@ from client_sdk.protocol import (
 )
 
 from .connections import Connection, Registry
+from .metrics import ServerMetrics
 from .store import MessageStore, StoredMessage
 
 __all__ = ["Hold", "Resumer", "ResumerWrapper"]
@@ -109,11 +110,18 @@ class Resumer:
     Args:
         store: the message store; ``None`` for a server without replay.
         registry: the connections (where holds are registered).
+        metrics: counts replays and snapshots (``None``: not counted).
     """
 
-    def __init__(self, store: MessageStore | None, registry: Registry) -> None:
+    def __init__(
+        self,
+        store: MessageStore | None,
+        registry: Registry,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self._store = store
         self._registry = registry
+        self._metrics = metrics
 
     @property
     def capabilities(self) -> tuple[Capability, ...]:
@@ -196,10 +204,14 @@ class Resumer:
                         await connection.link.send(
                             envelope["event"], {**envelope, "snapshot": True}
                         )
+            if self._metrics is not None:
+                self._metrics.record_snapshot()
         for name, chosen in replays.items():
             hold.read_upto(name, results[name]["seq"])
             for message in chosen:
                 await connection.link.send(message.envelope["event"], message.envelope)
+            if self._metrics is not None:
+                self._metrics.record_replay(len(chosen))
         return results
 
 

@@ -23,6 +23,7 @@ from client_sdk.protocol import ErrorCode, ProtocolError
 
 from .config import ServerSettings
 from .connections import Connection
+from .metrics import ServerMetrics
 from .ratelimit import RateVerdict
 
 __all__ = ["ConnectionControl", "IngressScreen", "LimitScreen", "ScreenWrapper"]
@@ -64,11 +65,17 @@ ScreenWrapper = Callable[[IngressScreen, ServerSettings], IngressScreen]
 class LimitScreen:
     """The reference screen: ``max_message_size_bytes`` and the per-client rate limit."""
 
-    def __init__(self, settings: ServerSettings, control: ConnectionControl) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        control: ConnectionControl,
+        metrics: ServerMetrics | None = None,
+    ) -> None:
         self._max_size = settings.max_message_size_bytes
         self._rate = settings.rate_limit_messages_per_second
         self._strikes = settings.rate_limit_strikes
         self._control = control
+        self._metrics = metrics
 
     async def passes(self, connection: Connection, size: int, ack_id: int | None) -> bool:
         """Apply the size limit, then the rate limit (see :class:`IngressScreen`)."""
@@ -93,6 +100,8 @@ class LimitScreen:
             f"more than {self._rate} events per second",
             details={"limit": self._rate},
         )
+        if self._metrics is not None:
+            self._metrics.record_rate_limited()
         await self._control.refuse(connection, error, ack_id)
         if verdict is RateVerdict.DISCONNECT:
             log.warning("disconnecting %s: kept exceeding the rate limit", connection.socket_id)

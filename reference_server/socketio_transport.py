@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Callable, Collection, Coroutine
@@ -33,7 +34,13 @@ from .hub import Hub
 from .ratelimit import RateVerdict, RateWindow
 from .screening import IngressScreen
 
-__all__ = ["IntradaySocketServer", "SocketIOFanout", "SocketIOLink", "create_socketio_server"]
+__all__ = [
+    "IntradaySocketServer",
+    "SocketIOFanout",
+    "SocketIOLink",
+    "create_socketio_server",
+    "instrument_for_admin_ui",
+]
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +170,8 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._hub = hub
         self._screen = screen
         self._welcome: dict[str, dict[str, Any]] = {}
+        self.foreign_namespaces = False
+        """Set by :func:`instrument_for_admin_ui`: events of other namespaces are handled."""
         # Engine.IO sessions without a Socket.IO socket ("bare"): each holds a
         # place in the connection count (Hub.reserve) and is closed when its
         # timer fires, so a session that never sends CONNECT cannot linger.
@@ -299,7 +308,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         try:
             connection = hub.admit(sid, SocketIOLink(self, sid))
         except ProtocolError as error:
-            hub.stats.record_error()
+            hub.stats.record_error(error.code)
             raise _refusal(error) from None
         if auth is None:
             return True
@@ -308,8 +317,9 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
                 raise ProtocolError(ErrorCode.INVALID_MESSAGE, "handshake auth must be an object")
             self._welcome[sid] = await hub.authenticate_handshake(connection, auth)
         except ProtocolError as error:
+            connection.closing = True  # refused, not a disconnect: the metrics count it as an auth
             hub.forget(sid)
-            hub.stats.record_error()
+            hub.stats.record_error(error.code)
             raise _refusal(error) from None
         return True
 
@@ -354,6 +364,12 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
             await self._refuse_connect(eio_sid, namespace, error)
             self._hub.stats.record_disconnect("connect_rate")
             await self.close_session(eio_sid)
+            return
+        if namespace != NAMESPACE and self.foreign_namespaces:
+            # The Socket.IO Admin UI's namespace: python-socketio's own handler and
+            # credentials check; an admin session is not a bare one to time out.
+            self._unwatch_bare(eio_sid)
+            await super()._handle_connect(eio_sid, namespace, data)
             return
         if namespace != NAMESPACE:
             shown = namespace[:100]
@@ -419,6 +435,10 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
                 log.debug("dropped a malformed packet from %s", eio_sid)
 
     async def _handle_event_packet(self, eio_sid: str, data: str) -> None:
+        if self.foreign_namespaces and data.startswith("2/"):
+            # The Socket.IO Admin UI's commands: python-socketio's own handlers.
+            await super()._handle_eio_message(eio_sid, data)
+            return
         connection = self._connection(eio_sid)
         if connection is None or connection.closing:
             return
@@ -459,3 +479,36 @@ def create_socketio_server(
         logger=False,
         engineio_logger=engineio_logger(),
     )
+
+
+def instrument_for_admin_ui(server: IntradaySocketServer, settings: ServerSettings) -> Any:
+    """Let the official Socket.IO Admin UI connect to namespace ``/admin``.
+
+    Its credentials are the user name ``admin`` and the admin token as the
+    password (no authentication without a token, which only loopback allows).
+    ``production`` mode: python-socketio then reports no per-event details.
+
+    Returns python-socketio's instrumentation, whose ``uninstrument()`` the
+    application calls when it stops: ``instrument()`` patches python-engineio's
+    socket class for the whole process, so an instrumented server left behind
+    breaks every server started after it in the same process (one instrumented
+    server per process at a time).
+    """
+    token = settings.admin_token
+
+    def allowed(credentials: Any) -> bool:
+        if token is None:
+            return True
+        if not isinstance(credentials, dict):
+            return False
+        given = str(credentials.get("password", "")).encode()
+        # compare_digest: the time taken must not tell how much of a guess was right.
+        return credentials.get("username") == "admin" and hmac.compare_digest(
+            given, token.get_secret_value().encode()
+        )
+
+    instrumented = server.instrument(
+        auth=allowed if token is not None else False, mode="production"
+    )
+    server.foreign_namespaces = True
+    return instrumented

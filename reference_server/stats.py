@@ -22,6 +22,7 @@ class ServerStats:
         self.total_messages = 0
         self.messages_by_event: Counter[str] = Counter()
         self.error_count = 0
+        self.errors_by_code: Counter[str] = Counter()
         self.disconnects_by_reason: Counter[str] = Counter()
         self._latency_count = 0
         self._latency_total_ms = 0.0
@@ -40,9 +41,10 @@ class ServerStats:
             self._recent.append((now, 1))
         self._trim(now)
 
-    def record_error(self) -> None:
-        """Count one error answered to a client or API caller."""
+    def record_error(self, code: str | None = None) -> None:
+        """Count one error answered to a client or API caller, by its protocol code."""
         self.error_count += 1
+        self.errors_by_code[str(code) if code else "UNKNOWN"] += 1
 
     def record_disconnect(self, reason: str) -> None:
         """Count one socket or session the server closed, by why (``too_slow``...)."""

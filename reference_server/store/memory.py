@@ -101,6 +101,10 @@ class MemoryStore:
         state = self._streams.get(stream)
         return list(state.snapshot.values()) if state is not None else []
 
+    def held(self) -> int:
+        """Messages held over all streams (read at every metrics scrape: no trimming)."""
+        return sum(len(state.log) for state in self._streams.values())
+
     async def stats(self) -> StoreStats:
         """Streams, messages held, the oldest message's age."""
         now = self._clock()
