@@ -1,8 +1,9 @@
 """``examples/web_dashboard.py`` (NiceGUI) in headless chromium: tiles, backlog and bell go live.
 
-The example runs as its own process against a reference server with the
-simulated feed; the page must show a KPI tile per queue, backlog rows, and
-the alert count once the test publishes an alert. The screenshot of the docs
+The example runs as its own process against a reference server; the page
+must show the KPI tile and backlog row the test published before it started
+(they arrive as the hooks' snapshot), and the alert the test publishes once
+the page is up. The screenshot of the docs
 (``docs/images/web_dashboard.png``) is refreshed with ``UPDATE_SCREENSHOTS=1``.
 """
 
@@ -57,7 +58,15 @@ async def test_the_web_dashboard_shows_live_tiles_backlog_and_alerts(
     if os.environ.get("REQUIRE_BROWSER") != "1":
         pytest.importorskip("nicegui", reason="the web extra (pip install -e '.[web]')")
     port = _free_port()
-    async with running_server(simulate=True, simulate_tick_ms=200) as server:
+    # No simulated feed: its alerts would race the test's for "latest alert".
+    # What the test publishes before the dashboard starts reaches it as the
+    # hooks' snapshot.
+    async with running_server() as server:
+        async with server.admin() as admin:
+            where = {"organization_id": "acme", "queue_name": "support"}
+            stamp = {"timestamp": "2026-11-25T10:30:00Z"}
+            await admin.publish_kpi({**where, **stamp, "health_score": 87})
+            await admin.publish_backlog({**where, **stamp, "total_items": 12})
         process = await asyncio.create_subprocess_exec(
             sys.executable, str(EXAMPLE),
             env={**_without_pytest(os.environ), "INTRADAY_URL": server.url,
