@@ -175,7 +175,8 @@ class Publisher:
         # stream: it is not logged, so no replay can hand it to anyone else.
         org = target.organization_id
         logged = self._store is not None and org is not None and socket_ids is None
-        rooms, member_ids = self._recipients(request.event, target, socket_ids)
+        if not logged:  # a logged message's recipients are taken after its append
+            rooms, member_ids = self._recipients(request.event, target, socket_ids)
         message_id = uuid.uuid4().hex
         envelope = build_envelope(
             message_id=message_id,
