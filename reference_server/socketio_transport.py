@@ -189,6 +189,12 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self.on("connect", self._on_connect, namespace=NAMESPACE)
         self.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
 
+    def start_manager(self) -> None:
+        """Start the client manager now (a cluster's listener), not at the first connection."""
+        if not self.manager_initialized:  # type: ignore[has-type]
+            self.manager_initialized = True
+            self.manager.initialize()
+
     def _engineio_server_class(self) -> type[BoundedEngineIOServer]:
         return BoundedEngineIOServer
 
@@ -306,7 +312,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         hub = self._hub
         try:
-            connection = hub.admit(sid, SocketIOLink(self, sid))
+            connection = await hub.admit(sid, SocketIOLink(self, sid))
         except ProtocolError as error:
             hub.stats.record_error(error.code)
             raise _refusal(error) from None
@@ -463,12 +469,19 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
 
 def create_socketio_server(
-    settings: ServerSettings, hub: Hub, screen: IngressScreen
+    settings: ServerSettings,
+    hub: Hub,
+    screen: IngressScreen,
+    client_manager: socketio.AsyncManager | None = None,
 ) -> IntradaySocketServer:
-    """Build the Socket.IO server that screens events with ``screen`` and hands them to ``hub``."""
+    """Build the Socket.IO server that screens events with ``screen`` and hands them to ``hub``.
+
+    ``client_manager``: a cluster node's Redis manager (``None``: python-socketio's in-memory one).
+    """
     return IntradaySocketServer(
         hub,
         screen,
+        client_manager=client_manager,
         async_mode="asgi",
         cors_allowed_origins=list(settings.cors_origins),
         ping_interval=settings.ping_interval_ms / 1000,
