@@ -194,6 +194,7 @@ class ClusterNode:
         for node in listed:
             if node["node_id"] == self.node_id:
                 node["info"] = self.info()
+                node["connections"] = len(self._registry)
                 node["age_seconds"] = min(node["age_seconds"], self.settings.node_heartbeat_seconds)
         return listed
 
@@ -207,7 +208,7 @@ class ClusterNode:
                     entry = {
                         "node_id": node["node_id"],
                         "age_seconds": round(node["age_seconds"], 3),
-                        "connections": int(node["info"].get("connections", 0)),
+                        "connections": node["connections"],
                     }
                     if node["info"].get("url"):
                         entry["url"] = node["info"]["url"]

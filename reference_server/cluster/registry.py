@@ -251,23 +251,31 @@ class ClusterRegistry:
         return [str(node) for node in reaped]
 
     async def nodes(self) -> list[dict[str, Any]]:
-        """Every registered node: id, heartbeat age in seconds and its last reported info."""
+        """Every registered node: id, heartbeat age, connections now and its last reported info."""
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.time()
                 pipe.zrange(PREFIX + "nodes", 0, -1, withscores=True)
                 pipe.hgetall(PREFIX + "nodeinfo")
                 now, beats, infos = await pipe.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for node, _ in beats:
+                    pipe.scard(f"{PREFIX}node:{node}:conns")
+                sizes = await pipe.execute()
         except RedisError as exc:
             self.reachable = False
             raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
         self.reachable = True
-        now_ms = now[0] * 1000 + now[1] / 1000
+        now_ms = int(now[0]) * 1000 + int(now[1]) / 1000
         listed = []
-        for node, beat in beats:
-            info = json.loads(infos.get(node, "{}"))
+        for (node, beat), size in zip(beats, sizes, strict=True):
             listed.append(
-                {"node_id": node, "age_seconds": max(0.0, (now_ms - beat) / 1000), "info": info}
+                {
+                    "node_id": node,
+                    "age_seconds": max(0.0, (now_ms - beat) / 1000),
+                    "connections": int(size),
+                    "info": json.loads(infos.get(node, "{}")),
+                }
             )
         return listed
 
