@@ -19,6 +19,7 @@ for a socket of this node and stays local: nothing else crosses Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -83,6 +84,7 @@ class ClusterManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         self.listening = False
         """Whether the listener is subscribed (deliveries published now will reach this node)."""
         self.subscribed = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
 
     # python-socketio would publish these to every node; here they concern local sockets only.
     async def emit(
@@ -129,13 +131,37 @@ class ClusterManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         Raises:
             ClusterUnavailableError: Redis cannot be reached (nothing was published).
         """
+        # Not python-socketio's reconnect-and-retry: that replaces the listener's
+        # clients too; redis-py's pool reconnects by itself on the next command.
+        if self.redis is None:
+            raise ClusterUnavailableError("the cluster's Redis has not been reached yet")
         try:
-            if not self.connected:  # type: ignore[has-type]
-                self._redis_connect()
             await self.redis.publish(self.channel, self.json.dumps(delivery_frame(delivery)))
         except (RedisError, OSError) as exc:
-            self.connected = False
             raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+
+    async def close(self) -> None:
+        """Stop listening and close the manager's Redis connections."""
+        task = getattr(self, "thread", None)
+        if isinstance(task, asyncio.Task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.listening = False
+        for client in (self.pubsub, self.redis):
+            if client is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await client.aclose()
+
+    def _redis_connect(self) -> None:
+        # python-socketio makes new clients on every reconnection and leaves the old
+        # ones open; close them (in the background: this is called synchronously).
+        old = [c for c in (self.pubsub, self.redis) if c is not None]
+        super()._redis_connect()
+        for client in old:
+            task = asyncio.get_running_loop().create_task(_quietly_close(client))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         delivery = message.get("intraday")
@@ -173,3 +199,8 @@ class ClusterManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 subscribed = False
                 await asyncio.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_CAP)
+
+
+async def _quietly_close(client: Any) -> None:
+    with contextlib.suppress(RedisError, OSError):
+        await client.aclose()

@@ -104,6 +104,7 @@ class ClusterNode:
     async def stop(self) -> None:
         """Stop beating and leave: this node's connections are released at once."""
         await self.heartbeat.stop()
+        await self.manager.close()
         await self.redis.stop()
 
     # -- admission ------------------------------------------------------------
