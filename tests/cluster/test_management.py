@@ -45,6 +45,35 @@ async def test_delete_through_node_a_kicks_a_socket_on_node_b(tmp_path: Path) ->
             assert health["redis"]["reachable"] is True
             assert {n["node_id"]: n["connections"] for n in health["nodes"]} == {"n0": 0, "n1": 1}
 
+            # A message for chosen sockets reaches one on another node; its ack, which
+            # arrives at node B, counts in the cluster's latency figures.
+            acked = asyncio.Event()
+
+            def on_kpi(envelope: dict[str, object]) -> bool:
+                acked.set()
+                return True  # the ack
+
+            sio.on("kpi:update", on_kpi)
+            request = {
+                "event": "kpi:update",
+                "data": {"organization_id": "org_a", "timestamp": "2026-11-25T10:30:00Z"},
+                "target": {"organization_id": "org_a", "socket_ids": [sid, "no-such-socket"]},
+                "requires_ack": True,
+            }
+            sent = await http.post("/api/ws/broadcast", json=request)
+            assert sent.status_code == 200, sent.text
+            assert sent.json()["recipients"] == 1
+            await asyncio.wait_for(acked.wait(), 5)
+
+            async def latency_counted() -> bool:
+                stats = (await http.get("/api/ws/stats")).json()
+                return stats["average_latency_ms"] is not None
+
+            await eventually(latency_counted, "node B's ack latency in node A's stats")
+            stats = (await http.get("/api/ws/stats")).json()
+            assert stats["nodes"]["n1"]["max_latency_ms"] == stats["max_latency_ms"]
+            assert stats["nodes"]["n0"]["total_messages"] == stats["total_messages"] == 1
+
             kicked = await http.delete(f"/api/ws/connections/{sid}")
             assert kicked.status_code == 200, kicked.text
             assert kicked.json() == {"success": True, "socket_id": sid}

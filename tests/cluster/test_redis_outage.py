@@ -92,3 +92,40 @@ async def _replay_from_start(url: str) -> dict[str, tuple[int, bool]]:
     finally:
         await sio.disconnect()
     return {name: (r["replayed"], r["complete"]) for name, r in answer["replay"].items()}
+
+
+@pytest.mark.timeout(60)
+async def test_a_redis_restarted_empty_gets_every_nodes_connections_back(tmp_path: Path) -> None:
+    """Without persistence Redis forgets the registry; each node's heartbeat re-asserts its own."""
+    async with cluster(tmp_path, 2, args=FAST_BEATS) as running:
+        clients = []
+        for node in running.nodes:
+            sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+            auth = {"user_id": "user_1", "organization_id": ORG}
+            await sio.connect(node.url, socketio_path="/ws", auth=auth, transports=["websocket"])
+            assert (await sio.call("subscribe", {"channels": ["kpi"]}))["success"]
+            clients.append(sio)
+        try:
+            await running.redis.kill()
+            await running.redis.start()  # empty: no append-only file
+            async with httpx.AsyncClient(base_url=running.nodes[0].url, timeout=5) as http:
+
+                async def registered_again() -> bool:
+                    answer = await http.get("/api/ws/stats")
+                    if answer.status_code != 200:  # Redis not reached again yet
+                        assert answer.status_code == 503, answer.text
+                        return False
+                    stats = answer.json()
+                    rooms = (await http.get("/api/ws/rooms")).json()["rooms"]
+                    counts = {r["name"]: r["member_count"] for r in rooms}
+                    return stats["active_connections"] == 2 and counts.get("kpi:org:org_a") == 2
+
+                await eventually(registered_again, "both nodes' connections back in Redis")
+                await eventually(lambda: _recovered(running), "every node back on Redis")
+                body = {"organization_id": ORG, "timestamp": TIMESTAMP}
+                sent = await http.post("/api/ws/broadcast/kpi", json=body)
+                assert sent.status_code == 200, sent.text
+                assert sent.json()["recipients"] == 2
+        finally:
+            for sio in clients:
+                await sio.disconnect()
