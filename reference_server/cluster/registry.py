@@ -216,15 +216,16 @@ class ClusterRegistry:
                     self._queue.task_done()
 
     async def _write(self, batch: list[tuple[Any, list[Any]]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
         futures: list[tuple[int, asyncio.Future[Any]]] = []
-        for index, (script, args) in enumerate(batch):
-            if args and isinstance(args[0], asyncio.Future):
-                futures.append((index, args[0]))
-                args = args[1:]
-            await script(args=args, client=pipe)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            # ``async with``: a pipeline left unreset keeps its connection (ResourceWarning).
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for index, (script, args) in enumerate(batch):
+                    if args and isinstance(args[0], asyncio.Future):
+                        futures.append((index, args[0]))
+                        args = args[1:]
+                    await script(args=args, client=pipe)
+                results = await pipe.execute(raise_on_error=False)
         except RedisError as exc:
             # Lost writes are repaired by the next heartbeat's sync once Redis is back.
             self.reachable = False

@@ -27,15 +27,24 @@ FAST_BEATS = ("--node-heartbeat-seconds", "0.5", "--node-timeout-seconds", "3")
 
 
 class Cluster:
-    """A running Redis and its nodes."""
+    """A running Redis and its nodes: subprocesses, and maybe some in this process first."""
 
-    def __init__(self, redis: RedisProcess, nodes: list[ServerProcess]) -> None:
+    def __init__(
+        self, redis: RedisProcess, nodes: list[ServerProcess], local: Sequence[str] = ()
+    ) -> None:
         self.redis = redis
         self.nodes = nodes
+        self.local = list(local)
+        """The URLs of the nodes running in this process."""
+
+    @property
+    def urls(self) -> list[str]:
+        """Every node's URL, the in-process ones first."""
+        return self.local + [node.url for node in self.nodes]
 
     async def health(self, index: int) -> dict[str, Any]:
-        """``GET /health`` of node ``index``."""
-        async with httpx.AsyncClient(base_url=self.nodes[index].url, timeout=5) as http:
+        """``GET /health`` of node ``index`` (of :attr:`urls`)."""
+        async with httpx.AsyncClient(base_url=self.urls[index], timeout=5) as http:
             body: dict[str, Any] = (await http.get("/api/ws/health")).json()
             return body
 
@@ -52,22 +61,30 @@ async def cluster(
     *,
     args: Sequence[str] = (),
     appendonly: bool = False,
+    local: Callable[[str], Awaitable[str]] | None = None,
 ) -> AsyncIterator[Cluster]:
-    """Redis and ``count`` nodes ``n0``, ``n1``... (``args``: more ``serve`` flags for each)."""
+    """Redis and ``count`` nodes ``n0``, ``n1``... (``args``: more ``serve`` flags for each).
+
+    ``local``: starts one more node in this process, given the Redis URL, and
+    returns its URL (it comes first in :attr:`Cluster.urls`; the caller stops it).
+    """
     async with RedisProcess(directory, appendonly=appendonly) as redis:
+        first = 1 if local is not None else 0
         nodes = [
             ServerProcess(
                 free_port(),
                 args=["--cluster", redis.url, "--node-id", f"n{i}", *args],
                 log=directory / f"n{i}.log",
             )
-            for i in range(count)
+            for i in range(first, first + count)
         ]
         try:
+            urls = [await local(redis.url)] if local is not None else []
             await asyncio.gather(*(node.start(timeout=30) for node in nodes))
-            running = Cluster(redis, nodes)
+            running = Cluster(redis, nodes, urls)
             # Every node sees every other one before the test starts.
-            await eventually(lambda: _all_seen(running, count), "every node registered")
+            total = count + first
+            await eventually(lambda: _all_seen(running, total), "every node registered")
             yield running
         finally:
             await asyncio.gather(*(node.kill() for node in nodes))

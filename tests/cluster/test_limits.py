@@ -3,13 +3,16 @@
 Small limits (5 per organization, 9 in all) and fast heartbeats (a node is
 dead 3 s after its last one) keep this quick. Clients connect at once,
 spread over the three nodes, so each node's own count stays below the limit
-and only the cluster-wide one can refuse them.
+and only the cluster-wide one can refuse them. Node n0 runs in this process
+(the reaping of a dead node is its code, measured); n1 and n2 are
+subprocesses, one of which is SIGKILLed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,16 @@ import httpx
 import pytest
 import socketio
 
+from reference_server.app import ReferenceServer
 from tests.cluster.conftest import FAST_BEATS, Cluster, cluster, eventually
 
 LIMITS = ("--max-connections-per-org", "5", "--max-connections-total", "9")
+LOCAL_SETTINGS: dict[str, Any] = {
+    "max_connections_per_org": 5,
+    "max_connections_total": 9,
+    "node_heartbeat_seconds": 0.5,
+    "node_timeout_seconds": 3,
+}
 
 
 class Attempt:
@@ -50,7 +60,7 @@ async def attempt(running: Cluster, orgs: list[str]) -> tuple[list[Attempt], lis
     """Connect one client per entry of ``orgs`` at once, round robin over the nodes."""
     tries = [Attempt(org) for org in orgs]
     results = await asyncio.gather(
-        *(t.connect(running.nodes[i % len(running.nodes)].url) for i, t in enumerate(tries))
+        *(t.connect(running.urls[i % len(running.urls)]) for i, t in enumerate(tries))
     )
     admitted = [t for t, ok in zip(tries, results, strict=True) if ok]
     refused = [t for t, ok in zip(tries, results, strict=True) if not ok]
@@ -61,14 +71,19 @@ async def attempt(running: Cluster, orgs: list[str]) -> tuple[list[Attempt], lis
 
 
 async def active(running: Cluster, index: int = 0) -> int:
-    async with httpx.AsyncClient(base_url=running.nodes[index].url, timeout=5) as http:
+    async with httpx.AsyncClient(base_url=running.urls[index], timeout=5) as http:
         count: int = (await http.get("/api/ws/stats")).json()["active_connections"]
         return count
 
 
 @pytest.mark.timeout(90)
-async def test_limits_hold_across_nodes_and_a_dead_nodes_slots_come_back(tmp_path: Path) -> None:
-    async with cluster(tmp_path, 3, args=[*LIMITS, *FAST_BEATS]) as running:
+async def test_limits_hold_across_nodes_and_a_dead_nodes_slots_come_back(
+    make_server: Callable[..., Awaitable[ReferenceServer]], tmp_path: Path
+) -> None:
+    async def in_process(redis_url: str) -> str:
+        return (await make_server(cluster=redis_url, node_id="n0", **LOCAL_SETTINGS)).url
+
+    async with cluster(tmp_path, 2, args=[*LIMITS, *FAST_BEATS], local=in_process) as running:
         # Seven of one organization at once: exactly its five get in.
         admitted_a, refused = await attempt(running, ["org_a"] * 7)
         assert (len(admitted_a), len(refused)) == (5, 2)
@@ -84,20 +99,20 @@ async def test_limits_hold_across_nodes_and_a_dead_nodes_slots_come_back(tmp_pat
         again, _ = await attempt(running, ["org_c"])
         assert len(again) == 1
 
-        # SIGKILL the node holding the most: its slots come back within the bound.
-        counts = [(sum(1 for t in admitted_a + admitted_b + again if t.sio.connection_url
-                       == running.nodes[i].url), i) for i in range(3)]  # fmt: skip
+        # SIGKILL the subprocess node holding the most: its slots come back within the bound.
+        everyone = admitted_a + admitted_b + again
+        counts = [(sum(1 for t in everyone if t.sio.connection_url == node.url), i)
+                  for i, node in enumerate(running.nodes)]  # fmt: skip
         lost, victim = max(counts)
         assert lost > 0
+        dead = f"n{victim + 1}"
         await running.nodes[victim].kill()
         killed_at = time.monotonic()
-        survivor = (victim + 1) % 3
-        await eventually(lambda: _gone(running, survivor, f"n{victim}"), "the dead node reaped")
+        await eventually(lambda: _gone(running, 0, dead), "the dead node reaped")
         took = time.monotonic() - killed_at
         assert took < 3 + 0.5 + 1.5, took  # timeout + one heartbeat (+ slack for a busy machine)
-        assert await active(running, survivor) == 9 - lost
-        alive = [n for i, n in enumerate(running.nodes) if i != victim]
-        running.nodes = alive
+        assert await active(running, 0) == 9 - lost
+        del running.nodes[victim]
         back, refused = await attempt(running, ["org_d"] * (lost + 1))
         assert (len(back), len(refused)) == (lost, 1)
         for t in admitted_a + admitted_b + again + back:

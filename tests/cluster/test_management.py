@@ -1,21 +1,30 @@
-"""The management API of any node answers for the cluster, and kicks sockets on other nodes."""
+"""The management API of any node answers for the cluster, and kicks sockets on other nodes.
+
+Both nodes run in this process (their code is measured); Redis is a real one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 import socketio
 
-from tests.cluster.conftest import cluster, eventually
+from reference_server.app import ReferenceServer
+from tests.cluster.conftest import eventually
+from tests.processes import RedisProcess
 
 
 @pytest.mark.timeout(60)
-async def test_delete_through_node_a_kicks_a_socket_on_node_b(tmp_path: Path) -> None:
-    async with cluster(tmp_path, 2) as running:
-        node_a, node_b = running.nodes
+async def test_delete_through_node_a_kicks_a_socket_on_node_b(
+    make_server: Callable[..., Awaitable[ReferenceServer]], tmp_path: Path
+) -> None:
+    async with RedisProcess(tmp_path) as redis:
+        node_a = await make_server(cluster=redis.url, node_id="n0")
+        node_b = await make_server(cluster=redis.url, node_id="n1")
         sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
         gone = asyncio.Event()
         sio.on("disconnect", lambda *_: gone.set())

@@ -9,6 +9,7 @@ client, and a replay from the start is still complete.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,26 @@ import socketio
 
 from client_sdk import ConnectionState, IntradayClient
 from client_sdk.admin import AdminClient
+from reference_server.app import ReferenceServer
 from tests.cluster.conftest import FAST_BEATS, Cluster, cluster, eventually
 from tests.delivery.sequence import ORG, TIMESTAMP, Handled, publish
 from tests.sdk.conftest import fast_config
 
 
+def _in_process(
+    make_server: Callable[..., Awaitable[ReferenceServer]],
+) -> Callable[[str], Awaitable[str]]:
+    """Node n0 in this process (its outage handling is measured), with fast heartbeats."""
+
+    async def start(redis_url: str) -> str:
+        settings = {"node_heartbeat_seconds": 0.5, "node_timeout_seconds": 3}
+        return (await make_server(cluster=redis_url, node_id="n0", **settings)).url
+
+    return start
+
+
 async def _recovered(running: Cluster) -> bool:
-    for index in range(len(running.nodes)):
+    for index in range(len(running.urls)):
         redis = (await running.health(index))["cluster"]["redis"]
         if not (redis["reachable"] and redis["listening"]):
             return False
@@ -33,27 +47,28 @@ async def _recovered(running: Cluster) -> bool:
 
 @pytest.mark.timeout(90)
 async def test_a_redis_outage_refuses_broadcasts_and_the_cluster_recovers_by_itself(
-    tmp_path: Path,
+    make_server: Callable[..., Awaitable[ReferenceServer]], tmp_path: Path
 ) -> None:
-    async with cluster(tmp_path, 2, args=FAST_BEATS, appendonly=True) as running:
+    local = _in_process(make_server)
+    async with cluster(tmp_path, 1, args=FAST_BEATS, appendonly=True, local=local) as running:
         clients = [
-            IntradayClient(fast_config(node.url, user_id=f"user_{i}", reconnection_attempts=None))
-            for i, node in enumerate(running.nodes)
+            IntradayClient(fast_config(url, user_id=f"user_{i}", reconnection_attempts=None))
+            for i, url in enumerate(running.urls)
         ]
         handled = [Handled(c) for c in clients]
         try:
             for client in clients:
                 await client.connect()
                 await client.subscribe(["kpi", "alerts"])
-            async with AdminClient(running.nodes[0].url) as admin:
+            async with AdminClient(running.urls[0]) as admin:
                 for n in (1, 2, 3):
                     await publish(admin, n)
             for record in handled:
                 await record.until(3)
 
             await running.redis.kill()
-            for index, node in enumerate(running.nodes):
-                async with httpx.AsyncClient(base_url=node.url, timeout=10) as http:
+            for index, url in enumerate(running.urls):
+                async with httpx.AsyncClient(base_url=url, timeout=10) as http:
                     body = {"organization_id": ORG, "timestamp": TIMESTAMP, "n": 100 + index}
                     refused = await http.post("/api/ws/broadcast/kpi", json=body)
                     assert refused.status_code == 503, refused.text
@@ -65,13 +80,13 @@ async def test_a_redis_outage_refuses_broadcasts_and_the_cluster_recovers_by_its
 
             await running.redis.start()  # the same port and append-only file
             await eventually(lambda: _recovered(running), "every node back on Redis")
-            async with AdminClient(running.nodes[1].url) as admin:
+            async with AdminClient(running.urls[1]) as admin:
                 await publish(admin, 4)
             for record in handled:
                 await record.until(4)
                 record.assert_exactly(range(1, 5))  # 100 and 101 were refused: nobody got them
                 assert record.gaps == []
-            assert await _replay_from_start(running.nodes[1].url) == {
+            assert await _replay_from_start(running.urls[0]) == {
                 "kpi:org_a": (2, True),
                 "alerts:org_a": (2, True),
             }
@@ -95,20 +110,22 @@ async def _replay_from_start(url: str) -> dict[str, tuple[int, bool]]:
 
 
 @pytest.mark.timeout(60)
-async def test_a_redis_restarted_empty_gets_every_nodes_connections_back(tmp_path: Path) -> None:
+async def test_a_redis_restarted_empty_gets_every_nodes_connections_back(
+    make_server: Callable[..., Awaitable[ReferenceServer]], tmp_path: Path
+) -> None:
     """Without persistence Redis forgets the registry; each node's heartbeat re-asserts its own."""
-    async with cluster(tmp_path, 2, args=FAST_BEATS) as running:
+    async with cluster(tmp_path, 1, args=FAST_BEATS, local=_in_process(make_server)) as running:
         clients = []
-        for node in running.nodes:
+        for url in running.urls:
             sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
             auth = {"user_id": "user_1", "organization_id": ORG}
-            await sio.connect(node.url, socketio_path="/ws", auth=auth, transports=["websocket"])
+            await sio.connect(url, socketio_path="/ws", auth=auth, transports=["websocket"])
             assert (await sio.call("subscribe", {"channels": ["kpi"]}))["success"]
             clients.append(sio)
         try:
             await running.redis.kill()
             await running.redis.start()  # empty: no append-only file
-            async with httpx.AsyncClient(base_url=running.nodes[0].url, timeout=5) as http:
+            async with httpx.AsyncClient(base_url=running.urls[1], timeout=5) as http:
 
                 async def registered_again() -> bool:
                     answer = await http.get("/api/ws/stats")
