@@ -96,8 +96,8 @@ class ClusterLink(Protocol):
         """The rooms other nodes hold, with their member counts there."""
         ...
 
-    async def remote_members(self, rooms: list[str]) -> set[str]:
-        """The sockets of other nodes in any of ``rooms``."""
+    async def count_remote_members(self, rooms: list[str]) -> int:
+        """How many sockets of other nodes are in any of ``rooms``, each once."""
         ...
 
     async def remote_sockets(self, socket_ids: list[str], organization_id: str | None) -> set[str]:
@@ -327,7 +327,7 @@ class Publisher:
             if target.organization_id is None:
                 known = set(self._registry.rooms()) | set(await cluster.remote_rooms())
             rooms, local = self._recipients(event, target, None, known)
-            return len(local) + len(await cluster.remote_members(rooms))
+            return len(local) + await cluster.count_remote_members(rooms)
         except ProtocolError:  # sent already: a count Redis cannot give is this node's
             return len(self._recipients(event, target, socket_ids)[1])
 

@@ -234,10 +234,9 @@ class ClusterNode:
         """The rooms of the other live nodes with their member counts there."""
         return await self.redis.remote_rooms(n["node_id"] for n in await self.redis.nodes())
 
-    async def remote_members(self, rooms: list[str]) -> set[str]:
-        """Sockets of other nodes in any of ``rooms``."""
-        local = {c.socket_id for c in self._registry}
-        return await self.redis.remote_members(rooms, local)
+    async def count_remote_members(self, rooms: list[str]) -> int:
+        """How many sockets of other nodes are in any of ``rooms``."""
+        return await self.redis.count_remote_members(rooms)
 
     async def remote_sockets(self, socket_ids: list[str], organization_id: str | None) -> set[str]:
         """Those of ``socket_ids`` authenticated on other nodes."""

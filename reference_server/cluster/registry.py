@@ -97,6 +97,7 @@ class ClusterRegistry:
         self._sync = self.redis.register_script(scripts.SYNC)
         self._reap = self.redis.register_script(scripts.REAP)
         self._forget = self.redis.register_script(scripts.FORGET_NODE)
+        self._count_remote = self.redis.register_script(scripts.COUNT_REMOTE)
         self._queue: asyncio.Queue[tuple[Any, list[Any]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.reachable = True
@@ -328,16 +329,11 @@ class ClusterRegistry:
                     rooms[room] = rooms.get(room, 0) + int(count)
         return rooms
 
-    async def remote_members(self, rooms: list[str], local: set[str]) -> set[str]:
-        """The ids of the sockets in any of ``rooms`` on other nodes (``local`` left out)."""
+    async def count_remote_members(self, rooms: list[str]) -> int:
+        """How many sockets of other nodes are in any of ``rooms``, each once."""
         if not rooms:
-            return set()
-        try:
-            members = await self.redis.sunion([PREFIX + "room:" + room for room in rooms])
-        except RedisError as exc:
-            self.reachable = False
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
-        return set(members) - local
+            return 0
+        return int(await self._call(self._count_remote, [PREFIX, self.node, *rooms]))
 
     async def remote_sockets(self, socket_ids: list[str], organization_id: str | None) -> set[str]:
         """Those of ``socket_ids`` authenticated on other nodes (within the organization)."""

@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CLAIM_ORG", "CLAIM_SOCKET", "FORGET_NODE", "JOIN", "LEAVE", "REAP", "RELEASE", "SYNC"]
+__all__ = [
+    "CLAIM_ORG",
+    "CLAIM_SOCKET",
+    "COUNT_REMOTE",
+    "FORGET_NODE",
+    "JOIN",
+    "LEAVE",
+    "REAP",
+    "RELEASE",
+    "SYNC",
+]
 
 _LIBRARY: Final = """
 local P = ARGV[1]
@@ -206,5 +216,24 @@ redis.call('DEL', P .. 'node:' .. node .. ':conns', P .. 'node:' .. node .. ':ro
 redis.call('HDEL', P .. 'nodeinfo', node)
 redis.call('ZREM', P .. 'nodes', node)
 return 1
+"""
+)
+
+COUNT_REMOTE: Final = (
+    _LIBRARY
+    + """
+-- ARGV: prefix, node, rooms... How many sockets of other nodes are in any of the
+-- rooms, each once: counted here so that a broadcast's answer does not ship the ids.
+local seen = {}
+local count = 0
+for i = 3, #ARGV do
+  for _, sid in ipairs(redis.call('SMEMBERS', P .. 'room:' .. ARGV[i])) do
+    if not seen[sid] then
+      seen[sid] = true
+      if redis.call('HGET', P .. 'conn_node', sid) ~= ARGV[2] then count = count + 1 end
+    end
+  end
+end
+return count
 """
 )
