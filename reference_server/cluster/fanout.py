@@ -46,6 +46,9 @@ LISTEN_RETRY_CAP = 1.0
 
 Receiver = Callable[[dict[str, Any]], Awaitable[None]]
 
+_SLOT: Final = "\u0000envelope\u0000"
+"""Where the envelope goes in a frame's text (no JSON value of ours contains it)."""
+
 
 def delivery_frame(delivery: dict[str, Any]) -> dict[str, Any]:
     """The manager message that carries one of our messages (see :class:`ClusterManager`)."""
@@ -61,9 +64,6 @@ def split_frame(delivery: dict[str, Any]) -> tuple[str, str]:
     text = json.dumps(delivery_frame({**delivery, "envelope": _SLOT}), separators=(",", ":"))
     head, _, tail = text.partition(json.dumps(_SLOT))
     return head, tail
-
-
-_SLOT: Final = "\u0000envelope\u0000"
 
 
 class ClusterManager(socketio.AsyncRedisManager):  # type: ignore[misc]

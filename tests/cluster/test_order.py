@@ -72,3 +72,33 @@ async def test_concurrent_publishers_on_two_nodes_give_every_socket_one_order(
             assert seen == list(range(1, MESSAGES + 1))
         for sio in clients:
             await sio.disconnect()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("store", ["none", "other-db"])
+async def test_a_cluster_with_no_store_or_a_store_elsewhere_still_delivers_across_nodes(
+    make_server: Callable[..., Awaitable[ReferenceServer]], tmp_path: Path, store: str
+) -> None:
+    """Without the cluster's own log: no seq (none), or the append and the publish in two steps."""
+    async with RedisProcess(tmp_path) as redis:
+        chosen = "none" if store == "none" else redis.url.removesuffix("/0") + "/1"
+        nodes = [
+            await make_server(cluster=redis.url, node_id=f"n{i}", store=chosen) for i in range(2)
+        ]
+        received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+        sio.on("kpi:update", received.put_nowait)
+        auth = {"user_id": "user_1", "organization_id": "org_a"}
+        await sio.connect(nodes[1].url, socketio_path="/ws", auth=auth, transports=["websocket"])
+        try:
+            assert (await sio.call("subscribe", {"channels": ["kpi"]}))["success"]
+            async with httpx.AsyncClient(timeout=10) as http:
+                for n in range(3):
+                    body = {"organization_id": "org_a", "timestamp": TIMESTAMP, "n": n}
+                    answer = await http.post(f"{nodes[0].url}/api/ws/broadcast/kpi", json=body)
+                    assert answer.json()["recipients"] == 1, answer.text
+            got = [await asyncio.wait_for(received.get(), 5) for _ in range(3)]
+            assert [m["data"]["n"] for m in got] == [0, 1, 2]
+            assert [m.get("seq") for m in got] == ([None] * 3 if store == "none" else [1, 2, 3])
+        finally:
+            await sio.disconnect()
