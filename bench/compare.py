@@ -35,8 +35,8 @@ interleaved (node, ours, ours-nodeflate, ours-batch, node, ours, ...) so slow dr
 machine cancels out; a ratio is the median over rounds of (variant / node of the same round).
 
 Then, separately (``--idle``, 0 skips it): RSS per connection with ``--idle`` idle,
-authenticated connections (opened from ``--idle-procs`` client processes) for ``node`` and
-``ours``.
+authenticated connections (opened from ``--idle-procs`` client processes) for each of
+``--idle-variants`` (node, ours, ours-nodeflate).
 
 The table gives medians over rounds with min-max, the ratios to ``node`` and the issue's
 targets next to them: server CPU per delivery <= 1.5x Node's; p99 no worse than Node's; with
@@ -351,18 +351,27 @@ def kpi_payload(seq: int) -> dict[str, Any]:
     }
 
 
-async def broadcast(base_url: str, messages: int, inflight: int) -> tuple[float, list[str]]:
-    """POST ``messages`` KPI broadcasts, ``inflight`` at a time; (first send time, errors)."""
+async def broadcast(
+    base_url: str, messages: int, inflight: int, rate: float = 0.0
+) -> tuple[float, list[str]]:
+    """POST ``messages`` KPI broadcasts, ``inflight`` at a time; (first send time, errors).
+
+    ``rate`` > 0 paces the sends at that many per second (still at most ``inflight`` at once);
+    0 sends as fast as the server answers.
+    """
     url = f"{base_url}/api/ws/broadcast/kpi"
     errors: list[str] = []
     counter = iter(range(messages))
     first_sent = float("nan")
+    start = time.monotonic()
     connector = aiohttp.TCPConnector(limit=inflight)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker() -> None:
             nonlocal first_sent
             for seq in counter:
+                if rate > 0:
+                    await asyncio.sleep(max(0.0, start + seq / rate - time.monotonic()))
                 payload = kpi_payload(seq)
                 if first_sent != first_sent:  # NaN: the first send of the run
                     first_sent = payload["bench_sent_ms"]
@@ -404,15 +413,23 @@ def split(total: int, parts: int) -> list[int]:
 
 
 async def open_clients(
-    url: str, total: int, procs: int, args: argparse.Namespace, timeout: float, **flags: Any
-) -> tuple[list[Child], list[dict[str, Any]]]:
-    """Client processes holding ``total`` sockets, and their CONNECTED reports."""
-    children: list[Child] = []
+    children: list[Child],
+    url: str,
+    total: int,
+    procs: int,
+    args: argparse.Namespace,
+    timeout: float,
+    **flags: Any,
+) -> list[dict[str, Any]]:
+    """Client processes holding ``total`` sockets; their CONNECTED reports.
+
+    Each process is appended to ``children`` as it starts, so that the caller stops it even
+    when this is cancelled half-way.
+    """
     for index, count in enumerate(split(total, procs)):
         cmd = client_command(url, count, args, user_prefix=f"p{index}u", **flags)
         children.append(await spawn(cmd))
-    reports = [json.loads(await expect(c, "CONNECTED", timeout)) for c in children]
-    return children, reports
+    return [json.loads(await expect(c, "CONNECTED", timeout)) for c in children]
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -433,7 +450,8 @@ async def run_once(variant: Variant, rnd: int, args: argparse.Namespace) -> RunR
             await warm_up(url)
             res.rss_idle_mib = rss_mib(pid)
             connect_timeout = 60 + args.clients / 20
-            children, reports = await open_clients(
+            reports = await open_clients(
+                children,
                 url,
                 args.clients,
                 args.client_procs,
@@ -455,7 +473,7 @@ async def run_once(variant: Variant, rnd: int, args: argparse.Namespace) -> RunR
             res.rss_per_conn_kib = (res.rss_loaded_mib - res.rss_idle_mib) * 1024 / args.clients
             pids = [pid] + [c.proc.pid for c in children]
             cpu0 = [cpu_seconds(p) for p in pids]
-            first_sent, errors = await broadcast(url, args.messages, args.inflight)
+            first_sent, errors = await broadcast(url, args.messages, args.inflight, args.rate)
             if errors:
                 res.error = "; ".join(errors)
             results = await collect(children, args.timeout)
@@ -509,8 +527,14 @@ async def run_idle(variant: Variant, rnd: int, args: argparse.Namespace) -> Idle
             res.rss_idle_mib = rss_mib(pid)
             timeout = 120 + args.idle / 20
             t0 = time.monotonic()
-            children, reports = await open_clients(
-                url, args.idle, args.idle_procs, args, timeout, timeout_ms=int(timeout * 1000)
+            reports = await open_clients(
+                children,
+                url,
+                args.idle,
+                args.idle_procs,
+                args,
+                timeout,
+                timeout_ms=int(timeout * 1000),
             )
             res.connect_s = time.monotonic() - t0
             connected = sum(r["connected"] for r in reports)
@@ -574,15 +598,14 @@ def verdict(ratio: float, limit: float, higher_is_better: bool) -> str:
     return f"{ratio:.2f}x (target {sign}{limit:g}x: {'met' if met else 'NOT met'})"
 
 
-def render(
-    args: argparse.Namespace, runs: dict[str, list[RunResult]], idle: dict[str, list[IdleResult]]
-) -> str:
-    """The markdown tables: medians over rounds (min-max), ratios to Node, the targets."""
+def render_fanout(args: argparse.Namespace, runs: dict[str, list[RunResult]]) -> list[str]:
+    """The fan-out table's lines."""
     out: list[str] = []
     base = runs.get(BASELINE, [])
     out.append(
         f"Fan-out: {args.clients} clients subscribed to kpi, {args.messages} broadcasts "
-        f"({args.inflight} in flight), {args.rounds} round(s); median (min-max) over rounds; "
+        f"({args.inflight} in flight, {f'{args.rate:g}/s' if args.rate else 'unpaced'}), "
+        f"{args.rounds} round(s); median (min-max) over rounds; "
         f"ratios are ours/Node (median of per-round ratios)."
     )
     out.append("")
@@ -617,8 +640,19 @@ def render(
             f"| {spread([r.max_ms for r in done], '.1f')} "
             f"| {spread([r.rss_per_conn_kib for r in done], '.1f')} | {lost} |"
         )
+    return out
+
+
+def render(
+    args: argparse.Namespace, runs: dict[str, list[RunResult]], idle: dict[str, list[IdleResult]]
+) -> str:
+    """The markdown tables: medians over rounds (min-max), ratios to Node, the targets."""
+    out: list[str] = []
+    if args.rounds:
+        out += render_fanout(args, runs)
     if idle:
-        out.append("")
+        if out:
+            out.append("")
         out.append(f"Idle: {args.idle} authenticated connections, no subscription.")
         out.append("")
         out.append(
@@ -670,13 +704,13 @@ async def orchestrate(args: argparse.Namespace) -> int:
             runs[name].append(r)
             print(f"round {rnd} {describe(r)}", flush=True)
     if args.idle > 0:
-        idle = {name: [] for name in ("node", "ours")}
+        idle = {name: [] for name in args.idle_variants}
         for rnd in range(1, args.idle_rounds + 1):
             for name in idle:
                 ir = await run_idle(VARIANTS[name], rnd, args)
                 idle[name].append(ir)
                 print(
-                    f"idle {rnd} {name:<6} {ir.connections} conns: rss {ir.rss_idle_mib:.1f} -> "
+                    f"idle {rnd} {name:<15} {ir.connections} conns: rss {ir.rss_idle_mib:.1f} -> "
                     f"{ir.rss_loaded_mib:.1f} MiB = {ir.rss_per_conn_kib:.1f} KiB/conn, "
                     f"connect {ir.connect_s:.1f}s" + (f" ERROR {ir.error}" if ir.error else ""),
                     flush=True,
@@ -704,12 +738,28 @@ async def _output(cmd: Sequence[str]) -> str:
     return out.decode()
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: the run was cancelled and its processes stopped."""
+
+
 async def main_async(args: argparse.Namespace) -> int:
     """``orchestrate``, cancelled cleanly (children stopped) on SIGTERM as on Ctrl-C."""
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    return await orchestrate(args)
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await orchestrate(args)
+    except asyncio.CancelledError:
+        if terminated:
+            raise Terminated from None
+        raise
 
 
 # --------------------------------------------------------------------------- CLI
@@ -722,8 +772,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--clients", type=int, default=500, help="subscribed sockets (500)")
     p.add_argument("--messages", type=int, default=200, help="broadcasts per run (200)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds; 0: the idle runs only (3)"
+    )
     p.add_argument("--inflight", type=int, default=4, help="broadcast POSTs in flight (4)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="broadcasts per second; 0: as fast as the server answers (0)",
+    )
     p.add_argument("--client-procs", type=int, default=1, help="client processes, fan-out (1)")
     p.add_argument("--idle", type=int, default=5000, help="idle connections; 0 skips (5000)")
     p.add_argument("--idle-procs", type=int, default=4, help="client processes, idle (4)")
@@ -738,13 +796,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=list(DEFAULT_VARIANTS),
         help=f"comma-separated, of {','.join(ALL_VARIANTS)} ({','.join(DEFAULT_VARIANTS)})",
     )
+    p.add_argument(
+        "--idle-variants",
+        type=lambda s: [v for v in s.split(",") if v],
+        default=["node", "ours", "ours-nodeflate"],
+        help="comma-separated servers of the idle runs (node,ours,ours-nodeflate)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     args = p.parse_args(argv)
-    bad = [v for v in args.variants if v not in VARIANTS]
+    bad = [v for v in args.variants + args.idle_variants if v not in VARIANTS]
     if bad:
         p.error(f"unknown variant(s): {bad}")
-    if min(args.clients, args.messages, args.rounds, args.inflight) < 1:
-        p.error("--clients, --messages, --rounds and --inflight must be at least 1")
+    if min(args.clients, args.messages, args.inflight) < 1 or min(args.rounds, args.idle) < 0:
+        p.error("--clients, --messages and --inflight must be at least 1, --rounds and --idle 0")
     return args
 
 
@@ -759,7 +823,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return asyncio.run(main_async(args))
     except KeyboardInterrupt:
-        return 130
+        return 128 + signal.SIGINT
+    except Terminated:
+        return 128 + signal.SIGTERM
 
 
 if __name__ == "__main__":
