@@ -33,6 +33,7 @@ from .bridge import serve_bridge
 from .config import ServerSettings
 from .connections import Registry
 from .engineio_guard import EngineIOGuard
+from .frame_emit import FrameWritingManager, WebSocketIndex
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .metrics import ServerMetrics
@@ -103,11 +104,13 @@ class IntradayApp:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
+        # Which uvicorn protocol carries each WebSocket, for the frame-writing emits.
+        self._websockets = WebSocketIndex()
         self.cluster: ClusterNode | None = None
         if settings.cluster is not None:
             from .cluster import ClusterNode  # only a cluster node needs redis-py
 
-            self.cluster = ClusterNode(settings, self.registry, self.stats)
+            self.cluster = ClusterNode(settings, self.registry, self.stats, self._websockets)
         self.metrics = ServerMetrics(self.registry, self.stats, enabled=settings.metrics_enabled)
         self.store = open_store(settings)
         if wrap_store is not None:
@@ -139,7 +142,11 @@ class IntradayApp:
             settings,
             self.hub,
             screen,
-            client_manager=self.cluster.manager if self.cluster is not None else None,
+            client_manager=(
+                self.cluster.manager
+                if self.cluster is not None
+                else FrameWritingManager(websockets=self._websockets)
+            ),
         )
         self._instrumented: Any = None
         if settings.socketio_admin_ui:
@@ -170,6 +177,7 @@ class IntradayApp:
             socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
             limit=settings.transport_message_limit,
             stats=self.stats,
+            websockets=self._websockets,
         )
         self._api = create_api(
             ApiParts(

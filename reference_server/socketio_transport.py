@@ -472,11 +472,12 @@ def create_socketio_server(
     settings: ServerSettings,
     hub: Hub,
     screen: IngressScreen,
+    *,
     client_manager: socketio.AsyncManager | None = None,
 ) -> IntradaySocketServer:
     """Build the Socket.IO server that screens events with ``screen`` and hands them to ``hub``.
 
-    ``client_manager``: a cluster node's Redis manager (``None``: python-socketio's in-memory one).
+    ``client_manager`` keeps the rooms and delivers emits (python-socketio's own by default).
     """
     return IntradaySocketServer(
         hub,

@@ -29,6 +29,7 @@ import socketio
 from redis.exceptions import RedisError
 from socketio.async_manager import AsyncManager
 
+from ..frame_emit import FrameWritingManager, WebSocketIndex
 from .registry import ClusterUnavailableError
 
 __all__ = ["CHANNEL", "DELIVERY_HOST", "ClusterManager", "delivery_frame", "split_frame"]
@@ -66,17 +67,23 @@ def split_frame(delivery: dict[str, Any]) -> tuple[str, str]:
     return head, tail
 
 
-class ClusterManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class ClusterManager(FrameWritingManager, socketio.AsyncRedisManager):  # type: ignore[misc]
     """python-socketio's Redis manager, publishing only what the publisher gives it.
+
+    Local emits are :class:`~reference_server.frame_emit.FrameWritingManager`'s
+    (first in line, so its direct frame writes serve a node's own sockets as
+    they serve a single server's); what it hands on is told ``ignore_queue``.
 
     Args:
         url: the cluster's Redis.
         receive: called with each delivery or command from the channel, in order.
+        websockets: where the protocol of each WebSocket session is found.
     """
 
-    def __init__(self, url: str, receive: Receiver) -> None:
+    def __init__(self, url: str, receive: Receiver, *, websockets: WebSocketIndex) -> None:
         super().__init__(
             url,
+            websockets=websockets,
             channel=CHANNEL,
             redis_options={"socket_connect_timeout": 2.0, "health_check_interval": 5},
         )
@@ -99,8 +106,15 @@ class ClusterManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         **kwargs: Any,
     ) -> Any:
         """Emit to this node's sockets (what crosses nodes is :meth:`publish`)."""
-        return await AsyncManager.emit(
-            self, event, data, namespace, room=to or room, skip_sid=skip_sid, callback=callback
+        kwargs["ignore_queue"] = True  # python-socketio's pub/sub emit, if reached, stays local
+        return await super().emit(
+            event,
+            data,
+            namespace or "/",
+            room=to or room,
+            skip_sid=skip_sid,
+            callback=callback,
+            **kwargs,
         )
 
     async def can_disconnect(self, sid: str, namespace: str | None) -> Any:
