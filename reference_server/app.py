@@ -201,8 +201,11 @@ class IntradayApp:
             with contextlib.suppress(Exception):
                 notice = dict(SHUTDOWN_NOTICE)
                 await self.publisher.notify_all(ServerEvent.SYSTEM_MAINTENANCE, notice)
+            # The notice is urgent: it does not wait for a batch window.
+            self.sio.batcher.flush_all()
             await asyncio.sleep(self.settings.shutdown_drain_ms / 1000)
             await self.hub.disconnect_all()
+        self.sio.batcher.close()  # whatever is still pending goes out; no timer is left armed
         for task in self._background:
             task.cancel()
         for task in self._background:
