@@ -20,7 +20,7 @@ Variants (each server runs in its own subprocess, on uvloop, bound to 127.0.0.1)
 * ``reference-nodeflate`` -- same with ``compression_enabled=False``
 * ``reference-batch``    -- ``reference`` with clients that announce ``batch`` (protocol section
   5): they receive ``batch`` events and count the messages inside (the server's defaults:
-  ``batch_window_ms`` 10, ``batch_max_messages`` 100)
+  ``batch_window_ms`` 50, ``batch_max_messages`` 100)
 * ``reference-nometrics`` -- ``reference`` with ``metrics_enabled=False``: what recording the
   Prometheus figures costs (compare with ``--variants reference,reference-nometrics
   --baseline reference-nometrics``; the target is a ratio above 0.95)

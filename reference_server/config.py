@@ -153,7 +153,7 @@ class ServerSettings(BaseSettings):
     """Instrument python-socketio for the official Socket.IO Admin UI (namespace ``/admin``)."""
     batching_enabled: bool = True
     """Offer capability ``batch``: messages to a client that announced it go out gathered."""
-    batch_window_ms: Annotated[int, Field(ge=1, le=100)] = 10
+    batch_window_ms: Annotated[int, Field(ge=1, le=100)] = 50
     """How long a socket's first pending message waits for others to join its batch (1-100)."""
     batch_max_messages: Annotated[int, Field(ge=1, le=10_000)] = 100
     """Messages one batch holds at most; a socket reaching it is sent its batch at once."""
