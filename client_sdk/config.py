@@ -50,7 +50,8 @@ class ClientConfig:
         batch: announce ``batch`` too (on by default): a server that offers it
             then sends messages gathered into ``batch`` events, which costs
             both sides far less per message; the client hands each message
-            to the application exactly as if it had come alone.
+            to the application exactly as if it had come alone. ``False``
+            leaves it to ``capabilities``.
         reconnection: reconnect after an unexpected disconnect.
         reconnection_attempts: attempts per outage; ``None`` retries for ever
             (for bots).
