@@ -144,6 +144,22 @@ class FrameWritingManager(socketio.AsyncManager):  # type: ignore[misc]
         self.direct_writes = 0
         """Deliveries written straight to a transport (for tests and profiles)."""
 
+    def write_now(self, eio_sid: str, frame: bytes, size: int) -> bool:
+        """Write ``frame`` (of a ``size``-byte payload) to ``eio_sid`` if nothing can be overtaken.
+
+        Whether it was written; if not, the caller queues the packet. For the
+        batches of :mod:`.batching`, encoded once for many sockets.
+        """
+        socket = self.server.eio.sockets.get(eio_sid)
+        if socket is None:
+            return False
+        protocol = self._index.protocol(eio_sid, self.server.environ.get(eio_sid))
+        if protocol is None or not _writable_now(socket, protocol, size):
+            return False
+        protocol.transport.write(frame)
+        self.direct_writes += 1
+        return True
+
     async def emit(
         self,
         event: str,

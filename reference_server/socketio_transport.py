@@ -32,6 +32,7 @@ from .config import ServerSettings
 from .connections import Connection
 from .engineio_guard import engineio_logger
 from .engineio_limits import BoundedEngineIOServer, discard_queue
+from .frame_emit import FrameWritingManager, text_frame
 from .hub import Hub
 from .ratelimit import RateVerdict, RateWindow
 from .screening import IngressScreen
@@ -255,11 +256,19 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     def _deliver_batch(self, sids: list[str], messages: list[dict[str, Any]]) -> None:
         # Encoded once for the whole group; one Engine.IO packet object is
         # queued to each socket, as python-socketio's own emit does.
+        # A healthy WebSocket gets the frame, built once too, written straight
+        # to its transport (frame_emit.py); the others get the packet queued.
+        manager = self.manager
+        direct = isinstance(manager, FrameWritingManager)
         for text in split_encoded(messages, self._encode_batch, self._batch_limit):
             pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
+            payload = pkt.encode().encode() if direct else b""
+            frame = text_frame(payload) if direct else b""
             for sid in sids:
-                eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
-                if eio_sid is not None:
+                eio_sid = manager.eio_sid_from_sid(sid, NAMESPACE)
+                if eio_sid is None:
+                    continue
+                if not (direct and manager.write_now(eio_sid, frame, len(payload))):
                     self.eio.put_now(eio_sid, pkt)
 
     def put_event(

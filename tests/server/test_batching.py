@@ -176,6 +176,8 @@ async def test_a_batch_never_holds_more_than_the_maximum(
     assert sum(sizes) == 23
     assert max(sizes) == 5
     assert not client.received("kpi:update")  # nothing singly
+    # Written straight to the WebSocket's transport, one frame built per batch.
+    assert server.app.sio.manager.direct_writes >= len(sizes) - 1
 
 
 async def test_requires_ack_in_a_burst_keeps_its_place_and_is_timed(
