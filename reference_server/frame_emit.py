@@ -105,8 +105,14 @@ def _uncompressed(extensions: Iterable[Any], size: int) -> bool:
     return all(isinstance(e, ThresholdDeflate) and size < e.threshold for e in extensions)
 
 
-def _writable_now(socket: Any, protocol: WebSocketsSansIOProtocol, size: int) -> bool:
-    """Whether a frame written now lands after everything queued before it (module docstring)."""
+def _writable_now(
+    socket: Any, protocol: WebSocketsSansIOProtocol, size: int, *, raw: bool = False
+) -> bool:
+    """Whether a frame written now lands after everything queued before it (module docstring).
+
+    ``raw``: the frame may go uncompressed whatever its size (RFC 7692 lets a
+    sender leave any message uncompressed).
+    """
     transport = protocol.transport
     return bool(
         socket.upgraded
@@ -122,7 +128,7 @@ def _writable_now(socket: Any, protocol: WebSocketsSansIOProtocol, size: int) ->
         and protocol.conn.state is State.OPEN
         and not transport.is_closing()
         and transport.get_write_buffer_size() == 0
-        and _uncompressed(protocol.conn.extensions, size)
+        and (raw or _uncompressed(protocol.conn.extensions, size))
     )
 
 
@@ -148,13 +154,15 @@ class FrameWritingManager(socketio.AsyncManager):  # type: ignore[misc]
         """Write ``frame`` (of a ``size``-byte payload) to ``eio_sid`` if nothing can be overtaken.
 
         Whether it was written; if not, the caller queues the packet. For the
-        batches of :mod:`.batching`, encoded once for many sockets.
+        batches of :mod:`.batching`, encoded once for many sockets and written
+        uncompressed even on a permessage-deflate connection: compressing a
+        batch once per socket cost more CPU per delivery than the batching saved.
         """
         socket = self.server.eio.sockets.get(eio_sid)
         if socket is None:
             return False
         protocol = self._index.protocol(eio_sid, self.server.environ.get(eio_sid))
-        if protocol is None or not _writable_now(socket, protocol, size):
+        if protocol is None or not _writable_now(socket, protocol, size, raw=True):
             return False
         protocol.transport.write(frame)
         self.direct_writes += 1
