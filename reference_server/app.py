@@ -120,8 +120,10 @@ class IntradayApp:
             screen = wrap_screen(screen, settings)
         self._screen = screen
         websockets = WebSocketIndex()
+        manager = FrameWritingManager()
+        manager.attach(websockets)
         self.sio: IntradaySocketServer = create_socketio_server(
-            settings, self.hub, screen, client_manager=FrameWritingManager(websockets=websockets)
+            settings, self.hub, screen, client_manager=manager
         )
         self._instrumented: Any = None
         if settings.socketio_admin_ui:

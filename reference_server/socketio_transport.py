@@ -32,7 +32,7 @@ from .config import ServerSettings
 from .connections import Connection
 from .engineio_guard import engineio_logger
 from .engineio_limits import BoundedEngineIOServer, discard_queue
-from .frame_emit import FrameWritingManager, text_frame
+from .frame_emit import FrameWritingManager, MessageFrames
 from .hub import Hub
 from .ratelimit import RateVerdict, RateWindow
 from .screening import IngressScreen
@@ -262,13 +262,12 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         direct = isinstance(manager, FrameWritingManager)
         for text in split_encoded(messages, self._encode_batch, self._batch_limit):
             pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
-            payload = pkt.encode().encode() if direct else b""
-            frame = text_frame(payload) if direct else b""
+            frames = MessageFrames(pkt.encode().encode()) if direct else None
             for sid in sids:
                 eio_sid = manager.eio_sid_from_sid(sid, NAMESPACE)
                 if eio_sid is None:
                     continue
-                if not (direct and manager.write_now(eio_sid, frame, len(payload))):
+                if frames is None or not manager.write_now(eio_sid, frames):
                     self.eio.put_now(eio_sid, pkt)
 
     def put_event(
