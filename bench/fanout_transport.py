@@ -18,6 +18,9 @@ Variants (each server runs in its own subprocess, on uvloop, bound to 127.0.0.1)
   rejects unknown client events, so the burst is triggered by a ``start`` line on the server's
   stdin instead of a controller client; same pacing as the bare variants.
 * ``reference-nodeflate`` -- same with ``compression_enabled=False``
+* ``reference-batch``    -- ``reference`` with clients that announce ``batch`` (protocol section
+  5): they receive ``batch`` events and count the messages inside (the server's defaults:
+  ``batch_window_ms`` 50, ``batch_max_messages`` 100)
 * ``reference-nometrics`` -- ``reference`` with ``metrics_enabled=False``: what recording the
   Prometheus figures costs (compare with ``--variants reference,reference-nometrics
   --baseline reference-nometrics``; the target is a ratio above 0.95)
@@ -81,6 +84,7 @@ VARIANTS: tuple[str, ...] = (
     "reference",
     "reference-nodeflate",
     "reference-nometrics",
+    "reference-batch",
 )
 BASELINE = "uvicorn"
 ROOM = "kpi"
@@ -430,17 +434,23 @@ async def client_run(args: argparse.Namespace) -> None:
     extra = {"compress": 15} if args.client_deflate else {}
 
     def make_handlers(i: int, client: socketio.AsyncClient) -> None:
-        def on_update(data: dict[str, Any]) -> None:
+        def on_update(data: dict[str, Any], many: int = 1) -> None:
             now = time.monotonic()
             if times["first"] == 0.0:
                 times["first"] = now
             times["last"] = now  # last receipt anywhere (= last delivery of the last message)
-            c = counts[i] + 1
+            c = counts[i] + many
             counts[i] = c
             if c == expected:
                 state["complete"] += 1
                 if state["complete"] == n:
                     all_done.set()
+
+        def on_batch(data: dict[str, Any]) -> None:
+            on_update(data, sum(1 for m in data["messages"] if m.get("event") == EVENT))
+
+        if args.batch:
+            client.on("batch", on_batch)
 
         def on_disconnect(*_: Any) -> None:
             state["disconnects"] += 1
@@ -459,7 +469,11 @@ async def client_run(args: argparse.Namespace) -> None:
         )
         make_handlers(i, client)
         clients.append(client)
-        auth = {"user_id": f"u{i}", "organization_id": REF_ORG} if args.reference else None
+        auth: dict[str, Any] | None = None
+        if args.reference:
+            auth = {"user_id": f"u{i}", "organization_id": REF_ORG}
+            if args.batch:
+                auth["capabilities"] = ["batch"]
         async with sem:
             await client.connect(
                 args.client,
@@ -596,6 +610,8 @@ async def run_once(variant: str, args: argparse.Namespace) -> RunResult:
                 cmd.append("--no-client-deflate")
             if reference:
                 cmd.append("--reference")
+            if variant == "reference-batch":
+                cmd.append("--batch")
             client_procs.append(await asyncio.create_subprocess_exec(*cmd, stdin=pipe, stdout=pipe))
         connect_timeout = 30 + args.clients / 10
         infos = [
@@ -770,6 +786,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)
     p.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--batch", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad:

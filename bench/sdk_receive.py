@@ -15,6 +15,8 @@ on the websocket transport only:
 * ``sdk``  -- ``IntradayClient`` subscribed to ``kpi`` with a counting ``on_kpi_update``
   handler: the SDK's full receive path (envelope and payload validation into pydantic models,
   dedupe, ordered dispatch).
+* ``sdk1`` -- the same with ``batch=False``: it does not announce ``batch``, so the server
+  sends it single events (``sdk`` announces it by default and gets ``batch`` events).
 * ``bare`` -- ``socketio.AsyncClient`` that calls ``authenticate`` and ``subscribe`` and counts
   ``kpi:update`` events with a trivial handler.
 
@@ -169,7 +171,7 @@ class Counter:
 Closer = Callable[[], Awaitable[None]]
 
 
-async def _connect_sdk(url: str, counter: Counter) -> Closer:
+async def _connect_sdk(url: str, counter: Counter, *, batch: bool = True) -> Closer:
     config = ClientConfig(
         url=url,
         path=WS_PATH,
@@ -177,6 +179,7 @@ async def _connect_sdk(url: str, counter: Counter) -> Closer:
         organization_id=ORG,
         transports=("websocket",),
         reconnection=False,
+        batch=batch,
     )
     client = IntradayClient(config)
     await client.connect()
@@ -199,8 +202,13 @@ async def _connect_bare(url: str, counter: Counter) -> Closer:
     return sio.disconnect  # type: ignore[no-any-return]
 
 
+async def _connect_sdk_single(url: str, counter: Counter) -> Closer:
+    return await _connect_sdk(url, counter, batch=False)
+
+
 CONNECT: dict[str, Callable[[str, Counter], Awaitable[Closer]]] = {
     "sdk": _connect_sdk,
+    "sdk1": _connect_sdk_single,
     "bare": _connect_bare,
 }
 
@@ -300,8 +308,8 @@ async def _run(url: str, args: argparse.Namespace) -> int:
     ratio = both.counters["sdk"].rate / both.counters["bare"].rate
     print(f"  sdk/bare rate {ratio:.2f}; process CPU {_us_per_msg(both, n):.1f} us/msg (both)")
 
-    alone: dict[str, list[PhaseResult]] = {"sdk": [], "bare": []}
-    order = ["sdk", "bare"] * args.rounds + ["sdk"]
+    alone: dict[str, list[PhaseResult]] = {"sdk": [], "sdk1": [], "bare": []}
+    order = ["sdk", "bare", "sdk1"] * args.rounds + ["sdk"]
     for i, kind in enumerate(order):
         alone[kind].append(await _phase(f"alone-{kind}-{i}", url, [kind], args))
 
@@ -315,9 +323,10 @@ async def _run(url: str, args: argparse.Namespace) -> int:
         medians[kind] = (statistics.median(rates), statistics.median(cpus))
         runs = ", ".join(f"{r:.0f}/{c:.1f}" for r, c in zip(rates, cpus, strict=True))
         print(f"  {kind:<6} {medians[kind][0]:>11.0f} {medians[kind][1]:>11.1f}   {runs}")
-    rate_ratio = medians["sdk"][0] / medians["bare"][0]
-    cpu_ratio = medians["sdk"][1] / medians["bare"][1]
-    print(f"  ratio sdk/bare: rate {rate_ratio:.2f}  CPU per message {cpu_ratio:.2f}")
+    for kind in ("sdk", "sdk1"):
+        rate_ratio = medians[kind][0] / medians["bare"][0]
+        cpu_ratio = medians[kind][1] / medians["bare"][1]
+        print(f"  ratio {kind}/bare: rate {rate_ratio:.2f}  CPU per message {cpu_ratio:.2f}")
 
     if args.profile:
         profiler = cProfile.Profile()

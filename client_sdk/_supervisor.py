@@ -44,6 +44,7 @@ from .protocol import (
     Capability,
     ClientEvent,
     ConnectionState,
+    ControlEvent,
     ServerEvent,
     StreamPosition,
     SubscribeAck,
@@ -273,6 +274,16 @@ class Supervisor:
 
     async def _watch(self, event: str, data: Any) -> Any:
         # Synchronous up to the sink's call, so arrival order is kept.
+        if event == ControlEvent.BATCH:
+            # Each envelope takes the path of a single event, in order. The sink
+            # queues without awaiting (a batch carries no requires_ack message,
+            # whose sink waits for its listeners), so nothing can slip in between.
+            messages = data.get("messages") if isinstance(data, dict) else None
+            for envelope in messages if isinstance(messages, list) else ():
+                name = envelope.get("event") if isinstance(envelope, dict) else None
+                if isinstance(name, str) and name and name != ControlEvent.BATCH:
+                    await self._watch(name, envelope)
+            return None
         if event == ServerEvent.SYSTEM_MAINTENANCE:
             self._maintenance = True
         return await self._sink(event, data)
@@ -378,7 +389,7 @@ class Supervisor:
             user_id=user_id,
             organization_id=org,
             token=token,
-            capabilities=list(self._config.capabilities),
+            capabilities=list(self._config.announced),
         )
         ack = await request(transport, ClientEvent.AUTHENTICATE, body, self._config.ack_timeout)
         try:

@@ -47,6 +47,11 @@ class ClientConfig:
             and once more when the server says the token expired.
         capabilities: announced at authentication (``replay`` and ``snapshot``
             by default: the client resumes streams and accepts snapshots).
+        batch: announce ``batch`` too (on by default): a server that offers it
+            then sends messages gathered into ``batch`` events, which costs
+            both sides far less per message; the client hands each message
+            to the application exactly as if it had come alone. ``False``
+            leaves it to ``capabilities``.
         reconnection: reconnect after an unexpected disconnect.
         reconnection_attempts: attempts per outage; ``None`` retries for ever
             (for bots).
@@ -90,6 +95,7 @@ class ClientConfig:
     token: str | None = field(default=None, repr=False)
     token_provider: TokenProvider | None = field(default=None, repr=False)
     capabilities: tuple[str, ...] = ("replay", "snapshot")
+    batch: bool = True
     reconnection: bool = True
     reconnection_attempts: int | None = 5
     reconnection_delay: float = 1.0
@@ -134,6 +140,12 @@ class ClientConfig:
         object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
 
     @property
+    def announced(self) -> tuple[str, ...]:
+        """The capabilities sent at authentication: ``capabilities``, plus ``batch`` if on."""
+        wanted = tuple(c for c in self.capabilities if c != "batch")
+        return (*wanted, "batch") if self.batch or "batch" in self.capabilities else wanted
+
+    @property
     def has_credentials(self) -> bool:
         """Whether the client authenticates by itself after connecting."""
         return self.user_id is not None and self.organization_id is not None
@@ -156,6 +168,7 @@ class ConfigOverrides(TypedDict, total=False):
     token: str | None
     token_provider: TokenProvider | None
     capabilities: tuple[str, ...]
+    batch: bool
     reconnection: bool
     reconnection_attempts: int | None
     reconnection_delay: float

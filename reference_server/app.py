@@ -110,7 +110,7 @@ class IntradayApp:
         if settings.cluster is not None:
             from .cluster import ClusterNode  # only a cluster node needs redis-py
 
-            self.cluster = ClusterNode(settings, self.registry, self.stats, self._websockets)
+            self.cluster = ClusterNode(settings, self.registry, self.stats)
         self.metrics = ServerMetrics(self.registry, self.stats, enabled=settings.metrics_enabled)
         self.store = open_store(settings)
         if wrap_store is not None:
@@ -138,15 +138,12 @@ class IntradayApp:
         if wrap_screen is not None:
             screen = wrap_screen(screen, settings)
         self._screen = screen
+        manager: FrameWritingManager = (
+            self.cluster.manager if self.cluster is not None else FrameWritingManager()
+        )
+        manager.attach(self._websockets)
         self.sio: IntradaySocketServer = create_socketio_server(
-            settings,
-            self.hub,
-            screen,
-            client_manager=(
-                self.cluster.manager
-                if self.cluster is not None
-                else FrameWritingManager(websockets=self._websockets)
-            ),
+            settings, self.hub, screen, client_manager=manager
         )
         self._instrumented: Any = None
         if settings.socketio_admin_ui:
@@ -253,8 +250,11 @@ class IntradayApp:
             with contextlib.suppress(Exception):
                 notice = dict(SHUTDOWN_NOTICE)
                 await self.publisher.notify_all(ServerEvent.SYSTEM_MAINTENANCE, notice)
+            # The notice is urgent: it does not wait for a batch window.
+            self.sio.batcher.flush_all()
             await asyncio.sleep(self.settings.shutdown_drain_ms / 1000)
             await self.hub.disconnect_all()
+        self.sio.batcher.close()  # whatever is still pending goes out; no timer is left armed
         for task in self._background:
             task.cancel()
         for task in self._background:

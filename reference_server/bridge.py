@@ -36,6 +36,7 @@ from client_sdk.protocol import (
     event_frame,
 )
 
+from .batching import Batcher, batchable, split_encoded
 from .config import ServerSettings
 from .hub import Hub
 from .screening import IngressScreen
@@ -76,14 +77,19 @@ class BridgeLink:
         self._max_bytes = settings.max_queued_bytes_per_socket
         self._queued_bytes = 0
         self._stats = stats
+        self._settings = settings
+        self._batcher: Batcher | None = None
         self.socket_id = ""
         self.closed = asyncio.Event()
         self.too_slow = False
 
     def _put(self, frame: dict[str, Any]) -> None:
+        if not self.closed.is_set():
+            self._put_text(json.dumps(frame, separators=(",", ":")))
+
+    def _put_text(self, text: str) -> None:
         if self.closed.is_set():
             return
-        text = json.dumps(frame, separators=(",", ":"))
         if (
             self._outbox.qsize() + 1 > self._max_messages
             or self._queued_bytes + len(text) > self._max_bytes
@@ -105,11 +111,36 @@ class BridgeLink:
         self._outbox.put_nowait(text)
 
     async def send(self, event: str, data: Any) -> None:
-        """Queue ``{"event", "data"}`` for the client."""
+        """Queue ``{"event", "data"}`` for the client; a message may wait for its batch."""
+        batcher = self._batcher
+        if batcher is not None:
+            if batchable(event, data):
+                batcher.add((self.socket_id,), data)
+                return
+            batcher.flush(self.socket_id)  # what was due before it goes first
         self._put(event_frame(event, data))
 
+    def start_batching(self) -> None:
+        """Gather messages into ``{"event": "batch", "data": {"messages": [...]}}`` frames."""
+        if self._batcher is None:
+            settings = self._settings
+            self._batcher = Batcher(
+                settings.batch_window_ms, settings.batch_max_messages, self._deliver_batch
+            )
+
+    def _encode_batch(self, messages: list[dict[str, Any]]) -> str:
+        frame = event_frame(ControlEvent.BATCH, {"messages": messages})
+        return json.dumps(frame, separators=(",", ":"))
+
+    def _deliver_batch(self, _sids: list[str], messages: list[dict[str, Any]]) -> None:
+        limit = self._settings.max_message_size_bytes
+        for text in split_encoded(messages, self._encode_batch, limit):
+            self._put_text(text)
+
     async def send_ack(self, ack_id: int, data: Any) -> None:
-        """Queue ``{"event": "ack", "id", "data"}`` for the client."""
+        """Queue ``{"event": "ack", "id", "data"}`` for the client (after any pending batch)."""
+        if self._batcher is not None:
+            self._batcher.flush(self.socket_id)
         self._put(ack_frame(ack_id, data))
 
     async def join(self, room: str) -> None:
@@ -120,6 +151,8 @@ class BridgeLink:
 
     async def close(self) -> None:
         """Close after the frames already queued (an error explaining why, say)."""
+        if self._batcher is not None:
+            self._batcher.close()  # pending messages are due before the close
         if not self.closed.is_set():
             self._outbox.put_nowait(None)
 

@@ -151,6 +151,12 @@ class ServerSettings(BaseSettings):
     """Serve the admin web UI at ``/admin``."""
     socketio_admin_ui: bool = False
     """Instrument python-socketio for the official Socket.IO Admin UI (namespace ``/admin``)."""
+    batching_enabled: bool = True
+    """Offer capability ``batch``: messages to a client that announced it go out gathered."""
+    batch_window_ms: Annotated[int, Field(ge=1, le=100)] = 50
+    """How long a socket's first pending message waits for others to join its batch (1-100)."""
+    batch_max_messages: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Messages one batch holds at most; a socket reaching it is sent its batch at once."""
     store: Annotated[str, Field(pattern=r"^(memory|none|rediss?://\S+)$")] = "memory"
     """Where messages are kept for replay and snapshots: ``memory``, ``none`` or a Redis URL."""
     store_max_messages: Positive = 10_000

@@ -39,7 +39,11 @@ class Link(Protocol):
         ...
 
     async def send(self, event: str, data: Any) -> None:
-        """Send one server event to this socket."""
+        """Send one server event to this socket (a message may wait for its batch)."""
+        ...
+
+    def start_batching(self) -> None:
+        """From now on gather this socket's messages into ``batch`` events (section 5)."""
         ...
 
     async def send_ack(self, ack_id: int, data: Any) -> None:

@@ -19,7 +19,7 @@ is unchanged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import engineio
@@ -27,7 +27,7 @@ from engineio import packet as eio_packet
 
 __all__ = ["BoundedEngineIOServer", "Overflow", "discard_queue", "queued_bytes"]
 
-Overflow = Callable[[str, int, int], Awaitable[None]]
+Overflow = Callable[[str, int, int], Coroutine[Any, Any, None]]
 """Called with ``(eio_sid, queued_messages, queued_bytes)`` for a socket over its limit."""
 
 # Below this many queued packets the byte count is not computed: even at the
@@ -74,6 +74,7 @@ class BoundedEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         self.max_queued_messages = 1000
         self.max_queued_bytes = 8 * 1_048_576
         self._on_overflow: Overflow | None = None
+        self._overflows: set[asyncio.Task[None]] = set()
 
     def bound(self, *, messages: int, size: int, on_overflow: Overflow) -> None:
         """Set the limits and what to do with a socket that exceeds them."""
@@ -94,3 +95,27 @@ class BoundedEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
                 await self._on_overflow(sid, count + 1, size)
                 return
         await socket.send(pkt)
+
+    def put_now(self, sid: str, pkt: eio_packet.Packet) -> None:
+        """Queue ``pkt`` for ``sid`` at once, with the same limit, without awaiting.
+
+        For the sends that must keep their order against each other (a batch,
+        then the ack that follows it): nothing can run in between. The
+        ``send_packet`` path differs only in its ping-timeout check, which
+        python-engineio's ping loop makes anyway.
+        """
+        socket = self.sockets.get(sid)
+        if socket is None or socket.closing or socket.closed:
+            return
+        queue = socket.queue
+        count = queue.qsize()
+        if self._on_overflow is not None and count >= min(_FAST_PATH, self.max_queued_messages):
+            size = queued_bytes(queue) + _size(pkt)
+            if count + 1 > self.max_queued_messages or size > self.max_queued_bytes:
+                task = asyncio.get_running_loop().create_task(
+                    self._on_overflow(sid, count + 1, size)
+                )
+                self._overflows.add(task)
+                task.add_done_callback(self._overflows.discard)
+                return
+        queue.put_nowait(pkt)

@@ -76,14 +76,18 @@ def describe_server(
     capabilities: tuple[Capability, ...] = (),
 ) -> ServerInfo:
     """The ``server`` object of the authentication answer: who answers, and its limits."""
+    batching = settings.batching_enabled
+    offered = (*SERVER_CAPABILITIES, *((Capability.BATCH,) if batching else ()), *capabilities)
     return ServerInfo(
         name=name,
         version=version,
         protocol=PROTOCOL_VERSION,
-        capabilities=[str(c) for c in (*SERVER_CAPABILITIES, *capabilities)],
+        capabilities=[str(c) for c in offered],
         limits=ServerLimits(
             max_message_size_bytes=settings.max_message_size_bytes,
             rate_limit_messages_per_second=settings.rate_limit_messages_per_second,
+            batch_window_ms=settings.batch_window_ms if batching else None,
+            batch_max_messages=settings.batch_max_messages if batching else None,
         ),
     )
 
@@ -122,7 +126,7 @@ class ClientHandlers:
             "organization_id": identity.organization_id,
             "socket_id": connection.socket_id,
             "server_time": format_timestamp(utc_now()),
-            "server": self._server.model_dump(mode="json"),
+            "server": self._server.model_dump(mode="json", exclude_none=True),
         }
 
     async def authenticate(self, connection: Connection, data: Mapping[str, Any]) -> Reply:
@@ -165,6 +169,8 @@ class ClientHandlers:
                 return await self.authenticate_request(connection, request)
         self._registry.mark_authenticated(connection, identity)
         connection.capabilities = frozenset(request.capabilities)
+        if Capability.BATCH in connection.capabilities and self._settings.batching_enabled:
+            connection.link.start_batching()
         if connection.auth_timer is not None:
             connection.auth_timer.cancel()
             connection.auth_timer = None

@@ -22,14 +22,17 @@ from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from client_sdk.protocol import ControlEvent, ErrorCode, ProtocolError
 
+from .batching import Batcher, batchable, split_encoded
 from .config import ServerSettings
 from .connections import Connection
 from .engineio_guard import engineio_logger
 from .engineio_limits import BoundedEngineIOServer, discard_queue
+from .frame_emit import FrameWritingManager, MessageFrames
 from .hub import Hub
 from .ratelimit import RateVerdict, RateWindow
 from .screening import IngressScreen
@@ -88,16 +91,33 @@ class SocketIOLink:
             return "closed"
 
     async def send(self, event: str, data: Any) -> None:
-        """Emit one event to this socket."""
-        await self._server.emit(event, data, to=self._sid, namespace=NAMESPACE)
+        """Emit one event to this socket; a message to a batching socket joins its batch."""
+        server = self._server
+        batcher = server.batcher
+        if self._sid not in batcher.members:
+            await server.emit(event, data, to=self._sid, namespace=NAMESPACE)
+        elif batchable(event, data):
+            batcher.add((self._sid,), data)
+        else:
+            batcher.flush(self._sid)
+            server.put_event(self._sid, event, data)
+
+    def start_batching(self) -> None:
+        """Gather this socket's messages into ``batch`` events from now on."""
+        self._server.batcher.enrol(self._sid)
 
     async def send_ack(self, ack_id: int, data: Any) -> None:
-        """Send the ACK packet for the client's request ``ack_id``."""
-        eio_sid = self._server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
+        """Send the ACK packet for the client's request ``ack_id`` (after any pending batch)."""
+        server = self._server
+        eio_sid = server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
         if eio_sid is None:
             return
-        ack = self._server.packet_class(sio_packet.ACK, namespace=NAMESPACE, data=[data], id=ack_id)
-        await self._server._send_packet(eio_sid, ack)
+        ack = server.packet_class(sio_packet.ACK, namespace=NAMESPACE, data=[data], id=ack_id)
+        if self._sid in server.batcher.members:
+            server.batcher.flush(self._sid)
+            server.eio.put_now(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, ack.encode()))
+            return
+        await server._send_packet(eio_sid, ack)
 
     async def join(self, room: str) -> None:
         """Enter python-socketio's room so that room emits reach the socket."""
@@ -113,6 +133,7 @@ class SocketIOLink:
         python-socketio's ``disconnect`` alone leaves the Engine.IO session
         open, on which a client could send CONNECT again and be back at once.
         """
+        self._server.batcher.flush(self._sid)
         eio_sid = self._server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
         await self._server.disconnect(self._sid, namespace=NAMESPACE)
         if eio_sid is not None:
@@ -124,6 +145,7 @@ class SocketIOLink:
         Clients read a DISCONNECT as "do not come back"; a server going away
         for a restart wants them back, so only the Engine.IO session ends.
         """
+        self._server.batcher.flush(self._sid)  # the shutdown notice may be pending
         eio_sid = self._server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
         if eio_sid is not None:
             await self._server.close_session(eio_sid)
@@ -132,11 +154,13 @@ class SocketIOLink:
 class SocketIOFanout:
     """Room broadcasts through python-socketio: one encode, one delivery per socket.
 
-    The application builds it around its :class:`IntradaySocketServer` and
-    hands it to the publisher.
+    Sockets that take batches get the message appended to their pending
+    batch instead (:mod:`reference_server.batching`); the others get the
+    event as before. The application builds it around its
+    :class:`IntradaySocketServer` and hands it to the publisher.
     """
 
-    def __init__(self, server: socketio.AsyncServer) -> None:
+    def __init__(self, server: IntradaySocketServer) -> None:
         self._server = server
 
     async def emit_to_rooms(
@@ -145,14 +169,35 @@ class SocketIOFanout:
         """Emit to the union of ``rooms``, but not to the sockets in ``skip``."""
         if not rooms:
             return  # python-socketio reads an empty ``to`` as "everyone"
-        skip_sid = list(skip) if skip else None
-        await self._server.emit(event, data, to=rooms, skip_sid=skip_sid, namespace=NAMESPACE)
+        server = self._server
+        members = server.batcher.members
+        if not members:
+            skip_sid = list(skip) if skip else None
+            await server.emit(event, data, to=rooms, skip_sid=skip_sid, namespace=NAMESPACE)
+            return
+        skipped = skip if isinstance(skip, set | frozenset) else set(skip)
+        batched: list[str] = []
+        single: list[str] = []
+        # python-socketio's own union of the rooms: each socket once.
+        for sid, _ in server.manager.get_participants(NAMESPACE, rooms):
+            if sid not in skipped:
+                (batched if sid in members else single).append(sid)
+        if batched:
+            server.batcher.add(batched, data)
+        if single:
+            # A socket id is also the socket's own python-socketio room.
+            await server.emit(event, data, to=single, namespace=NAMESPACE)
 
     async def emit_with_ack(
         self, socket_id: str, event: str, data: dict[str, Any], on_ack: Callable[..., None]
     ) -> None:
-        """Emit to one socket and call ``on_ack`` when it acknowledges."""
-        await self._server.emit(event, data, to=socket_id, namespace=NAMESPACE, callback=on_ack)
+        """Emit to one socket and call ``on_ack`` when it acknowledges (never in a batch)."""
+        server = self._server
+        if socket_id in server.batcher.members:
+            server.batcher.flush(socket_id)  # what was due before it goes first
+            server.put_event(socket_id, event, data, callback=on_ack)
+            return
+        await server.emit(event, data, to=socket_id, namespace=NAMESPACE, callback=on_ack)
 
 
 def _refusal(error: ProtocolError) -> Exception:
@@ -181,6 +226,11 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._tasks: set[asyncio.Task[None]] = set()
         self._ending: set[str] = set()  # polling sessions closing after their grace
         settings = hub.settings
+        self.batcher = Batcher(
+            settings.batch_window_ms, settings.batch_max_messages, self._deliver_batch
+        )
+        """The pending batches of the sockets that announced ``batch``."""
+        self._batch_limit = settings.max_message_size_bytes
         self.eio.bound(
             messages=settings.max_queued_messages_per_socket,
             size=settings.max_queued_bytes_per_socket,
@@ -197,6 +247,47 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     def _engineio_server_class(self) -> type[BoundedEngineIOServer]:
         return BoundedEngineIOServer
+
+    # -- synchronous sends (the order of a batching socket) --------------------
+
+    def _encode_batch(self, messages: list[dict[str, Any]]) -> str:
+        pkt = self.packet_class(
+            sio_packet.EVENT,
+            namespace=NAMESPACE,
+            data=[ControlEvent.BATCH.value, {"messages": messages}],
+        )
+        encoded: str = pkt.encode()
+        return encoded
+
+    def _deliver_batch(self, sids: list[str], messages: list[dict[str, Any]]) -> None:
+        # Encoded once for the whole group; one Engine.IO packet object is
+        # queued to each socket, as python-socketio's own emit does.
+        # A healthy WebSocket gets the frame, built once too, written straight
+        # to its transport (frame_emit.py); the others get the packet queued.
+        manager = self.manager
+        direct = isinstance(manager, FrameWritingManager)
+        for text in split_encoded(messages, self._encode_batch, self._batch_limit):
+            pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
+            frames = MessageFrames(pkt.encode().encode()) if direct else None
+            for sid in sids:
+                eio_sid = manager.eio_sid_from_sid(sid, NAMESPACE)
+                if eio_sid is None:
+                    continue
+                if frames is None or not manager.write_now(eio_sid, frames):
+                    self.eio.put_now(eio_sid, pkt)
+
+    def put_event(
+        self, sid: str, event: str, data: Any, callback: Callable[..., None] | None = None
+    ) -> None:
+        """Queue one event to ``sid`` at once (behind its batches), with an ack ``callback``."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, NAMESPACE)
+        if eio_sid is None:
+            return
+        ack_id = self.manager._generate_ack_id(sid, callback) if callback is not None else None
+        pkt = self.packet_class(
+            sio_packet.EVENT, namespace=NAMESPACE, data=[event, data], id=ack_id
+        )
+        self.eio.put_now(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, pkt.encode()))
 
     def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -331,6 +422,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._welcome.pop(sid, None)
+        self.batcher.forget(sid)  # nobody is left to read what was pending
         self._hub.forget(sid)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:

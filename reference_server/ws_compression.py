@@ -100,9 +100,13 @@ def websocket_protocol(threshold: int) -> type[WebSocketsSansIOProtocol]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             if self.config.ws_per_message_deflate:
-                # uvicorn's own settings (12-bit windows, memLevel 5), our extension.
+                # uvicorn's own settings (12-bit windows, memLevel 5), our extension,
+                # and no context takeover from server to client: each compressed
+                # message starts afresh, so one compression serves every socket
+                # (frame_emit.MessageFrames) and no compressor lives between messages.
                 factory = ThresholdDeflateFactory(
                     threshold,
+                    server_no_context_takeover=True,
                     server_max_window_bits=12,
                     client_max_window_bits=12,
                     compress_settings={"memLevel": 5},

@@ -131,6 +131,10 @@ class ServerLimits(_Answer):
 
     max_message_size_bytes: int
     rate_limit_messages_per_second: int
+    batch_window_ms: int | None = None
+    """With capability ``batch``: how long messages are gathered into one batch (<= 100)."""
+    batch_max_messages: int | None = None
+    """With capability ``batch``: the most messages one ``batch`` event holds."""
 
 
 class ServerInfo(_Answer):

@@ -29,7 +29,7 @@ import socketio
 from redis.exceptions import RedisError
 from socketio.async_manager import AsyncManager
 
-from ..frame_emit import FrameWritingManager, WebSocketIndex
+from ..frame_emit import FrameWritingManager
 from .registry import ClusterUnavailableError
 
 __all__ = ["CHANNEL", "DELIVERY_HOST", "ClusterManager", "delivery_frame", "split_frame"]
@@ -72,18 +72,17 @@ class ClusterManager(FrameWritingManager, socketio.AsyncRedisManager):  # type: 
 
     Local emits are :class:`~reference_server.frame_emit.FrameWritingManager`'s
     (first in line, so its direct frame writes serve a node's own sockets as
-    they serve a single server's); what it hands on is told ``ignore_queue``.
+    they serve a single server's; the application attaches its WebSocket index);
+    what it hands on is told ``ignore_queue``.
 
     Args:
         url: the cluster's Redis.
         receive: called with each delivery or command from the channel, in order.
-        websockets: where the protocol of each WebSocket session is found.
     """
 
-    def __init__(self, url: str, receive: Receiver, *, websockets: WebSocketIndex) -> None:
+    def __init__(self, url: str, receive: Receiver) -> None:
         super().__init__(
             url,
-            websockets=websockets,
             channel=CHANNEL,
             redis_options={"socket_connect_timeout": 2.0, "health_check_interval": 5},
         )

@@ -20,7 +20,6 @@ from client_sdk.protocol import ErrorCode, ProtocolError
 
 from ..config import ServerSettings
 from ..connections import Connection, Registry
-from ..frame_emit import WebSocketIndex
 from ..stats import ServerStats
 from .fanout import CHANNEL, ClusterManager, split_frame
 from .nodes import Heartbeat, default_node_id, node_figures
@@ -43,16 +42,9 @@ class ClusterNode:
         settings: the configuration (``cluster`` set).
         registry: this node's own connections, mirrored to Redis from now on.
         stats: this node's figures, reported with its heartbeat.
-        websockets: the WebSocket sessions the manager writes frames to directly.
     """
 
-    def __init__(
-        self,
-        settings: ServerSettings,
-        registry: Registry,
-        stats: ServerStats,
-        websockets: WebSocketIndex,
-    ) -> None:
+    def __init__(self, settings: ServerSettings, registry: Registry, stats: ServerStats) -> None:
         assert settings.cluster is not None
         self.settings = settings
         self.node_id = settings.node_id or default_node_id()
@@ -64,7 +56,7 @@ class ClusterNode:
         registry.replayed = {}
         self._deliver: Receiver | None = None
         self._kick: Callable[[str], Awaitable[None]] | None = None
-        self.manager = ClusterManager(settings.cluster, self._received, websockets=websockets)
+        self.manager = ClusterManager(settings.cluster, self._received)
         self.pending_sessions: Callable[[], int] = lambda: 0
         self.listen_url: str | None = None
         """``http://host:port`` of this node, once known (reported in the cluster's health)."""

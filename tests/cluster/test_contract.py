@@ -29,11 +29,8 @@ async def test_every_check_passes_against_a_cluster_node(
         summary = format_summary(report)
         assert not report.failed, summary
         skipped = report.with_outcome(Outcome.SKIP)
-        # batch (not advertised) and the two jwt-mode checks, as on a single server.
-        assert {r.check.section for r in skipped} == {
-            Section.CAPABILITIES,
-            Section.AUTHENTICATION,
-        }, summary
-        assert len(skipped) == 3, summary
+        # Only the two jwt-mode checks, as on a single server (batch is advertised).
+        assert {r.check.section for r in skipped} == {Section.AUTHENTICATION}, summary
+        assert len(skipped) == 2, summary
         assert set(report.counts()) == set(Section)
         assert report.counts()[Section.LIMITS][Outcome.PASS] == 5

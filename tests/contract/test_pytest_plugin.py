@@ -36,19 +36,18 @@ async def test_one_item_per_check_with_passes_skips_and_failures(
     ]
     # pytester blocks while the server runs in this loop: run it in a thread.
     result = await asyncio.to_thread(pytester.runpytest_subprocess, *args, timeout=60)
-    # Passed: ping, replay x4, snapshot x2; skipped: batch and (not --destructive) the old since.
-    result.assert_outcomes(passed=7, skipped=2, failed=1)
+    # Passed: ping, batch, replay x4, snapshot x2; skipped: (not --destructive) the old since.
+    result.assert_outcomes(passed=8, skipped=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*collected * items / * deselected / 10 selected*",
             "intraday-contract::s4_delivery_rule_one_delivery_per_socket_* FAILED*",
-            "intraday-contract::s5_6_capabilities_5_batch_* SKIPPED*",
+            "intraday-contract::s5_6_capabilities_5_batch_* PASSED*",
             "intraday-contract::s7_client_ping_* PASSED*",
             "*§4 delivery rule: one delivery per socket however many of its rooms match*",
             "expected: exactly one delivery to a socket subscribed at all four room levels",
             "sent: * kpi:update to *",
             "received: 4 copies",
-            "SKIPPED *capabilities.py:*: the server does not advertise 'batch'*",
             "SKIPPED *replay.py:*: pushes a server limit: runs only with --destructive*",
         ]
     )

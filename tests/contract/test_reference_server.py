@@ -6,15 +6,16 @@ from collections.abc import Awaitable, Callable
 
 from client_sdk.contract import Outcome, Section, format_summary, run_contract
 from reference_server.app import ReferenceServer
+from tests.conftest import ServerFactory
 from tests.contract.conftest import SMALL_LIMITS, contract_config
 
 SECRET = "contract-suite-hs256-secret-of-32-bytes"
 """At least 32 bytes: PyJWT warns about shorter HMAC keys (an error under our filterwarnings)."""
 
-CAPABILITY_SKIPS = 1
-"""batch, which the reference server does not advertise; every replay and snapshot check
-runs against its memory store (SMALL_LIMITS' 100-message log lets the destructive one
-provoke a since older than the log reaches, so it passes instead of skipping)."""
+CAPABILITY_SKIPS = 0
+"""None: the reference server advertises batch, and every replay and snapshot check runs
+against its memory store (SMALL_LIMITS' 100-message log lets the destructive one provoke
+a since older than the log reaches, so it passes instead of skipping)."""
 
 SECTION_6 = ["§6 replay", "§6 snapshot"]
 
@@ -26,9 +27,7 @@ async def test_every_check_passes_against_the_reference_server(
     summary = format_summary(report)
     assert not report.failed, summary
     skipped = report.with_outcome(Outcome.SKIP)
-    assert {r.check.section for r in skipped} == {Section.CAPABILITIES, Section.AUTHENTICATION}, (
-        summary
-    )
+    assert {r.check.section for r in skipped} == {Section.AUTHENTICATION}, summary
     assert [r.check.name for r in skipped if r.check.section is Section.AUTHENTICATION] == [
         "jwt mode: an invalid token is AUTH_FAILED, not retryable",
         "jwt mode: an expired token is AUTH_FAILED token_expired",
@@ -122,3 +121,12 @@ async def test_replay_checks_skip_on_a_server_without_a_store(
     for result in report.results:
         assert result.outcome is Outcome.SKIP, result
         assert "does not advertise" in result.message, result
+
+
+async def test_a_server_without_batching_skips_the_batch_check(make_server: ServerFactory) -> None:
+    server = await make_server(batching_enabled=False)
+    report = await run_contract(contract_config(server), select=["§5 batch"])
+    assert not report.failed, format_summary(report)
+    [result] = report.results
+    assert result.outcome is Outcome.SKIP
+    assert "does not advertise 'batch'" in result.message

@@ -47,9 +47,12 @@ def assert_success_body(
     assert isinstance(info["capabilities"], list)
     assert all(isinstance(c, str) for c in info["capabilities"])
     assert "acks" in info["capabilities"]
+    assert "batch" in info["capabilities"]
     assert info["limits"] == {
         "max_message_size_bytes": server.settings.max_message_size_bytes,
         "rate_limit_messages_per_second": server.settings.rate_limit_messages_per_second,
+        "batch_window_ms": server.settings.batch_window_ms,
+        "batch_max_messages": server.settings.batch_max_messages,
     }
 
 

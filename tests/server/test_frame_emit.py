@@ -135,6 +135,57 @@ async def test_over_the_threshold_a_deflate_socket_gets_it_compressed(
         # Frames after the subscribe: the big message deflated, the small one plain.
         kpi_frames = factory.compressed[seen:][-2:]
         assert kpi_frames == [True, False]
-        assert _manager(server).direct_writes - before == 1  # the small one only
+        assert _manager(server).direct_writes - before == 2  # both: the big one compressed once
+    finally:
+        await raw.close()
+
+
+def test_a_deflated_frame_decodes_on_every_connection_without_history() -> None:
+    from websockets.extensions.permessage_deflate import PerMessageDeflate
+    from websockets.frames import Opcode
+
+    from reference_server.frame_emit import MessageFrames
+    from reference_server.ws_compression import ThresholdDeflate
+
+    server_side = ThresholdDeflate(False, True, 12, 12, {"memLevel": 5}, threshold=1024)
+    for text in (b"a" * 3000, b"b" * 5000):  # two messages: neither relies on the other
+        frames = MessageFrames(text)
+        frame = frames.for_connection([server_side])
+        assert frame is not None
+        assert frame[0] == 0xC1  # FIN, RSV1 (compressed), text
+        assert frame is frames.for_connection([server_side])  # made once
+        client = PerMessageDeflate(True, False, 12, 12)  # a fresh client each time
+        header = 4 if frame[1] == 126 else 2
+        decoded = client.decode(Frame(Opcode.TEXT, frame[header:], rsv1=True))
+        assert decoded.data == text
+    small = MessageFrames(b"c" * 100)
+    assert small.for_connection([server_side]) == small.plain()
+    remembering = ThresholdDeflate(False, False, 12, 12, {}, threshold=1024)
+    assert MessageFrames(b"d" * 3000).for_connection([remembering]) is None  # its own encoder
+
+
+async def test_a_batch_over_the_threshold_reaches_a_deflate_socket_compressed(
+    server: ReferenceServer, api: Any
+) -> None:
+    factory = RecordingDeflateFactory()
+    raw = await RawEngineIO.open(server.url, extensions=[factory], compression=None)
+    try:
+        auth = {"user_id": "user_1", "organization_id": "org_a", "capabilities": ["batch"]}
+        assert (await raw.connect(auth)).startswith("40")
+        assert (await raw.call(1, "subscribe", {"channels": ["kpi"]}))["success"] is True
+        seen = len(factory.compressed)
+        for n in range(5):
+            await api.post("/api/ws/broadcast/kpi", json=kpi(queue=f"q{n}", note="x" * 300))
+        queues: list[str] = []
+        while len(queues) < 5:
+            frame = await raw.recv()
+            if frame.startswith('42["batch"'):
+                queues += [m["data"]["queue_name"] for m in json.loads(frame[2:])[1]["messages"]]
+        assert queues == [f"q{n}" for n in range(5)]
+        # Each batch here is over 1 KiB: every frame of that size came compressed.
+        frames = list(zip(factory.compressed, factory.sizes, strict=True))[seen:]
+        large = [rsv1 for rsv1, size in frames if size >= 1024]
+        assert large
+        assert all(large), large
     finally:
         await raw.close()

@@ -24,23 +24,31 @@ from tests.conftest import kpi
 
 class _Recording(PerMessageDeflate):
     compressed: list[bool]
+    sizes: list[int]
 
     def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
         self.compressed.append(frame.rsv1)
-        return super().decode(frame, max_size=max_size)
+        decoded = super().decode(frame, max_size=max_size)
+        self.sizes.append(len(decoded.data))
+        return decoded
 
 
 class RecordingDeflateFactory(ClientPerMessageDeflateFactory):
-    """The client's permessage-deflate, noting whether each received frame was compressed."""
+    """The client's permessage-deflate, noting whether each received frame was compressed.
+
+    ``compressed[i]`` and ``sizes[i]`` (its size once decoded) are of the same frame.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.compressed: list[bool] = []
+        self.sizes: list[int] = []
 
     def process_response_params(self, params: Any, accepted_extensions: Any) -> PerMessageDeflate:
         negotiated = super().process_response_params(params, accepted_extensions)
         negotiated.__class__ = _Recording
         negotiated.compressed = self.compressed  # type: ignore[attr-defined]
+        negotiated.sizes = self.sizes  # type: ignore[attr-defined]
         return negotiated
 
 
