@@ -7,7 +7,7 @@ DURATION ?=
 # make demo PORT=5050 when 5000 is taken.
 PORT ?=
 
-.PHONY: demo dist test lint typecheck unit interop-deps system-deps bench bench-replay soak clean
+.PHONY: demo cluster-demo dist test lint typecheck unit interop-deps system-deps bench bench-replay soak clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-l
 
 demo: $(BIN)/.installed
 	$(BIN)/intraday-live-server demo $(if $(PORT),--port $(PORT)) $(if $(DURATION),--duration $(DURATION))
+
+# A cluster on this machine: a redis-server of its own on a free port (make system-deps installs
+# it with apt-get; elsewhere: apt-get install redis-server, or brew install redis), three nodes,
+# the simulated feed on one and the dashboard on another. Stops all it started; exits 1 if no
+# event crossed the nodes.
+cluster-demo: $(BIN)/.installed system-deps
+	$(BIN)/intraday-live-server cluster-demo --nodes 3 $(if $(DURATION),--duration $(DURATION))
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
