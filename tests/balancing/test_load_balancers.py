@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
 from tests.conftest import SioClient, kpi
 from tests.processes import ROOT, RedisProcess, ServerProcess, free_port
@@ -64,14 +65,24 @@ class Cluster:
         return int(node_id.removeprefix("node-")) - 1
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    async with RedisProcess(tmp_path) as redis:
+# One cluster and one balancer of each kind for the whole module: starting three nodes
+# is most of the time these tests take.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("balancing")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(workdir: Path) -> AsyncIterator[Cluster]:
+    async with RedisProcess(workdir) as redis:
         nodes = [
             ServerProcess(
                 free_port(),
                 args=["--cluster", redis.url, "--node-id", f"node-{i + 1}"],
-                log=tmp_path / f"node-{i + 1}.log",
+                log=workdir / f"node-{i + 1}.log",
             )
             for i in range(len(SHIPPED_PORTS))
         ]
@@ -106,18 +117,18 @@ async def _balancer(argv: list[str], url: str, log: Path) -> asyncio.subprocess.
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def nginx(cluster: Cluster, tmp_path: Path) -> AsyncIterator[str]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def nginx(cluster: Cluster, workdir: Path) -> AsyncIterator[str]:
     binary = _binary("nginx")
     listen = free_port()
     shipped = (EXAMPLES / "nginx.conf").read_text()
     text = with_ports(shipped, [n.port for n in cluster.nodes], listen)
-    config = tmp_path / "nginx.conf"
+    config = workdir / "nginx.conf"
     config.write_text(text)
     url = f"http://127.0.0.1:{listen}"
-    directives = f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/nginx-error.log;"
-    argv = [binary, "-p", str(tmp_path), "-c", str(config), "-g", directives]
-    process = await _balancer(argv, url, tmp_path / "nginx.out")
+    directives = f"daemon off; pid {workdir}/nginx.pid; error_log {workdir}/nginx-error.log;"
+    argv = [binary, "-p", str(workdir), "-c", str(config), "-g", directives]
+    process = await _balancer(argv, url, workdir / "nginx.out")
     try:
         yield url
     finally:
@@ -125,16 +136,16 @@ async def nginx(cluster: Cluster, tmp_path: Path) -> AsyncIterator[str]:
         await process.wait()
 
 
-@pytest.fixture
-async def haproxy(cluster: Cluster, tmp_path: Path) -> AsyncIterator[str]:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def haproxy(cluster: Cluster, workdir: Path) -> AsyncIterator[str]:
     binary = _binary("haproxy")
     listen = free_port()
     shipped = (EXAMPLES / "haproxy.cfg").read_text()
     text = with_ports(shipped, [n.port for n in cluster.nodes], listen)
-    config = tmp_path / "haproxy.cfg"
+    config = workdir / "haproxy.cfg"
     config.write_text(text)
     url = f"http://127.0.0.1:{listen}"
-    process = await _balancer([binary, "-db", "-f", str(config)], url, tmp_path / "haproxy.out")
+    process = await _balancer([binary, "-db", "-f", str(config)], url, workdir / "haproxy.out")
     try:
         yield url
     finally:
