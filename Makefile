@@ -3,6 +3,7 @@ PYTHON ?= $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
 INTEROP := tests/interop
+BENCH_NODE := bench/node
 DURATION ?=
 # make demo PORT=5050 when 5000 is taken.
 PORT ?=
@@ -55,7 +56,15 @@ $(BIN)/.bench-installed: $(BIN)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@
 
-bench: $(BIN)/.bench-installed
+# socket.io 4.8 and socket.io-client of the Node.js baseline: installed here, never by make test.
+$(BENCH_NODE)/node_modules/.installed: $(BENCH_NODE)/package.json $(BENCH_NODE)/package-lock.json
+	cd $(BENCH_NODE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Ours against a Node.js socket.io server (bench/compare.py, docs/operations.md#benchmarks),
+# then python-socketio on uvicorn against aiohttp (bench/fanout_transport.py).
+bench: $(BIN)/.bench-installed $(BENCH_NODE)/node_modules/.installed
+	$(BIN)/python bench/compare.py --clients 500 --messages 200 --rounds 3 --idle 5000
 	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
 
 # Not part of make test: 1,000 connections x 10 msg/s for 10 minutes (SOAK_* variables shrink it).
@@ -67,4 +76,4 @@ bench-replay: $(BIN)/.bench-installed system-deps
 	$(BIN)/python bench/replay.py
 
 clean:
-	rm -rf $(VENV) dist $(INTEROP)/node_modules .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) dist $(INTEROP)/node_modules $(BENCH_NODE)/node_modules .mypy_cache .ruff_cache .pytest_cache .coverage

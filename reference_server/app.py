@@ -33,6 +33,7 @@ from .bridge import serve_bridge
 from .config import ServerSettings
 from .connections import Registry
 from .engineio_guard import EngineIOGuard
+from .frame_emit import FrameWritingManager, WebSocketIndex
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .metrics import ServerMetrics
@@ -118,7 +119,10 @@ class IntradayApp:
         if wrap_screen is not None:
             screen = wrap_screen(screen, settings)
         self._screen = screen
-        self.sio: IntradaySocketServer = create_socketio_server(settings, self.hub, screen)
+        websockets = WebSocketIndex()
+        self.sio: IntradaySocketServer = create_socketio_server(
+            settings, self.hub, screen, client_manager=FrameWritingManager(websockets=websockets)
+        )
         self._instrumented: Any = None
         if settings.socketio_admin_ui:
             self._instrumented = instrument_for_admin_ui(self.sio, settings)
@@ -132,6 +136,7 @@ class IntradayApp:
             socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
             limit=settings.transport_message_limit,
             stats=self.stats,
+            websockets=websockets,
         )
         self._api = create_api(
             ApiParts(

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from client_sdk.protocol import ErrorCode, ProtocolError
 
+from .frame_emit import WebSocketIndex
 from .stats import ServerStats
 
 __all__ = ["EngineIOGuard", "engineio_logger", "is_engineio_packet"]
@@ -88,10 +89,18 @@ def _error_body(error: ProtocolError) -> bytes:
 class EngineIOGuard:
     """Wraps the Engine.IO ASGI app; see the module docstring for what it answers."""
 
-    def __init__(self, app: ASGIApp, *, limit: int, stats: ServerStats) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        stats: ServerStats,
+        websockets: WebSocketIndex | None = None,
+    ) -> None:
         self._app = app
         self._limit = limit
         self._stats = stats
+        self._websockets = websockets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -126,11 +135,17 @@ class EngineIOGuard:
                 return  # the guard closed it; python-engineio does not know yet
             await send(message)
 
+        # Room emits write to this WebSocket directly (frame_emit.py); a frame this guard
+        # must drop is never written there, as uvicorn then reports a close sent.
+        upgrade = self._websockets.opened(scope, send) if self._websockets is not None else None
         try:
             await self._app(scope, screened_receive, guarded_send)
         except Exception:
             self._stats.record_error()
             log.debug("Engine.IO WebSocket ended by an error")
+        finally:
+            if upgrade is not None and self._websockets is not None:
+                self._websockets.closed(upgrade)
 
     # -- polling --------------------------------------------------------------
 

@@ -463,12 +463,20 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
 
 def create_socketio_server(
-    settings: ServerSettings, hub: Hub, screen: IngressScreen
+    settings: ServerSettings,
+    hub: Hub,
+    screen: IngressScreen,
+    *,
+    client_manager: socketio.AsyncManager | None = None,
 ) -> IntradaySocketServer:
-    """Build the Socket.IO server that screens events with ``screen`` and hands them to ``hub``."""
+    """Build the Socket.IO server that screens events with ``screen`` and hands them to ``hub``.
+
+    ``client_manager`` keeps the rooms and delivers emits (python-socketio's own by default).
+    """
     return IntradaySocketServer(
         hub,
         screen,
+        client_manager=client_manager,
         async_mode="asgi",
         cors_allowed_origins=list(settings.cors_origins),
         ping_interval=settings.ping_interval_ms / 1000,

@@ -74,3 +74,24 @@ async def test_without_compression_nothing_is_negotiated() -> None:
         url = f"ws://127.0.0.1:{server.port}{server.path}"
         async with connect(url, compression="deflate") as ws:
             assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
+def test_the_codecs_are_made_on_first_use_only() -> None:
+    from websockets.frames import Opcode
+
+    from reference_server.ws_compression import ThresholdDeflate
+
+    server = ThresholdDeflate(False, False, 12, 12, {"memLevel": 5}, threshold=1024)
+    client = PerMessageDeflate(False, False, 12, 12)
+    assert "encoder" not in vars(server)
+    assert "decoder" not in vars(server)  # an idle connection holds neither
+    small = server.encode(Frame(Opcode.TEXT, b"x" * 100))
+    assert not small.rsv1
+    assert "encoder" not in vars(server)
+    for size in (2000, 3000):  # context takeover across messages still decodes
+        big = server.encode(Frame(Opcode.TEXT, b"y" * size))
+        assert big.rsv1
+        assert client.decode(big).data == b"y" * size
+    assert "decoder" not in vars(server)
+    upstream = client.encode(Frame(Opcode.TEXT, b"z" * 5000))
+    assert server.decode(upstream).data == b"z" * 5000
