@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -50,6 +50,9 @@ from .publisher import Publisher
 from .stats import ServerStats
 from .store import MessageStore
 
+if TYPE_CHECKING:
+    from .cluster import ClusterNode
+
 __all__ = ["ApiError", "ApiParts", "admin", "api_parts", "public"]
 
 
@@ -68,6 +71,8 @@ class ApiParts:
     """What ``GET /metrics`` renders (none: the route answers 404)."""
     store: MessageStore | None = None
     """The message store, for its figures (``None``: no replay)."""
+    cluster: ClusterNode | None = None
+    """This node's cluster (``None``: a single server); the API then answers for every node."""
 
 
 class ApiError(Exception):
@@ -101,9 +106,11 @@ admin = APIRouter()
 """Endpoints behind the admin token (when one is configured)."""
 
 
-def _connection_info(connection: Connection) -> ConnectionInfo:
+def _connection_info(connection: Connection, node: str | None = None) -> ConnectionInfo:
     identity = connection.identity
+    extra = {"node": node} if node is not None else {}
     return ConnectionInfo(
+        **extra,
         socket_id=connection.socket_id,
         user_id=identity.user_id if identity else None,
         organization_id=identity.organization_id if identity else None,
@@ -115,12 +122,20 @@ def _connection_info(connection: Connection) -> ConnectionInfo:
     )
 
 
+def _not_found(socket_id: str) -> ApiError:
+    error = ProtocolError(ErrorCode.INVALID_MESSAGE, f"no connection {socket_id[:128]}")
+    return ApiError(error, status=404)
+
+
 def _find(parts: ApiParts, socket_id: str) -> Connection:
     connection = parts.registry.get(socket_id)
     if connection is None:
-        error = ProtocolError(ErrorCode.INVALID_MESSAGE, f"no connection {socket_id[:128]}")
-        raise ApiError(error, status=404)
+        raise _not_found(socket_id)
     return connection
+
+
+def _node_id(parts: ApiParts) -> str | None:
+    return parts.cluster.node_id if parts.cluster is not None else None
 
 
 @functools.cache
@@ -148,6 +163,7 @@ async def health(parts: Parts) -> Health:
         version=parts.version,
         protocol=PROTOCOL_VERSION,
         store=await _store_info(parts),
+        **({"cluster": await parts.cluster.health()} if parts.cluster is not None else {}),
     )
 
 
@@ -166,19 +182,18 @@ async def _store_info(parts: ApiParts) -> StoreInfo | None:
 
 @admin.get(f"{API_BASE}/stats", response_model=Stats)
 async def stats(parts: Parts) -> Stats:
-    """Connections, rooms, message counts and ack latency."""
+    """Connections, rooms, message counts and ack latency (of every node, in a cluster)."""
+    if parts.cluster is not None:
+        return await _cluster_stats(parts, parts.cluster)
     registry = parts.registry
     rooms = registry.rooms()
-    by_type: dict[str, int] = {"org": 0, "dept": 0, "queue": 0}
-    for name in rooms:
-        by_type[parse_room(name).type.value] += 1
     s = parts.stats
     return Stats.model_validate(
         {
             "active_connections": len(registry),
             "connections_by_org": registry.connections_by_org(),
             "active_rooms": len(rooms),
-            "rooms_by_type": by_type,
+            "rooms_by_type": _rooms_by_type(rooms),
             "total_messages": s.total_messages,
             "messages_per_second": round(s.messages_per_second(), 3),
             "messages_by_event": dict(s.messages_by_event),
@@ -193,27 +208,94 @@ async def stats(parts: Parts) -> Stats:
     )
 
 
+def _rooms_by_type(rooms: dict[str, int]) -> dict[str, int]:
+    by_type: dict[str, int] = {"org": 0, "dept": 0, "queue": 0}
+    for name in rooms:
+        by_type[parse_room(name).type.value] += 1
+    return by_type
+
+
+_RAW_FIGURES = ("latency_count", "latency_total_ms")
+
+
+async def _cluster_stats(parts: ApiParts, cluster: ClusterNode) -> Stats:
+    """The protocol's figures summed over the live nodes, and each node's under ``nodes``."""
+    from .cluster.nodes import sum_figures
+
+    nodes = await cluster.nodes()
+    per_node = {n["node_id"]: n["info"].get("figures", {}) for n in nodes}
+    rooms = await _all_rooms(parts)
+    summed = sum_figures(list(per_node.values()))
+    # Connections from the registries (this node's exact, the others' as Redis has them
+    # now), not from the heartbeats, which are up to one beat old.
+    by_org = parts.registry.connections_by_org()
+    remote = await cluster.remote_connections()
+    for entry in remote:
+        org = entry.info.get("organization_id")
+        if entry.info.get("status") == "authenticated" and isinstance(org, str):
+            by_org[org] = by_org.get(org, 0) + 1
+    return Stats.model_validate(
+        {
+            **summed,
+            "active_connections": len(parts.registry) + len(remote),
+            "connections_by_org": by_org,
+            "active_rooms": len(rooms),
+            "rooms_by_type": _rooms_by_type(rooms),
+            "uptime_seconds": parts.stats.uptime_seconds(),
+            "store": await _store_info(parts),
+            "nodes": {
+                node: {k: v for k, v in figures.items() if k not in _RAW_FIGURES}
+                for node, figures in per_node.items()
+            },
+        }
+    )
+
+
+async def _all_rooms(parts: ApiParts) -> dict[str, int]:
+    rooms = parts.registry.rooms()
+    if parts.cluster is not None:
+        for name, count in (await parts.cluster.remote_rooms()).items():
+            rooms[name] = rooms.get(name, 0) + count
+    return rooms
+
+
 @admin.get(f"{API_BASE}/connections", response_model=ConnectionList)
 async def connections(parts: Parts, organization_id: OrgQuery = None) -> ConnectionList:
     """Every connected socket, optionally of one organization."""
+    node = _node_id(parts)
     chosen = [
-        _connection_info(c)
+        _connection_info(c, node)
         for c in parts.registry
         if organization_id is None or c.organization_id == organization_id
     ]
+    if parts.cluster is not None:
+        for remote in await parts.cluster.remote_connections():
+            if organization_id is None or remote.info.get("organization_id") == organization_id:
+                chosen.append(ConnectionInfo.model_validate(remote.info))
     return ConnectionList(connections=chosen, total_count=len(chosen))
 
 
 @admin.get(f"{API_BASE}/connections/{{socket_id}}", response_model=ConnectionDetail)
 async def connection(parts: Parts, socket_id: str) -> ConnectionDetail:
-    """One connected socket, or 404."""
-    return ConnectionDetail(connection=_connection_info(_find(parts, socket_id)))
+    """One connected socket (on any node), or 404."""
+    connection = parts.registry.get(socket_id)
+    if connection is not None:
+        return ConnectionDetail(connection=_connection_info(connection, _node_id(parts)))
+    if parts.cluster is not None:
+        remote = await parts.cluster.remote_connection(socket_id)
+        if remote is not None:
+            return ConnectionDetail(connection=ConnectionInfo.model_validate(remote.info))
+    raise _not_found(socket_id)
 
 
 @admin.delete(f"{API_BASE}/connections/{{socket_id}}", response_model=DisconnectResult)
 async def disconnect(parts: Parts, socket_id: str) -> DisconnectResult:
-    """Disconnect one socket."""
-    await parts.hub.disconnect(_find(parts, socket_id))
+    """Disconnect one socket (a cluster's owner node is told to)."""
+    connection = parts.registry.get(socket_id)
+    if connection is not None:
+        await parts.hub.disconnect(connection)
+    elif parts.cluster is None or not await parts.cluster.kick(socket_id):
+        raise _not_found(socket_id)
     return DisconnectResult(socket_id=socket_id)
 
 
@@ -221,7 +303,7 @@ async def disconnect(parts: Parts, socket_id: str) -> DisconnectResult:
 async def rooms(parts: Parts, organization_id: OrgQuery = None) -> RoomList:
     """Every non-empty room with its level and size."""
     listed = []
-    for name, count in sorted(parts.registry.rooms().items()):
+    for name, count in sorted((await _all_rooms(parts)).items()):
         room = parse_room(name)
         if organization_id is None or room.scope.organization_id == organization_id:
             listed.append(RoomInfo(name=name, type=room.type, member_count=count))

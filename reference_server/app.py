@@ -17,7 +17,7 @@ import signal
 import socket
 from collections.abc import Iterator, Mapping
 from types import FrameType, MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
 import socketio
@@ -49,6 +49,9 @@ from .socketio_transport import (
 from .stats import ServerStats
 from .store import MemoryStore, StoreWrapper, open_store
 from .ws_compression import websocket_protocol
+
+if TYPE_CHECKING:
+    from .cluster import ClusterNode
 
 __all__ = ["IntradayApp", "ReferenceServer"]
 
@@ -101,6 +104,11 @@ class IntradayApp:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
+        self.cluster: ClusterNode | None = None
+        if settings.cluster is not None:
+            from .cluster import ClusterNode  # only a cluster node needs redis-py
+
+            self.cluster = ClusterNode(settings, self.registry, self.stats)
         self.metrics = ServerMetrics(self.registry, self.stats, enabled=settings.metrics_enabled)
         self.store = open_store(settings)
         if wrap_store is not None:
@@ -113,15 +121,26 @@ class IntradayApp:
         server = describe_server(
             settings, name=SERVER_NAME, version=__version__, capabilities=resumer.capabilities
         )
-        handlers = ClientHandlers(settings, self.registry, Authenticator(settings), server, resumer)
-        self.hub = Hub(settings, self.registry, self.stats, handlers, self.metrics)
+        handlers = ClientHandlers(
+            settings,
+            self.registry,
+            Authenticator(settings),
+            server,
+            resumer,
+            shared_limits=self.cluster,
+        )
+        self.hub = Hub(
+            settings, self.registry, self.stats, handlers, self.metrics, shared_limits=self.cluster
+        )
         screen: IngressScreen = LimitScreen(settings, self.hub, self.metrics)
         if wrap_screen is not None:
             screen = wrap_screen(screen, settings)
         self._screen = screen
         websockets = WebSocketIndex()
+        manager = self.cluster.manager if self.cluster is not None else FrameWritingManager()
+        manager.attach(websockets)
         self.sio: IntradaySocketServer = create_socketio_server(
-            settings, self.hub, screen, client_manager=FrameWritingManager(websockets=websockets)
+            settings, self.hub, screen, client_manager=manager
         )
         self._instrumented: Any = None
         if settings.socketio_admin_ui:
@@ -129,9 +148,25 @@ class IntradayApp:
         fanout: Fanout = SocketIOFanout(self.sio)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
+        log_and_publish = None
+        if self.cluster is not None and settings.store_url == settings.cluster:
+            log_and_publish = getattr(self.store, "append_published", None)
         self.publisher = Publisher(
-            settings, self.registry, self.stats, fanout, self.store, metrics=self.metrics
+            settings,
+            self.registry,
+            self.stats,
+            fanout,
+            self.store,
+            metrics=self.metrics,
+            cluster=self.cluster,
+            log_and_publish=log_and_publish,
         )
+        if self.cluster is not None:
+            self.cluster.bind(
+                deliver=self.publisher.deliver_here,
+                kick=self._kick_here,
+                pending_sessions=lambda: self.hub.reserved,
+            )
         self._engineio = EngineIOGuard(
             socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
             limit=settings.transport_message_limit,
@@ -148,6 +183,7 @@ class IntradayApp:
                 version=__version__,
                 metrics=self.metrics,
                 store=self.store,
+                cluster=self.cluster,
             )
         )
         self._background: list[asyncio.Task[None]] = []
@@ -168,11 +204,21 @@ class IntradayApp:
             return
         await self._api(scope, receive, send)
 
+    async def _kick_here(self, socket_id: str) -> None:
+        connection = self.registry.get(socket_id)
+        if connection is not None:
+            await self.hub.disconnect(connection)
+
     async def startup(self) -> None:
-        """Start the background work: room clean-up and, if configured, the simulator."""
+        """Start the background work: cluster membership, room clean-up, the simulator."""
         warning = mode_warning(self.settings.auth_mode)
         if warning:
             log.warning("%s", warning.upper())
+        if self.cluster is not None:
+            if self.settings.port:
+                self.cluster.listen_url = f"http://{self.settings.host}:{self.settings.port}"
+            self.sio.start_manager()
+            await self.cluster.start()
         self._background.append(asyncio.create_task(self.hub.clean_rooms_forever()))
         if self.settings.simulate:
             from .simulator import IntradaySimulator
@@ -213,6 +259,8 @@ class IntradayApp:
             # Its patches are process-wide: leave the next server in this process unpatched.
             self._instrumented.uninstrument()
             self._instrumented = None
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.store is not None:
             await self.store.close()
 

@@ -173,7 +173,7 @@ async def serve_bridge(
     socket_id = f"bridge-{uuid.uuid4().hex}"
     link.socket_id = socket_id
     try:
-        connection = hub.admit(socket_id, link)
+        connection = await hub.admit(socket_id, link)
     except ProtocolError as error:
         hub.stats.record_error(error.code)
         await websocket.send_text(json.dumps(event_frame(ControlEvent.ERROR, error.to_wire())))

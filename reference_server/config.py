@@ -157,6 +157,15 @@ class ServerSettings(BaseSettings):
     """Messages kept per stream (``{channel}:{org}``)."""
     store_max_age_seconds: Positive = 86_400
     """Messages older than this are no longer replayed."""
+    cluster: Annotated[str | None, Field(pattern=r"^rediss?://\S+$")] = None
+    """Run as one node of a cluster over this Redis (``redis://HOST:PORT/DB``); with the
+    default ``memory`` store, the store is Redis on the same URL (the cluster's log)."""
+    node_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None
+    """This node's id in the cluster (default: hostname-pid-random)."""
+    node_heartbeat_seconds: Annotated[float, Field(gt=0)] = 2.0
+    """How often a cluster node writes its heartbeat, stats and connections to Redis."""
+    node_timeout_seconds: Annotated[float, Field(gt=0)] = 15.0
+    """A node whose heartbeat is older than this is dead: its connections leave the cluster."""
 
     @model_validator(mode="after")
     def _safe_to_start(self) -> Self:
@@ -169,9 +178,18 @@ class ServerSettings(BaseSettings):
                 raise ValueError("jwt_secret: jwt mode needs jwt_secret or jwt_public_key_file")
             if self.jwt_public_key_file is not None and not self.jwt_public_key_file.is_file():
                 raise ValueError(f"jwt_public_key_file: no such file: {self.jwt_public_key_file}")
+        if self.cluster is not None and self.node_timeout_seconds <= self.node_heartbeat_seconds:
+            raise ValueError("node_timeout_seconds: must be longer than node_heartbeat_seconds")
         if self.ping_timeout_ms < self.ping_interval_ms // 10:
             raise ValueError("ping_timeout_ms: implausibly short against ping_interval_ms")
         return self
+
+    @property
+    def store_url(self) -> str:
+        """The store actually used: a cluster's default store is Redis on the cluster's URL."""
+        if self.cluster is not None and self.store == "memory":
+            return self.cluster
+        return self.store
 
     @property
     def transport_message_limit(self) -> int:

@@ -22,7 +22,7 @@ from client_sdk.protocol import ConnectionStatus, org_room, utc_now
 from .auth import Identity
 from .ratelimit import RateWindow
 
-__all__ = ["Connection", "Link", "Registry"]
+__all__ = ["Connection", "Link", "Registry", "RegistryObserver", "SharedLimits"]
 
 
 class Link(Protocol):
@@ -60,6 +60,22 @@ class Link(Protocol):
 
     async def drop(self) -> None:
         """Close the transport without the kick (a shutdown: the client may come back)."""
+        ...
+
+
+class RegistryObserver(Protocol):
+    """Told of every change of a registry, synchronously (a cluster mirrors them to Redis)."""
+
+    def released(self, socket_id: str) -> None:
+        """The socket left the registry (and so every room)."""
+        ...
+
+    def joined(self, connection: Connection, room: str) -> None:
+        """The socket entered ``room``."""
+        ...
+
+    def left(self, connection: Connection, room: str) -> None:
+        """The socket left ``room`` (not told when it leaves the registry)."""
         ...
 
 
@@ -119,6 +135,11 @@ class Registry:
         self._direct: dict[str, Connection] = {}
         self.holding: set[str] = set()
         """Sockets with a replay in progress; a broadcast holds their messages back."""
+        self.observer: RegistryObserver | None = None
+        """Told of every change (a cluster node's mirror in Redis); ``None`` on a single node."""
+        self.replayed: dict[str, dict[str, int]] | None = None
+        """In a cluster, per stream, the ``seq`` up to which a socket's finished replay went:
+        a live message up to it may still arrive from Redis and must not be sent twice."""
 
     # -- connections --------------------------------------------------------
 
@@ -136,7 +157,9 @@ class Registry:
         if connection is None:
             return None
         for room in list(connection.rooms):
-            self.leave(connection, room)
+            self._leave(connection, room)
+        if self.observer is not None:
+            self.observer.released(socket_id)
         if connection.identity is not None:
             self._authenticated_by_org[connection.identity.organization_id] -= 1
             if self._authenticated_by_org[connection.identity.organization_id] <= 0:
@@ -175,10 +198,19 @@ class Registry:
         connection.rooms.add(room)
         self._members.setdefault(room, set()).add(connection.socket_id)
         self._empty_since.pop(room, None)
+        if self.observer is not None:
+            self.observer.joined(connection, room)
         return True
 
     def leave(self, connection: Connection, room: str) -> bool:
         """Take ``connection`` out of ``room``; ``False`` if it was not there."""
+        if not self._leave(connection, room):
+            return False
+        if self.observer is not None:
+            self.observer.left(connection, room)
+        return True
+
+    def _leave(self, connection: Connection, room: str) -> bool:
         if room not in connection.rooms:
             return False
         connection.rooms.discard(room)
@@ -228,3 +260,27 @@ class Registry:
     def known_room_count(self) -> int:
         """Rooms held in memory, empty ones not yet cleaned up included."""
         return len(self._members)
+
+
+class SharedLimits(Protocol):
+    """Connection limits kept with other servers (a cluster): awaited, atomic claims.
+
+    A claimed slot is given back when the socket leaves the registry (its
+    observer is told), whatever the reason.
+    """
+
+    async def claim_socket(self, connection: Connection) -> None:
+        """Count a new socket against the shared total.
+
+        Raises:
+            ProtocolError: ``CONNECTION_LIMIT``, or a retryable ``INTERNAL_ERROR``.
+        """
+        ...
+
+    async def claim_org(self, connection: Connection, organization_id: str) -> None:
+        """Count an authenticating socket against its organization's shared limit.
+
+        Raises:
+            ProtocolError: ``CONNECTION_LIMIT``, or a retryable ``INTERNAL_ERROR``.
+        """
+        ...

@@ -133,16 +133,19 @@ class FrameWritingManager(socketio.AsyncManager):  # type: ignore[misc]
     that derives from ``AsyncRedisManager`` and this class gets the direct
     writes for the emits it delivers locally.
 
-    Args:
-        websockets: where the protocol of each WebSocket session is found.
-        *args, **kwargs: for the next manager in line.
+    Until :meth:`attach` gives it the :class:`WebSocketIndex`, it emits as
+    python-socketio does.
     """
 
-    def __init__(self, *args: Any, websockets: WebSocketIndex, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._index = websockets
+        self._index: WebSocketIndex | None = None
         self.direct_writes = 0
         """Deliveries written straight to a transport (for tests and profiles)."""
+
+    def attach(self, websockets: WebSocketIndex) -> None:
+        """Write directly to the WebSockets ``websockets`` knows from now on."""
+        self._index = websockets
 
     async def emit(
         self,
@@ -157,7 +160,8 @@ class FrameWritingManager(socketio.AsyncManager):  # type: ignore[misc]
     ) -> None:
         """Emit ``event`` to ``to``/``room`` (as python-socketio does), directly where possible."""
         room = to or room
-        if callback is not None or namespace not in self.rooms:
+        index = self._index
+        if index is None or callback is not None or namespace not in self.rooms:
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                callback=callback, **kwargs)  # fmt: skip
             return
@@ -183,7 +187,7 @@ class FrameWritingManager(socketio.AsyncManager):  # type: ignore[misc]
             socket = sockets.get(eio_sid)
             if socket is None:
                 continue
-            protocol = self._index.protocol(eio_sid, environ.get(eio_sid))
+            protocol = index.protocol(eio_sid, environ.get(eio_sid))
             if protocol is not None and _writable_now(socket, protocol, len(payload)):
                 protocol.transport.write(frame)
                 written += 1

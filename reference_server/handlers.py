@@ -36,7 +36,7 @@ from client_sdk.protocol import (
 
 from .auth import Authenticator, Identity
 from .config import ServerSettings
-from .connections import Connection, Registry
+from .connections import Connection, Registry, SharedLimits
 from .resume import Resumer, streams_of
 from .validation import parse_model
 
@@ -98,8 +98,11 @@ class ClientHandlers:
         authenticator: Authenticator,
         server: ServerInfo,
         resumer: Resumer,
+        shared_limits: SharedLimits | None = None,
     ) -> None:
         self._settings = settings
+        self.shared_limits = shared_limits
+        """A cluster's limits, checked after this server's own (``None``: a single server)."""
         self._registry = registry
         self._authenticator = authenticator
         self._server = server
@@ -155,6 +158,11 @@ class ClientHandlers:
                 "the organization has reached its connection limit",
                 details={"limit": per_org},
             )
+        if self.shared_limits is not None:
+            await self.shared_limits.claim_org(connection, identity.organization_id)
+            # Authenticated meanwhile: the same ids pass (the claim is idempotent), others do not.
+            if connection.identity is not None:
+                return await self.authenticate_request(connection, request)
         self._registry.mark_authenticated(connection, identity)
         connection.capabilities = frozenset(request.capabilities)
         if connection.auth_timer is not None:

@@ -25,7 +25,7 @@ from client_sdk.protocol import (
 )
 
 from .config import ServerSettings
-from .connections import Connection, Link, Registry
+from .connections import Connection, Link, Registry, SharedLimits
 from .handlers import ClientHandlers, Reply
 from .logformat import bind_ids
 from .metrics import ServerMetrics
@@ -49,8 +49,10 @@ class Hub:
         stats: ServerStats,
         handlers: ClientHandlers,
         metrics: ServerMetrics | None = None,
+        shared_limits: SharedLimits | None = None,
     ) -> None:
         self.settings = settings
+        self.shared_limits = shared_limits
         self.registry = registry
         self.stats = stats
         self.handlers = handlers
@@ -69,15 +71,23 @@ class Hub:
 
     # -- sockets in and out -------------------------------------------------
 
-    def admit(self, socket_id: str, link: Link) -> Connection:
+    async def admit(self, socket_id: str, link: Link) -> Connection:
         """Register a new socket and start its authentication timer.
 
         Raises:
-            ProtocolError: ``CONNECTION_LIMIT`` when the server is full or draining.
+            ProtocolError: ``CONNECTION_LIMIT`` when the server (or its cluster)
+                is full or draining; ``INTERNAL_ERROR`` when a cluster's Redis is away.
         """
         self._check_capacity()
         connection = Connection(socket_id, link)
         self.registry.add(connection)
+        if self.shared_limits is not None:
+            try:
+                await self.shared_limits.claim_socket(connection)
+            except ProtocolError:
+                connection.closing = True  # refused: not counted as a disconnect
+                self.registry.remove(socket_id)
+                raise
         if self.settings.auth_required:
             connection.auth_timer = self._spawn(self._expire_unauthenticated(connection))
         if self.settings.log_connection_events:

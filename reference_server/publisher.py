@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any, Protocol
 
 from client_sdk.protocol import (
@@ -41,7 +41,7 @@ from .stats import ServerStats
 from .store import MessageStore
 from .validation import validating
 
-__all__ = ["Fanout", "FanoutWrapper", "Publisher"]
+__all__ = ["ClusterLink", "Fanout", "FanoutWrapper", "LogAndPublish", "Publisher"]
 
 log = logging.getLogger("reference_server.broadcasts")
 
@@ -72,6 +72,43 @@ FanoutWrapper = Callable[[Fanout, Registry], Fanout]
 """Builds the fan-out a server uses from its real one and the registry (a test seam)."""
 
 
+class ClusterLink(Protocol):
+    """What the publisher of a cluster node needs from the cluster (``reference_server.cluster``).
+
+    A cluster node publishes each message once to every node (itself
+    included), and each node delivers it to its own sockets with
+    :meth:`Publisher.deliver_here`.
+    """
+
+    def ensure_listening(self) -> None:
+        """Raise a retryable ``INTERNAL_ERROR`` if this node would not see its own message."""
+        ...
+
+    def frame(self, delivery: dict[str, Any]) -> tuple[str, str, str]:
+        """``(channel, head, tail)``: how the store's script publishes ``delivery``."""
+        ...
+
+    async def publish(self, delivery: dict[str, Any]) -> None:
+        """Send ``delivery`` (with its ``envelope``) to every node."""
+        ...
+
+    async def remote_rooms(self) -> dict[str, int]:
+        """The rooms other nodes hold, with their member counts there."""
+        ...
+
+    async def count_remote_members(self, rooms: list[str]) -> int:
+        """How many sockets of other nodes are in any of ``rooms``, each once."""
+        ...
+
+    async def remote_sockets(self, socket_ids: list[str], organization_id: str | None) -> set[str]:
+        """Those of ``socket_ids`` authenticated on other nodes (in the organization)."""
+        ...
+
+
+LogAndPublish = Callable[[str, dict[str, Any], tuple[str, str, str]], Awaitable[tuple[int, str]]]
+"""A store's append that publishes the message in the same step (``append_published``)."""
+
+
 class Publisher:
     """Validates broadcasts and delivers them by the delivery rule."""
 
@@ -84,7 +121,11 @@ class Publisher:
         store: MessageStore | None = None,
         *,
         metrics: ServerMetrics | None = None,
+        cluster: ClusterLink | None = None,
+        log_and_publish: LogAndPublish | None = None,
     ) -> None:
+        self._cluster = cluster
+        self._log_and_publish = log_and_publish
         self._log_broadcasts = settings.log_broadcast_events
         self._registry = registry
         self._stats = stats
@@ -116,7 +157,11 @@ class Publisher:
         return Scope(**fields)
 
     def _recipients(
-        self, event: ServerEvent, target: Scope, socket_ids: tuple[str, ...] | None
+        self,
+        event: ServerEvent,
+        target: Scope,
+        socket_ids: tuple[str, ...] | None,
+        known_rooms: Iterable[str] | None = None,
     ) -> tuple[list[str], set[str]]:
         """The rooms to emit to and the id of every socket they hold, each once."""
         registry = self._registry
@@ -147,7 +192,8 @@ class Publisher:
             prefixes: tuple[str, ...] = ("notifications:org:",)
             if event is ServerEvent.SYSTEM_MAINTENANCE:
                 prefixes = ("org:", "notifications:org:")
-            rooms = [r for r in registry.rooms() if r.startswith(prefixes)]
+            known = registry.rooms() if known_rooms is None else known_rooms
+            rooms = [r for r in known if r.startswith(prefixes)]
         else:
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{event} needs an organization_id")
         return rooms, registry.member_ids(rooms)
@@ -188,6 +234,8 @@ class Publisher:
             requires_ack=request.requires_ack,
         )
         event = request.event.value
+        if self._cluster is not None:
+            return await self._publish_in_cluster(request, target, socket_ids, logged, envelope)
         started = time.perf_counter()
         if not logged:
             await self._deliver(None, event, envelope, rooms, member_ids, request.requires_ack)
@@ -213,6 +261,118 @@ class Publisher:
             log.info("%s %s to %d sockets", request.event, message_id, len(member_ids), extra=ids)
         return BroadcastResult(message_id=message_id, recipients=len(member_ids))
 
+    async def _publish_in_cluster(
+        self,
+        request: BroadcastRequest,
+        target: Scope,
+        socket_ids: tuple[str, ...] | None,
+        logged: bool,
+        envelope: dict[str, Any],
+    ) -> BroadcastResult:
+        cluster = self._cluster
+        assert cluster is not None
+        event = request.event
+        self._recipients(event, target, socket_ids)  # refuses a bad target before anything is sent
+        org = target.organization_id
+        stream = stream_name(EVENT_CHANNEL[event], org) if logged and org is not None else None
+        delivery: dict[str, Any] = {
+            "kind": "deliver",
+            "event": event.value,
+            "stream": stream,
+            "requires_ack": request.requires_ack,
+            "target": {
+                "organization_id": org,
+                "department_id": target.department_id,
+                "queue_name": target.queue_name,
+            },
+            "socket_ids": list(socket_ids) if socket_ids is not None else None,
+        }
+        cluster.ensure_listening()
+        started = time.perf_counter()
+        if stream is None:
+            await cluster.publish({**delivery, "envelope": envelope})
+        else:
+            assert self._store is not None
+            lock = self._stream_locks.get(stream)
+            if lock is None:
+                lock = self._stream_locks[stream] = asyncio.Lock()
+            async with lock:
+                if self._log_and_publish is not None:
+                    # One script: every node receives the stream in seq order.
+                    await self._log_and_publish(stream, envelope, cluster.frame(delivery))
+                else:
+                    await self._store.append(stream, envelope)
+                    await cluster.publish({**delivery, "envelope": envelope})
+        recipients = await self._count_in_cluster(event, target, socket_ids)
+        self._stats.record_message(event.value)
+        self._metrics.record_delivery(event.value, recipients, time.perf_counter() - started)
+        if self._log_broadcasts:
+            ids = {"message_id": envelope["id"], "organization_id": org}
+            log.info("%s %s to %d sockets", event, envelope["id"], recipients, extra=ids)
+        return BroadcastResult(message_id=envelope["id"], recipients=recipients)
+
+    async def _count_in_cluster(
+        self, event: ServerEvent, target: Scope, socket_ids: tuple[str, ...] | None
+    ) -> int:
+        """The recipients over the cluster: this node's exactly, the others' as Redis has them."""
+        cluster = self._cluster
+        assert cluster is not None
+        try:
+            if socket_ids is not None:
+                _, local = self._recipients(event, target, socket_ids)
+                rest = [sid for sid in dict.fromkeys(socket_ids) if sid not in local]
+                remote = await cluster.remote_sockets(rest, target.organization_id)
+                return len(local) + len(remote)
+            known = None
+            if target.organization_id is None:
+                known = set(self._registry.rooms()) | set(await cluster.remote_rooms())
+            rooms, local = self._recipients(event, target, None, known)
+            return len(local) + await cluster.count_remote_members(rooms)
+        except ProtocolError:  # sent already: a count Redis cannot give is this node's
+            return len(self._recipients(event, target, socket_ids)[1])
+
+    async def deliver_here(self, delivery: dict[str, Any]) -> None:
+        """Deliver a message that came through the cluster to this node's own sockets."""
+        try:
+            event = ServerEvent(delivery["event"])
+            target = Scope(**delivery["target"])
+            ids = delivery.get("socket_ids")
+            socket_ids = tuple(ids) if ids is not None else None
+            envelope: dict[str, Any] = delivery["envelope"]
+            stream = delivery.get("stream")
+            rooms, member_ids = self._recipients(event, target, socket_ids)
+        except (KeyError, TypeError, ValueError, ProtocolError):
+            log.warning("dropped a malformed cluster delivery")
+            return
+        skip = self._replayed_already(stream, envelope.get("seq"))
+        await self._deliver(
+            stream,
+            event.value,
+            envelope,
+            rooms,
+            member_ids,
+            bool(delivery.get("requires_ack")),
+            skip,
+        )
+
+    def _replayed_already(self, stream: str | None, seq: Any) -> set[str]:
+        """Sockets whose finished replay carried this message (it arrived after the replay)."""
+        replayed = self._registry.replayed
+        if stream is None or not replayed or not isinstance(seq, int):
+            return set()
+        marks = replayed.get(stream)
+        if not marks:
+            return set()
+        skip = set()
+        for socket_id, upto in list(marks.items()):
+            if seq <= upto:
+                skip.add(socket_id)
+            else:  # the stream arrives in seq order: nothing older can come after this one
+                del marks[socket_id]
+        if not marks:
+            del replayed[stream]
+        return skip
+
     def _hold_back(
         self, stream: str, event: str, envelope: dict[str, Any], member_ids: set[str], ack: bool
     ) -> set[str]:
@@ -232,11 +392,16 @@ class Publisher:
         rooms: list[str],
         member_ids: set[str],
         requires_ack: bool,
+        skip: set[str] | None = None,
     ) -> None:
         registry = self._registry
         held: set[str] = set()
+        if skip:
+            member_ids = member_ids - skip
         if stream is not None and registry.holding:
             held = self._hold_back(stream, event, envelope, member_ids, requires_ack)
+        if skip:
+            held |= skip
         if requires_ack:
             # python-socketio has no broadcast acks: one emit per socket.
             for connection in registry.connections(member_ids - held if held else member_ids):

@@ -91,6 +91,10 @@ class Hold:
                 if envelope.get("seq", 0) > hold.sent_upto and envelope["id"] not in hold.sent_ids:
                     await connection.link.send(event, envelope)
             del connection.holds[stream]
+            if self._registry.replayed is not None and hold.sent_upto:
+                self._registry.replayed.setdefault(stream, {})[connection.socket_id] = (
+                    hold.sent_upto
+                )
         if not connection.holds:
             self._registry.holding.discard(connection.socket_id)
 

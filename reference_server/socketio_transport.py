@@ -189,6 +189,12 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self.on("connect", self._on_connect, namespace=NAMESPACE)
         self.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
 
+    def start_manager(self) -> None:
+        """Start the client manager now (a cluster's listener), not at the first connection."""
+        if not self.manager_initialized:  # type: ignore[has-type]
+            self.manager_initialized = True
+            self.manager.initialize()
+
     def _engineio_server_class(self) -> type[BoundedEngineIOServer]:
         return BoundedEngineIOServer
 
@@ -306,7 +312,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any) -> bool:
         hub = self._hub
         try:
-            connection = hub.admit(sid, SocketIOLink(self, sid))
+            connection = await hub.admit(sid, SocketIOLink(self, sid))
         except ProtocolError as error:
             hub.stats.record_error(error.code)
             raise _refusal(error) from None

@@ -58,6 +58,16 @@ class ServerStats:
             self.max_latency_ms = milliseconds
 
     @property
+    def latency_count(self) -> int:
+        """How many acks were timed."""
+        return self._latency_count
+
+    @property
+    def latency_total_ms(self) -> float:
+        """The sum of every timed ack's round trip."""
+        return self._latency_total_ms
+
+    @property
     def average_latency_ms(self) -> float | None:
         """Mean ack round trip, or ``None`` before the first ack."""
         if not self._latency_count:

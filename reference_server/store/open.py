@@ -15,8 +15,8 @@ StoreWrapper = Callable[[MessageStore | None, ServerSettings], MessageStore | No
 
 
 def open_store(settings: ServerSettings) -> MessageStore | None:
-    """The store of ``settings.store``; ``None`` for ``none`` (no replay, no snapshot)."""
-    spec = settings.store
+    """The store of ``settings.store_url``; ``None`` for ``none`` (no replay, no snapshot)."""
+    spec = settings.store_url
     if spec == "none":
         return None
     if spec == "memory":

@@ -45,6 +45,15 @@ redis.call('SADD', KEYS[5], ARGV[7])
 return {seq, epoch}
 """
 
+_APPEND_PUBLISHED = _APPEND.replace(
+    "return {seq, epoch}",
+    """local text = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[1], 2)
+redis.call('PUBLISH', ARGV[8], ARGV[9] .. text .. ARGV[10])
+return {seq, epoch}""",
+)
+"""The append, and the message published to a cluster's channel in the same step (see
+:mod:`reference_server.cluster.fanout`): every node sees a stream in ``seq`` order."""
+
 _EPOCH = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
@@ -89,25 +98,38 @@ class RedisStore:
             url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
         )
         self._append = self._redis.register_script(_APPEND)
+        self._append_published = self._redis.register_script(_APPEND_PUBLISHED)
         self._epoch = self._redis.register_script(_EPOCH)
 
     async def append(self, stream: str, envelope: dict[str, Any]) -> tuple[int, str]:
         """Log ``envelope`` as the next message of ``stream``; its ``(seq, epoch)``."""
+        return await self.append_published(stream, envelope, None)
+
+    async def append_published(
+        self, stream: str, envelope: dict[str, Any], frame: tuple[str, str, str] | None
+    ) -> tuple[int, str]:
+        """Log ``envelope`` and, in the same script, publish it in ``frame``.
+
+        ``frame`` is ``(channel, head, tail)``: the published text is the head,
+        the envelope with its ``seq`` and ``epoch``, and the tail.
+        """
         key, removes = snapshot_key(envelope)
         text = json.dumps(envelope, separators=(",", ":"))
+        args: list[Any] = [
+            text,
+            self._max_messages,
+            secrets.token_hex(4),
+            key or "",
+            "1" if removes else "0",
+            f"{time.time():.3f}",
+            stream,
+        ]
+        script = self._append
+        if frame is not None:
+            script = self._append_published
+            args.extend(frame)
         try:
-            seq, epoch = await self._append(
-                keys=[*_keys(stream), f"{_PREFIX}streams"],
-                args=[
-                    text,
-                    self._max_messages,
-                    secrets.token_hex(4),
-                    key or "",
-                    "1" if removes else "0",
-                    f"{time.time():.3f}",
-                    stream,
-                ],
-            )
+            seq, epoch = await script(keys=[*_keys(stream), f"{_PREFIX}streams"], args=args)
         except RedisError as exc:
             raise StoreUnavailableError(f"the message store is unreachable: {exc}") from None
         envelope["seq"] = int(seq)

@@ -1,0 +1,155 @@
+"""A node's id, its heartbeat, and how dead nodes are found and their connections released.
+
+Every ``node_heartbeat_seconds`` a node writes its entry (time, URL, figures)
+and makes its connections in Redis match its own registry; then it reaps:
+one Lua script releases the connections of every node whose heartbeat is
+older than ``node_timeout_seconds`` and forgets the node, so a SIGKILLed
+node's slots come back within the timeout plus one heartbeat, and two nodes
+reaping at once cannot release anything twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from ..connections import Registry
+from ..stats import ServerStats
+from .registry import ClusterRegistry, ClusterUnavailableError
+
+__all__ = ["Heartbeat", "default_node_id", "node_figures", "sum_figures"]
+
+log = logging.getLogger("reference_server.cluster")
+
+
+def default_node_id() -> str:
+    """``hostname-pid-random``: unique per process, readable in logs."""
+    host = socket.gethostname().split(".", 1)[0][:32] or "node"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def node_figures(registry: Registry, stats: ServerStats, pending_sessions: int) -> dict[str, Any]:
+    """One node's figures, in ``GET /stats``'s fields plus the raw latency sums."""
+    return {
+        "active_connections": len(registry),
+        "connections_by_org": registry.connections_by_org(),
+        "total_messages": stats.total_messages,
+        "messages_per_second": round(stats.messages_per_second(), 3),
+        "messages_by_event": dict(stats.messages_by_event),
+        "average_latency_ms": stats.average_latency_ms,
+        "max_latency_ms": stats.max_latency_ms,
+        "latency_count": stats.latency_count,
+        "latency_total_ms": stats.latency_total_ms,
+        "error_count": stats.error_count,
+        "uptime_seconds": stats.uptime_seconds(),
+        "pending_sessions": pending_sessions,
+        "disconnects_by_reason": dict(stats.disconnects_by_reason),
+    }
+
+
+def sum_figures(per_node: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cluster's figures: counts summed, the latency averaged over every ack."""
+    by_org: Counter[str] = Counter()
+    by_event: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    count = 0
+    total_ms = 0.0
+    maximum: float | None = None
+    sums = {"active_connections": 0, "total_messages": 0, "error_count": 0, "pending_sessions": 0}
+    rate = 0.0
+    for figures in per_node:
+        for key in sums:
+            sums[key] += int(figures.get(key, 0))
+        rate += float(figures.get("messages_per_second", 0.0))
+        by_org.update(figures.get("connections_by_org", {}))
+        by_event.update(figures.get("messages_by_event", {}))
+        reasons.update(figures.get("disconnects_by_reason", {}))
+        count += int(figures.get("latency_count", 0))
+        total_ms += float(figures.get("latency_total_ms", 0.0))
+        node_max = figures.get("max_latency_ms")
+        if node_max is not None and (maximum is None or node_max > maximum):
+            maximum = float(node_max)
+    return {
+        **sums,
+        "connections_by_org": dict(by_org),
+        "messages_per_second": round(rate, 3),
+        "messages_by_event": dict(by_event),
+        "disconnects_by_reason": dict(reasons),
+        "average_latency_ms": total_ms / count if count else None,
+        "max_latency_ms": maximum,
+    }
+
+
+class Heartbeat:
+    """The loop that keeps this node registered and reaps the dead ones.
+
+    Args:
+        cluster: the registry in Redis.
+        registry: this node's own connections.
+        info: this node's entry (URL, figures), read at every beat.
+        interval: seconds between beats.
+        timeout: seconds of silence after which a node is dead.
+    """
+
+    def __init__(
+        self,
+        cluster: ClusterRegistry,
+        registry: Registry,
+        info: Callable[[], dict[str, Any]],
+        *,
+        interval: float,
+        timeout: float,
+    ) -> None:
+        self._cluster = cluster
+        self._registry = registry
+        self._info = info
+        self._interval = interval
+        self._timeout = timeout
+        self._task: asyncio.Task[None] | None = None
+        self.beats = 0
+
+    async def beat(self) -> None:
+        """Write the entry and the connections once, then reap.
+
+        Raises:
+            ClusterUnavailableError: Redis cannot be reached.
+        """
+        known = int(await self._cluster.sync(self._registry, self._info())) == 1
+        if not known and self.beats:
+            log.warning(
+                "node %s was missing from Redis: its connections are registered again",
+                self._cluster.node,
+            )
+        for node in await self._cluster.reap(self._timeout):
+            log.warning("node %s missed its heartbeats: its connections were released", node)
+        self.beats += 1
+
+    def start(self) -> None:
+        """Beat every interval in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop beating (the entry ages out, or :meth:`ClusterRegistry` forgets it)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except ClusterUnavailableError as exc:
+                log.warning("heartbeat: %s", exc)
+            except Exception:
+                log.exception("heartbeat failed")
+            await asyncio.sleep(self._interval)

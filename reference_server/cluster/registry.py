@@ -1,0 +1,376 @@
+"""The cluster registry: every node's connections, rooms and counts, kept in Redis.
+
+Each node keeps its own :class:`~reference_server.connections.Registry` (the
+exact, synchronous record of its sockets) and mirrors it here, for what
+other nodes need: the management API, the cluster-wide limits and the
+recipient counts. Claims (a socket, an organization's slot) are awaited,
+because they decide admission; the rest (rooms joined and left, releases)
+is written in order by one writer task, and the heartbeat's :meth:`sync`
+repairs whatever an outage lost. What a node reads about itself comes from
+its local registry, so a single node's answers are exact; other nodes'
+connections are as fresh as their last write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from client_sdk.protocol import ErrorCode, ProtocolError
+
+from ..connections import Connection
+from . import scripts
+
+__all__ = ["PREFIX", "ClusterRegistry", "ClusterUnavailableError", "RemoteConnection"]
+
+log = logging.getLogger("reference_server.cluster")
+
+PREFIX = "intraday:cluster:"
+"""Where the cluster's keys live in Redis (the message store's are under ``intraday:``)."""
+
+
+class ClusterUnavailableError(ProtocolError):
+    """Redis cannot be reached: ``INTERNAL_ERROR``, retryable, HTTP 503."""
+
+    http_status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INTERNAL_ERROR, message, retryable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteConnection:
+    """A connection as the registry in Redis holds it: its API view and its node."""
+
+    node: str
+    info: dict[str, Any]
+
+
+def connection_info(connection: Connection, node: str) -> dict[str, Any]:
+    """The API view of a connection (``GET /connections``), with its node."""
+    identity = connection.identity
+    return {
+        "socket_id": connection.socket_id,
+        "user_id": identity.user_id if identity else None,
+        "organization_id": identity.organization_id if identity else None,
+        "status": connection.status,
+        "transport": connection.link.transport,
+        "subscriptions": connection.subscriptions,
+        "connected_at": connection.connected_at.isoformat(),
+        "last_activity_at": connection.last_activity_at.isoformat(),
+        "node": node,
+    }
+
+
+def _text(info: dict[str, Any]) -> str:
+    return json.dumps(info, separators=(",", ":"))
+
+
+class ClusterRegistry:
+    """This node's view of, and writes to, the registry in Redis.
+
+    Args:
+        url: the cluster's Redis.
+        node: this node's id.
+    """
+
+    def __init__(self, url: str, node: str) -> None:
+        self.node = node
+        # Short timeouts: an admission or a broadcast must fail fast while Redis is away.
+        # Any: redis-py's answers are typed loosely; shapes are checked here.
+        self.redis: Any = aioredis.from_url(
+            url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
+        )
+        self._claim_socket = self.redis.register_script(scripts.CLAIM_SOCKET)
+        self._claim_org = self.redis.register_script(scripts.CLAIM_ORG)
+        self._release = self.redis.register_script(scripts.RELEASE)
+        self._join = self.redis.register_script(scripts.JOIN)
+        self._leave = self.redis.register_script(scripts.LEAVE)
+        self._sync = self.redis.register_script(scripts.SYNC)
+        self._reap = self.redis.register_script(scripts.REAP)
+        self._forget = self.redis.register_script(scripts.FORGET_NODE)
+        self._count_remote = self.redis.register_script(scripts.COUNT_REMOTE)
+        self._queue: asyncio.Queue[tuple[Any, list[Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.reachable = True
+        """Whether the last exchange with Redis worked."""
+
+    # -- admission (awaited: they decide) ------------------------------------
+
+    async def claim_socket(self, connection: Connection, limit: int) -> bool:
+        """Count a new socket against the cluster's total; ``False`` if it is full.
+
+        Raises:
+            ClusterUnavailableError: Redis cannot be reached.
+        """
+        info = _text(connection_info(connection, self.node))
+        args = [PREFIX, self.node, connection.socket_id, info, limit]
+        return int(await self._ordered(self._claim_socket, args)) == 1
+
+    async def claim_org(self, connection: Connection, organization_id: str, limit: int) -> bool:
+        """Count an authenticated socket against its organization; ``False`` if it is full.
+
+        Raises:
+            ClusterUnavailableError: Redis cannot be reached.
+        """
+        info = connection_info(connection, self.node)
+        info["organization_id"] = organization_id
+        info["status"] = "authenticated"
+        args = [PREFIX, connection.socket_id, organization_id, _text(info), limit]
+        return int(await self._ordered(self._claim_org, args)) != 0
+
+    def _ordered(self, script: Any, args: list[Any]) -> asyncio.Future[Any]:
+        # Claims go through the writer too: a heartbeat's sync, whose snapshot of
+        # the registry was taken before this socket was added, must not run after
+        # the claim and release it as "no longer here".
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((script, [done, *args]))
+        return done
+
+    async def _call(self, script: Any, args: list[Any]) -> Any:
+        try:
+            result = await script(args=args)
+        except RedisError as exc:
+            self.reachable = False
+            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+        self.reachable = True
+        return result
+
+    # -- changes written in order by the writer -------------------------------
+
+    def released(self, socket_id: str) -> None:
+        """The socket is gone from this node: give back its slots and rooms."""
+        self._queue.put_nowait((self._release, [PREFIX, socket_id]))
+
+    def joined(self, connection: Connection, room: str) -> None:
+        """The socket entered ``room``."""
+        info = _text(connection_info(connection, self.node))
+        self._queue.put_nowait((self._join, [PREFIX, connection.socket_id, room, info]))
+
+    def left(self, connection: Connection, room: str) -> None:
+        """The socket left ``room``."""
+        info = _text(connection_info(connection, self.node))
+        self._queue.put_nowait((self._leave, [PREFIX, connection.socket_id, room, info]))
+
+    def sync(
+        self, connections: Iterable[Connection], node_info: dict[str, Any]
+    ) -> asyncio.Future[Any]:
+        """Heartbeat: write this node's entry and make its connections match ``connections``.
+
+        Queued behind the writes before it, so it cannot undo a newer one. The
+        future tells whether the node was still registered (``False``: Redis
+        lost it, or the others took it for dead), and fails if Redis is away.
+        """
+        entries = [
+            {
+                "s": c.socket_id,
+                "o": c.organization_id or "",
+                "r": sorted(c.rooms),
+                "i": _text(connection_info(c, self.node)),
+            }
+            for c in connections
+        ]
+        args = [PREFIX, self.node, _text(node_info), json.dumps(entries, separators=(",", ":"))]
+        return self._ordered(self._sync, args)
+
+    def start(self) -> None:
+        """Start the writer task."""
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_forever())
+
+    async def stop(self) -> None:
+        """Write what is queued (briefly), leave the cluster, close the connections."""
+        if self._writer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain(), 2.0)
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        with contextlib.suppress(RedisError):
+            await self._forget(args=[PREFIX, self.node])
+        with contextlib.suppress(RedisError):
+            await self.redis.aclose()
+
+    async def _drain(self) -> None:
+        await self._queue.join()
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < 500:
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._write(batch)
+            except Exception:  # the writer must outlive any one bad batch
+                log.exception("cluster registry write failed")
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _write(self, batch: list[tuple[Any, list[Any]]]) -> None:
+        futures: list[tuple[int, asyncio.Future[Any]]] = []
+        try:
+            # ``async with``: a pipeline left unreset keeps its connection (ResourceWarning).
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for index, (script, args) in enumerate(batch):
+                    if args and isinstance(args[0], asyncio.Future):
+                        futures.append((index, args[0]))
+                        args = args[1:]
+                    await script(args=args, client=pipe)
+                results = await pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            # Lost writes are repaired by the next heartbeat's sync once Redis is back.
+            self.reachable = False
+            log.debug("cluster registry writes lost (Redis unreachable): %s", exc)
+            for _, future in futures:
+                if not future.done():
+                    future.set_exception(ClusterUnavailableError(str(exc)))
+            return
+        self.reachable = True
+        for index, future in futures:
+            result = results[index]
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(ClusterUnavailableError(str(result)))
+            else:
+                future.set_result(result)
+
+    # -- reads -------------------------------------------------------------------
+
+    async def reap(self, timeout_seconds: float) -> list[str]:
+        """Release the connections of every node silent for ``timeout_seconds``; their ids."""
+        reaped = await self._call(self._reap, [PREFIX, int(timeout_seconds * 1000), self.node])
+        return [str(node) for node in reaped]
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every registered node: id, heartbeat age, connections now and its last reported info."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.time()
+                pipe.zrange(PREFIX + "nodes", 0, -1, withscores=True)
+                pipe.hgetall(PREFIX + "nodeinfo")
+                now, beats, infos = await pipe.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for node, _ in beats:
+                    pipe.scard(f"{PREFIX}node:{node}:conns")
+                sizes = await pipe.execute()
+        except RedisError as exc:
+            self.reachable = False
+            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+        self.reachable = True
+        now_ms = int(now[0]) * 1000 + int(now[1]) / 1000
+        listed = []
+        for (node, beat), size in zip(beats, sizes, strict=True):
+            listed.append(
+                {
+                    "node_id": node,
+                    "age_seconds": max(0.0, (now_ms - beat) / 1000),
+                    "connections": int(size),
+                    "info": json.loads(infos.get(node, "{}")),
+                }
+            )
+        return listed
+
+    async def remote_connections(self) -> list[RemoteConnection]:
+        """The connections of the other nodes."""
+        try:
+            entries = await self.redis.hgetall(PREFIX + "conns")
+        except RedisError as exc:
+            self.reachable = False
+            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+        found = []
+        for text in entries.values():
+            info = json.loads(text)
+            if info.get("node") != self.node:
+                found.append(RemoteConnection(str(info.get("node")), info))
+        return found
+
+    async def remote_connection(self, socket_id: str) -> RemoteConnection | None:
+        """One connection of another node, or ``None``."""
+        try:
+            text = await self.redis.hget(PREFIX + "conns", socket_id)
+        except RedisError as exc:
+            self.reachable = False
+            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+        if text is None:
+            return None
+        info = json.loads(text)
+        if info.get("node") == self.node:
+            return None
+        return RemoteConnection(str(info.get("node")), info)
+
+    async def remote_rooms(self, nodes: Iterable[str]) -> dict[str, int]:
+        """Member counts of every room, summed over ``nodes``."""
+        chosen = [n for n in nodes if n != self.node]
+        if not chosen:
+            return {}
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for node in chosen:
+                    pipe.hgetall(f"{PREFIX}node:{node}:rooms")
+                counts = await pipe.execute()
+        except RedisError as exc:
+            self.reachable = False
+            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+        rooms: dict[str, int] = {}
+        for per_node in counts:
+            for room, count in per_node.items():
+                if int(count) > 0:
+                    rooms[room] = rooms.get(room, 0) + int(count)
+        return rooms
+
+    async def count_remote_members(self, rooms: list[str]) -> int:
+        """How many sockets of other nodes are in any of ``rooms``, each once."""
+        if not rooms:
+            return 0
+        return int(await self._call(self._count_remote, [PREFIX, self.node, *rooms]))
+
+    async def remote_sockets(self, socket_ids: list[str], organization_id: str | None) -> set[str]:
+        """Those of ``socket_ids`` authenticated on other nodes (within the organization)."""
+        if not socket_ids:
+            return set()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(PREFIX + "conn_node", socket_ids)
+                pipe.hmget(PREFIX + "conn_org", socket_ids)
+                nodes, orgs = await pipe.execute()
+        except RedisError as exc:
+            self.reachable = False
+            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+        return {
+            sid
+            for sid, node, org in zip(socket_ids, nodes, orgs, strict=True)
+            if node is not None
+            and node != self.node
+            and org is not None
+            and (organization_id is None or org == organization_id)
+        }
+
+    async def owner(self, socket_id: str) -> str | None:
+        """The node holding ``socket_id``, if any."""
+        try:
+            node = await self.redis.hget(PREFIX + "conn_node", socket_id)
+        except RedisError as exc:
+            self.reachable = False
+            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+        return str(node) if node is not None else None
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now."""
+        try:
+            await self.redis.ping()
+        except RedisError:
+            self.reachable = False
+            return False
+        self.reachable = True
+        return True
