@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import socket
 import statistics
@@ -93,7 +94,7 @@ async def redis_server() -> AsyncIterator[tuple[Child, str]]:
         cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         child = await compare.spawn([*cmd, "--appendonly", "no", "--dir", directory])
         try:
-            await compare.expect(child, r"(Ready to accept connections)", 20)
+            await compare.expect(child, re.compile(r"(Ready to accept connections)"), 20)
             yield child, f"redis://127.0.0.1:{port}/0"
         finally:
             await compare.stop(child)
@@ -124,7 +125,7 @@ async def nodes(
 async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterRun:
     """One fan-out burst on fresh processes of ``variant``."""
     res = ClusterRun(variant, rnd, expected=args.clients * args.messages)
-    children: list[Child] = []
+    children_of_nodes: list[list[Child]] = []
     try:
         async with nodes(variant, args.clients + 100) as (started, redis):
             res.nodes = len(started)
@@ -132,7 +133,11 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
             await compare.warm_up(urls[0])
             timeout = 60 + args.clients / 20
             for url, count in zip(urls, compare.split(args.clients, len(urls)), strict=True):
-                opened, reports = await compare.open_clients(
+                # open_clients waits for every process of the list it is given: one list per node.
+                mine: list[Child] = []
+                children_of_nodes.append(mine)
+                reports = await compare.open_clients(
+                    mine,
                     url,
                     count,
                     max(1, args.client_procs // len(urls)),
@@ -142,7 +147,6 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
                     messages=args.messages,
                     timeout_ms=int(timeout * 1000),
                 )
-                children += opened
                 connected = sum(r["connected"] for r in reports)
                 if connected != count:
                     raise RuntimeError(f"{connected}/{count} connected to {url}: {reports}")
@@ -153,6 +157,7 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
             first_sent, errors = await compare.broadcast(urls[0], args.messages, args.inflight)
             if errors:
                 res.error = "; ".join(errors)
+            children = [child for mine in children_of_nodes for child in mine]
             results = await compare.collect(children, args.timeout)
             node1 = [compare.cpu_seconds(p) for p in node_pids]
             res.node_cpu_s = sum(b - a for a, b in zip(node0, node1, strict=True))
@@ -171,6 +176,7 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
     except Exception as exc:
         res.error = f"{type(exc).__name__}: {exc}"
     finally:
+        children = [child for mine in children_of_nodes for child in mine]
         for child in children:
             await compare.send(child, "quit")
         await asyncio.gather(*(compare.stop(c) for c in children))
@@ -187,9 +193,10 @@ async def run_idle(variant: str, rnd: int, args: argparse.Namespace) -> IdleRun:
             await compare.warm_up(url)
             before = compare.rss_mib(node.proc.pid)
             timeout = 120 + args.idle / 20
-            children, reports = await compare.open_clients(
-                url, args.idle, args.idle_procs, args, timeout, timeout_ms=int(timeout * 1000)
-            )
+            reports = await compare.open_clients(
+                children, url, args.idle, args.idle_procs, args, timeout,
+                timeout_ms=int(timeout * 1000),
+            )  # fmt: skip
             connected = sum(r["connected"] for r in reports)
             if connected != args.idle:
                 raise RuntimeError(f"{connected}/{args.idle} connected")
