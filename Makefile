@@ -8,7 +8,7 @@ DURATION ?=
 # make demo PORT=5050 when 5000 is taken.
 PORT ?=
 
-.PHONY: demo cluster-demo dist test lint typecheck unit interop-deps system-deps bench bench-replay soak clean
+.PHONY: demo cluster-demo dist test lint typecheck unit interop-deps system-deps bench bench-cluster bench-replay soak clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ soak: $(BIN)/.installed
 	scripts/soak
 # Resume latency and replay throughput (Redis restart and memory-store proxy cut), and the
 # store's cost on the fan-out path; starts its own redis-server (make system-deps).
+# A cluster's fan-out: one node without Redis, one and two cluster nodes; the Redis hop's cost;
+# RSS per connection of a cluster node at 5,000 (docs/cluster.md). Its own redis-server.
+bench-cluster: $(BIN)/.bench-installed $(BENCH_NODE)/node_modules/.installed system-deps
+	$(BIN)/python bench/cluster.py --clients 500 --messages 200 --rounds 3 --idle 5000
+
 bench-replay: $(BIN)/.bench-installed system-deps
 	$(BIN)/python bench/replay.py
 
