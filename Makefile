@@ -8,7 +8,7 @@ DURATION ?=
 # make demo PORT=5050 when 5000 is taken.
 PORT ?=
 
-.PHONY: demo dist test lint typecheck unit interop-deps system-deps bench bench-replay soak clean
+.PHONY: demo cluster-demo dist test lint typecheck unit interop-deps system-deps bench bench-cluster bench-replay soak clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-l
 
 demo: $(BIN)/.installed
 	$(BIN)/intraday-live-server demo $(if $(PORT),--port $(PORT)) $(if $(DURATION),--duration $(DURATION))
+
+# A cluster on this machine: a redis-server of its own on a free port (make system-deps installs
+# it with apt-get; elsewhere: apt-get install redis-server, or brew install redis), three nodes,
+# the simulated feed on one and the dashboard on another. Stops all it started; exits 1 if no
+# event crossed the nodes.
+cluster-demo: $(BIN)/.installed system-deps
+	$(BIN)/intraday-live-server cluster-demo --nodes 3 $(if $(DURATION),--duration $(DURATION))
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -65,6 +72,11 @@ soak: $(BIN)/.installed
 	scripts/soak
 # Resume latency and replay throughput (Redis restart and memory-store proxy cut), and the
 # store's cost on the fan-out path; starts its own redis-server (make system-deps).
+# A cluster's fan-out: one node without Redis, one and two cluster nodes; the Redis hop's cost;
+# RSS per connection of a cluster node at 5,000 (docs/cluster.md). Its own redis-server.
+bench-cluster: $(BIN)/.bench-installed $(BENCH_NODE)/node_modules/.installed system-deps
+	$(BIN)/python bench/cluster.py --clients 500 --messages 200 --rounds 3 --idle 5000
+
 bench-replay: $(BIN)/.bench-installed system-deps
 	$(BIN)/python bench/replay.py
 

@@ -5,6 +5,7 @@
     intraday-live-server serve --port 5000 --auth-mode jwt --jwt-secret ...
     intraday-live-server demo                      # server, simulated feed, dashboard
     intraday-live-server watch --org acme          # the same as ``intraday-live listen``
+    intraday-live-server cluster-demo --nodes 3    # nodes over a Redis of its own, a dashboard
 
 Every setting of :class:`~reference_server.config.ServerSettings` is a flag of
 ``serve`` and ``demo`` (``--max-connections-total``...), generated from the
@@ -104,6 +105,15 @@ def _parser(settings_cls: Any | None) -> argparse.ArgumentParser:
             _add_setting_flags(command, settings_cls)
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--org", default="acme", help="organization to watch (default acme)")
+
+    cluster = commands.add_parser(
+        "cluster-demo",
+        help="a cluster on this machine: its own redis-server, nodes, the feed on one, "
+        "the dashboard on another",
+    )
+    cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    cluster.add_argument("--org", default="acme", help="organization to watch (default acme)")
+    cluster.add_argument("--duration", type=float, help="stop after this many seconds")
 
     watch = commands.add_parser(
         "watch", help="print the live events of an organization (intraday-live listen)"
@@ -228,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         from client_sdk.cli import main as sdk_main
 
         return sdk_main(_watch_arguments(args.url, args.path, args.org, args.duration))
+    if args.command == "cluster-demo":
+        from .cluster_demo import main as cluster_demo
+
+        return cluster_demo(args.nodes, args.org, args.duration)
     assert config is not None
     demo = args.command == "demo"
     try:

@@ -1,0 +1,323 @@
+"""What a cluster over Redis costs and gives (issue 10), measured with Node.js socket.io clients.
+
+Question answered: on this machine, how many deliveries per second, at what p99 latency and
+CPU, does the fan-out of ``--clients`` sockets x ``--messages`` KPI broadcasts get from
+
+* ``single``    -- one node without a cluster (the embedded default: memory store, no Redis);
+* ``cluster-1`` -- one node with ``--cluster redis://...`` (Redis store and Redis pub/sub);
+* ``cluster-2`` -- two nodes of one cluster, the clients split between them, the broadcasts
+  sent through the first node's API (half the deliveries cross Redis to the other node)?
+
+``cluster-1`` against ``single`` is the cost of the Redis hop per message (server CPU and
+latency); ``cluster-2`` against ``cluster-1`` is what a second node adds on a machine whose
+two cores the nodes, Redis and the clients share. Then RSS per connection of one cluster
+node holding ``--idle`` idle authenticated connections, against ``single``.
+
+The load clients, the broadcast loop and the figures are those of ``bench/compare.py`` (the
+Node baseline benchmark): the same ``bench/node/clients.mjs`` sockets, the same envelope,
+the same /proc readings. Rounds are interleaved (single, cluster-1, cluster-2, single, ...);
+each run gets a fresh Redis on a free port and fresh nodes.
+
+    .venv/bin/python bench/cluster.py                       # 500 x 200, 3 rounds, 5,000 idle
+    .venv/bin/python bench/cluster.py --clients 50 --messages 20 --rounds 1 --idle 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import compare
+from compare import Child, Variant
+
+VARIANTS = ("single", "cluster-1", "cluster-2")
+
+
+@dataclass
+class ClusterRun:
+    """The figures of one run of one variant."""
+
+    variant: str
+    round: int
+    nodes: int = 1
+    expected: int = 0
+    received: int = 0
+    rate: float = float("nan")
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    max_ms: float = float("nan")
+    node_cpu_s: float = float("nan")
+    redis_cpu_s: float = float("nan")
+    node_cpu_us_per_delivery: float = float("nan")
+    cpu_us_per_message: float = float("nan")
+    error: str = ""
+
+
+@dataclass
+class IdleRun:
+    """RSS per connection of one node holding many idle connections."""
+
+    variant: str
+    round: int
+    connections: int = 0
+    rss_per_conn_kib: float = float("nan")
+    error: str = ""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def redis_server() -> AsyncIterator[tuple[Child, str]]:
+    """A redis-server of this run's own (nothing on disk), and its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found: make system-deps (apt-get install redis-server)")
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+        cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        child = await compare.spawn([*cmd, "--appendonly", "no", "--dir", directory])
+        try:
+            await compare.expect(child, re.compile(r"(Ready to accept connections)"), 20)
+            yield child, f"redis://127.0.0.1:{port}/0"
+        finally:
+            await compare.stop(child)
+
+
+@contextlib.asynccontextmanager
+async def nodes(
+    variant: str, capacity: int
+) -> AsyncIterator[tuple[list[tuple[Child, str]], Child | None]]:
+    """The nodes of ``variant`` (each a child and its URL) and the Redis they share, if any."""
+    async with contextlib.AsyncExitStack() as stack:
+        if variant == "single":
+            flags: list[tuple[str, ...]] = [()]
+            redis: Child | None = None
+        else:
+            redis, url = await stack.enter_async_context(redis_server())
+            count = int(variant.removeprefix("cluster-"))
+            flags = [("--cluster", url, "--node-id", f"node-{i + 1}") for i in range(count)]
+        started = [
+            await stack.enter_async_context(
+                compare.server(Variant(variant, node=False, server_flags=f), capacity)
+            )
+            for f in flags
+        ]
+        yield started, redis
+
+
+async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterRun:
+    """One fan-out burst on fresh processes of ``variant``."""
+    res = ClusterRun(variant, rnd, expected=args.clients * args.messages)
+    children_of_nodes: list[list[Child]] = []
+    try:
+        async with nodes(variant, args.clients + 100) as (started, redis):
+            res.nodes = len(started)
+            urls = [url for _, url in started]
+            await compare.warm_up(urls[0])
+            timeout = 60 + args.clients / 20
+            for url, count in zip(urls, compare.split(args.clients, len(urls)), strict=True):
+                # open_clients waits for every process of the list it is given: one list per node.
+                mine: list[Child] = []
+                children_of_nodes.append(mine)
+                reports = await compare.open_clients(
+                    mine,
+                    url,
+                    count,
+                    max(1, args.client_procs // len(urls)),
+                    args,
+                    timeout,
+                    subscribe=True,
+                    messages=args.messages,
+                    timeout_ms=int(timeout * 1000),
+                )
+                connected = sum(r["connected"] for r in reports)
+                if connected != count:
+                    raise RuntimeError(f"{connected}/{count} connected to {url}: {reports}")
+            node_pids = [child.proc.pid for child, _ in started]
+            redis_pid = redis.proc.pid if redis is not None else None
+            node0 = [compare.cpu_seconds(p) for p in node_pids]
+            redis0 = compare.cpu_seconds(redis_pid) if redis_pid else 0.0
+            first_sent, errors = await compare.broadcast(urls[0], args.messages, args.inflight)
+            if errors:
+                res.error = "; ".join(errors)
+            children = [child for mine in children_of_nodes for child in mine]
+            results = await compare.collect(children, args.timeout)
+            node1 = [compare.cpu_seconds(p) for p in node_pids]
+            res.node_cpu_s = sum(b - a for a, b in zip(node0, node1, strict=True))
+            res.redis_cpu_s = (compare.cpu_seconds(redis_pid) - redis0) if redis_pid else 0.0
+            res.received = sum(r["received"] for r in results)
+            latencies = sorted(x for r in results for x in r["latencies"])
+            res.p50_ms = compare.percentile(latencies, 0.50)
+            res.p99_ms = compare.percentile(latencies, 0.99)
+            res.max_ms = latencies[-1] if latencies else float("nan")
+            if res.received:
+                last = max(r["last"] for r in results)
+                res.rate = res.received / ((last - first_sent) / 1000)
+                res.node_cpu_us_per_delivery = 1e6 * res.node_cpu_s / res.received
+                cpu = res.node_cpu_s + res.redis_cpu_s
+                res.cpu_us_per_message = 1e6 * cpu / args.messages
+    except Exception as exc:
+        res.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        children = [child for mine in children_of_nodes for child in mine]
+        for child in children:
+            await compare.send(child, "quit")
+        await asyncio.gather(*(compare.stop(c) for c in children))
+    return res
+
+
+async def run_idle(variant: str, rnd: int, args: argparse.Namespace) -> IdleRun:
+    """RSS per connection of one node of ``variant`` with ``--idle`` idle connections."""
+    res = IdleRun(variant, rnd, connections=args.idle)
+    children: list[Child] = []
+    try:
+        async with nodes(variant, args.idle + 100) as (started, _):
+            node, url = started[0]
+            await compare.warm_up(url)
+            before = compare.rss_mib(node.proc.pid)
+            timeout = 120 + args.idle / 20
+            reports = await compare.open_clients(
+                children, url, args.idle, args.idle_procs, args, timeout,
+                timeout_ms=int(timeout * 1000),
+            )  # fmt: skip
+            connected = sum(r["connected"] for r in reports)
+            if connected != args.idle:
+                raise RuntimeError(f"{connected}/{args.idle} connected")
+            after = compare.rss_mib(node.proc.pid)
+            res.rss_per_conn_kib = (after - before) * 1024 / args.idle
+    except Exception as exc:
+        res.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        for child in children:
+            await compare.send(child, "quit")
+        await asyncio.gather(*(compare.stop(c) for c in children))
+    return res
+
+
+def _median(values: Sequence[float]) -> float:
+    good = [v for v in values if v == v]
+    return statistics.median(good) if good else float("nan")
+
+
+def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace) -> str:
+    """The markdown tables: medians over rounds, min-max, and the ratios the issue asks for."""
+    lines = [
+        f"## Cluster fan-out: {args.clients} clients x {args.messages} broadcasts, "
+        f"{args.rounds} rounds (median, min-max)",
+        "",
+        "| variant | nodes | deliveries/s | p50 / p99 / max ms | node CPU us/delivery "
+        "| node+Redis CPU us/message | complete |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    medians: dict[str, dict[str, float]] = {}
+    for variant in args.variants:
+        mine = [r for r in runs if r.variant == variant]
+        if not mine:
+            continue
+        fig = {
+            key: _median([getattr(r, key) for r in mine])
+            for key in ("rate", "p50_ms", "p99_ms", "max_ms", "node_cpu_us_per_delivery")
+        }
+        fig["per_message"] = _median([r.cpu_us_per_message for r in mine])
+        medians[variant] = fig
+        rates = [r.rate for r in mine if r.rate == r.rate]
+        spread = f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(rates) > 1 else ""
+        complete = sum(r.received == r.expected for r in mine)
+        lines.append(
+            f"| {variant} | {mine[0].nodes} | {fig['rate']:,.0f}{spread} "
+            f"| {fig['p50_ms']:.0f} / {fig['p99_ms']:.0f} / {fig['max_ms']:.0f} "
+            f"| {fig['node_cpu_us_per_delivery']:.1f} | {fig['per_message']:,.0f} "
+            f"| {complete}/{len(mine)} |"
+        )
+    errors = [f"- {r.variant} round {r.round}: {r.error}" for r in runs if r.error]
+    if "single" in medians and "cluster-1" in medians:
+        hop = medians["cluster-1"]["per_message"] - medians["single"]["per_message"]
+        lat = medians["cluster-1"]["p50_ms"] - medians["single"]["p50_ms"]
+        lines += ["", f"Redis hop: {hop:,.0f} us of CPU per message (nodes + Redis), "]
+        lines[-1] += f"{lat:+.0f} ms of p50 latency (cluster-1 against single)."
+    if "cluster-1" in medians and "cluster-2" in medians:
+        ratio = medians["cluster-2"]["rate"] / medians["cluster-1"]["rate"]
+        lines.append(f"Two nodes against one: {ratio:.2f}x the deliveries/s on this machine.")
+    if idle:
+        lines += ["", f"## RSS per connection, {args.idle:,} idle authenticated connections", ""]
+        for variant in ("single", "cluster-1"):
+            mine = [r for r in idle if r.variant == variant]
+            if mine:
+                value = _median([r.rss_per_conn_kib for r in mine])
+                lines.append(f"- {variant}: {value:.1f} KiB per connection")
+        errors += [f"- idle {r.variant} round {r.round}: {r.error}" for r in idle if r.error]
+    if errors:
+        lines += ["", "Errors:", *errors]
+    return "\n".join(lines)
+
+
+async def orchestrate(args: argparse.Namespace) -> int:
+    compare.raise_nofile(max(args.clients, args.idle) * 2)
+    runs: list[ClusterRun] = []
+    for rnd in range(1, args.rounds + 1):
+        for variant in args.variants:
+            started = time.monotonic()
+            run = await run_once(variant, rnd, args)
+            runs.append(run)
+            took = time.monotonic() - started
+            print(
+                f"round {rnd} {variant}: {run.received}/{run.expected} in {took:.0f} s, "
+                f"{run.rate:,.0f}/s, p99 {run.p99_ms:.0f} ms {run.error}",
+                file=sys.stderr,
+                flush=True,
+            )
+    idle: list[IdleRun] = []
+    if args.idle:
+        for variant in ("single", "cluster-1"):
+            idle.append(await run_idle(variant, 1, args))
+    print(render(runs, idle, args))
+    if args.json:
+        body = {"runs": [asdict(r) for r in runs], "idle": [asdict(r) for r in idle]}
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(body, indent=2))
+    return 0 if all(not r.error and r.received == r.expected for r in runs) else 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", type=lambda s: s.split(","), default=list(VARIANTS))
+    parser.add_argument("--idle", type=int, default=5000, help="idle connections (0: skip)")
+    parser.add_argument("--inflight", type=int, default=8, help="broadcasts in flight")
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--idle-procs", type=int, default=4)
+    parser.add_argument("--connect-concurrency", type=int, default=100)
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a burst")
+    parser.add_argument("--json", help="also write every run's figures to this file")
+    args = parser.parse_args(argv)
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 when every burst was delivered in full."""
+    return asyncio.run(orchestrate(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
