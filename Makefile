@@ -45,7 +45,7 @@ system-deps:
 
 # With branch coverage, failing below [tool.coverage.report] fail_under (pyproject.toml).
 test: $(BIN)/.installed interop-deps system-deps lint typecheck
-	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --durations=20
 
 # The sdist and the wheel, into dist/ (install with: pip install 'dist/intraday_live-*.whl[server]').
 dist: $(BIN)/.installed
