@@ -64,7 +64,7 @@ $(BENCH_NODE)/node_modules/.installed: $(BENCH_NODE)/package.json $(BENCH_NODE)/
 # Ours against a Node.js socket.io server (bench/compare.py, docs/operations.md#benchmarks),
 # then python-socketio on uvicorn against aiohttp (bench/fanout_transport.py).
 bench: $(BIN)/.bench-installed $(BENCH_NODE)/node_modules/.installed
-	$(BIN)/python bench/compare.py --clients 500 --messages 200 --rounds 3 --idle 5000
+	$(BIN)/python bench/compare.py --clients 500 --messages 200 --rounds 3 --idle 5000 --inflight 16
 	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
 
 # Not part of make test: 1,000 connections x 10 msg/s for 10 minutes (SOAK_* variables shrink it).
