@@ -8,8 +8,9 @@ is dispatched there and then, in the transport's task; otherwise it waits on
 one queue that one task takes off, in order, one event at a time. Either way
 it is parsed into a typed :class:`~client_sdk.messages.Message`, dropped if
 its id is a duplicate, and handed to the listeners of its event, of its
-channel and of ``"*"``, each isolated from the others. A ``requires_ack`` message is acknowledged only
-after its listeners have run, so the server's latency figure includes them.
+channel and of ``"*"``, each isolated from the others. A ``requires_ack``
+message is acknowledged only after its listeners have run, so the server's
+latency figure includes them.
 
 Resumes pass through the same queue as markers: a message is *replayed*
 when it arrives between a ``subscribe`` that asked for a replay of its
