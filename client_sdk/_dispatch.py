@@ -214,8 +214,11 @@ class Dispatcher:
                 if not acked:
                     raise
             finally:
-                self._inline = None
-                self._idle()
+                # Unless stop() and start() came meanwhile: this run is not
+                # the one their dispatching state belongs to any more.
+                if self._queue is queue:
+                    self._inline = None
+                    self._idle()
             return {"received": True} if acked else None
         if acked:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
