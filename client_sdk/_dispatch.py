@@ -190,7 +190,7 @@ class Dispatcher:
 
     # -- the transport's sink -----------------------------------------------------
 
-    async def receive(self, event: str, data: Any) -> Any:
+    async def receive(self, event: str, data: Any, *, inline: bool = True) -> Any:
         """Take one server event (raw envelope dict): dispatch it, or queue it behind others.
 
         The one entry point of every envelope, single or from a batch; what
@@ -198,12 +198,15 @@ class Dispatcher:
         being dispatched, the event is dispatched right here, in the
         caller's task: handing it to the dispatcher task would cost a task
         switch and a loop iteration per message for the same order.
+        ``inline=False`` always queues it: for a caller that feeds several
+        events in a row (a batch), which must not wait in a listener between
+        them while an event that arrived later queues ahead of the rest.
         """
         queue = self._queue
         if queue is None:
             return None
         acked = isinstance(data, dict) and data.get("requires_ack") is True
-        if not self._busy and not len(queue):
+        if inline and not self._busy and not len(queue):
             self._busy = True
             self._inline = asyncio.current_task()
             try:

@@ -17,9 +17,10 @@ import socketio.packet
 
 from client_sdk import ClientConfig, IntradayClient, Message
 from client_sdk.hooks import UNBOUNDED
-from client_sdk.protocol import KpiPayload
+from client_sdk.protocol import BroadcastRequest, KpiPayload
 from reference_server.app import ReferenceServer
-from tests.conftest import WAIT, eventually, kpi
+from tests.conftest import WAIT, ServerFactory, eventually, kpi
+from tests.sdk.conftest import fast_config
 
 
 def config_for(server: ReferenceServer) -> ClientConfig:
@@ -123,3 +124,46 @@ async def test_the_clients_json_leaves_other_socketio_users_alone(
     assert engineio.packet.Packet.json is engineio.json
     assert number(got[0]) == 7
     assert got[0].payload.model_extra == {"n": 7, "note": "é ✓"}
+
+
+async def test_a_batch_is_not_overtaken_by_a_later_event_while_a_handler_waits(
+    make_server: ServerFactory,
+) -> None:
+    # The first message of a batch holds an async handler until the next batch
+    # has arrived and queued: the rest of the first batch must still come first.
+    server = await make_server(batch_window_ms=20, batch_max_messages=8)
+    gate = asyncio.Event()
+    seen: list[int] = []
+    all_seen = asyncio.Event()
+
+    async def handler(message: Message[KpiPayload]) -> None:
+        seen.append(number(message))
+        if len(seen) == 1:
+            await gate.wait()
+        if len(seen) == 10:
+            all_seen.set()
+
+    async def publish(numbers: range) -> None:
+        for n in numbers:
+            body = {"event": "kpi:update", "data": kpi("org_a", n=n)}
+            await server.publisher.publish(BroadcastRequest.model_validate(body))
+
+    async with IntradayClient(fast_config(server.url, batch=True)) as client:
+        client.on(on_kpi_update=handler)
+        await client.subscribe(["kpi"], queue_name="support")
+        await publish(range(5))
+
+        async def first_held() -> bool:
+            return seen == [0] and client.statistics().dispatch_queue_depth == 4
+
+        await eventually(first_held)
+        await publish(range(5, 10))
+
+        async def second_queued() -> bool:
+            return client.statistics().dispatch_queue_depth == 9
+
+        await eventually(second_queued)
+        gate.set()
+        async with asyncio.timeout(WAIT):
+            await all_seen.wait()
+    assert seen == list(range(10))
