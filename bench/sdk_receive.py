@@ -333,9 +333,9 @@ async def _run(url: str, args: argparse.Namespace) -> int:
         result = await _phase("profile-sdk", url, ["sdk"], args, profiler)
         ok &= result.counters["sdk"].count == n
         out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
+        stats = pstats.Stats(profiler, stream=out).sort_stats(args.profile_sort)
         stats.print_stats(args.profile_top)
-        print("\ncProfile of one SDK-alone phase (cumulative):")
+        print(f"\ncProfile of one SDK-alone phase ({args.profile_sort}):")
         print(out.getvalue())
     print("no losses" if ok else "LOSSES (see stderr)")
     return 0 if ok else 1
@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per phase")
     parser.add_argument("--profile", action="store_true", help="cProfile an SDK-alone phase")
     parser.add_argument("--profile-top", type=int, default=25, help="rows of the profile")
+    parser.add_argument("--profile-sort", default="cumulative", help="pstats sort key")
     args = parser.parse_args(argv)
 
     port = _free_port()

@@ -188,6 +188,21 @@ class PolicyQueue(Generic[T]):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    async def wait(self) -> None:
+        """Return once an item is waiting or the queue is closed (at once if so already).
+
+        Takes nothing off the queue: for a reader that decides only then
+        whether to take the next item. Cancelling it is safe.
+        """
+        while not self._items and not self._closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+
     def __aiter__(self) -> PolicyQueue[T]:
         return self
 

@@ -67,7 +67,8 @@ LIFECYCLE_HANDLERS = frozenset(
 async def call_handler(handler: Callback, *args: Any) -> None:
     """Run a sync or async handler (exceptions propagate to the caller)."""
     result = handler(*args)
-    if inspect.isawaitable(result):
+    # Most handlers are plain functions returning None: skip inspect for them.
+    if result is not None and inspect.isawaitable(result):
         await result
 
 

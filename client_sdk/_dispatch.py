@@ -1,12 +1,16 @@
 """Incoming server events, in order, to the application's listeners.
 
 python-engineio runs every incoming message as a task of its own, so order
-and backpressure are ours: the transport's sink puts each event on one queue
-(synchronously, so arrival order is kept) and one task takes them off, parses
-each into a typed :class:`~client_sdk.messages.Message`, drops duplicates by
-id, and runs the listeners of its event, of its channel and of ``"*"``, each
-isolated from the others. A ``requires_ack`` message is acknowledged only
-after its listeners have run, so the server's latency figure includes them.
+and backpressure are ours. Every envelope enters through
+:meth:`Dispatcher.receive` (synchronously up to its first wait, so arrival
+order is kept): when nothing is waiting and no event is being dispatched, it
+is dispatched there and then, in the transport's task; otherwise it waits on
+one queue that one task takes off, in order, one event at a time. Either way
+it is parsed into a typed :class:`~client_sdk.messages.Message`, dropped if
+its id is a duplicate, and handed to the listeners of its event, of its
+channel and of ``"*"``, each isolated from the others. A ``requires_ack``
+message is acknowledged only after its listeners have run, so the server's
+latency figure includes them.
 
 Resumes pass through the same queue as markers: a message is *replayed*
 when it arrives between a ``subscribe`` that asked for a replay of its
@@ -24,12 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._backpressure import Backpressure, PolicyQueue
-from ._callbacks import call_handler
 from ._resume import ResumeState
 from .exceptions import IntradayError, MalformedMessageError, ServerError
 from .messages import Message, RecentIds, _parse_message
@@ -83,10 +87,17 @@ class Dispatcher:
         self._replayed_upto: dict[str, int] = {}
         self._on_error = on_error
         self._on_handler_error = on_handler_error
-        self._listeners: dict[str, list[Listener]] = {}
+        # Tuples, replaced on every change: dispatching iterates a snapshot
+        # (a listener may remove itself) without copying it per message.
+        self._listeners: dict[str, tuple[Listener, ...]] = {}
         self._policy = policy
         self._queue: PolicyQueue[_Item] | None = None
         self._task: asyncio.Task[None] | None = None
+        # Whether an event is being dispatched (by the task or inline, in
+        # receive), the inline one's task, and the dispatcher task's wait for it.
+        self._busy = False
+        self._inline: asyncio.Task[Any] | None = None
+        self._idle_waiter: asyncio.Future[None] | None = None
         self.received = 0
         self.duplicates = 0
         self.malformed = 0
@@ -103,11 +114,13 @@ class Dispatcher:
     ) -> Callable[[], None]:
         """Call ``listener`` for an event, a channel or ``"*"``; returns its remover."""
         name = key.value if isinstance(key, (ServerEvent, Channel)) else key
-        self._listeners.setdefault(name, []).append(listener)
+        self._listeners[name] = (*self._listeners.get(name, ()), listener)
 
         def remove() -> None:
-            with contextlib.suppress(ValueError):
-                self._listeners[name].remove(listener)
+            current = self._listeners.get(name, ())
+            if listener in current:
+                at = current.index(listener)
+                self._listeners[name] = current[:at] + current[at + 1 :]
 
         return remove
 
@@ -116,6 +129,7 @@ class Dispatcher:
     def start(self) -> None:
         """Start taking events off the queue (in the running loop)."""
         self._queue = PolicyQueue(self._policy, self._count_drops, on_evict=self._evicted)
+        self._busy, self._inline, self._idle_waiter = False, None, None
         self._task = asyncio.get_running_loop().create_task(
             self._dispatch_forever(), name="intraday-dispatch"
         )
@@ -127,6 +141,9 @@ class Dispatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        inline = self._inline
+        if inline is not None and inline is not asyncio.current_task():
+            inline.cancel()  # a listener running in receive(), cut off as the task's would be
         queue, self._queue = self._queue, None
         while queue is not None and len(queue):
             _release(queue.get_nowait())
@@ -173,12 +190,40 @@ class Dispatcher:
 
     # -- the transport's sink -----------------------------------------------------
 
-    async def receive(self, event: str, data: Any) -> Any:
-        """Queue one server event; what it returns is the event's ack."""
+    async def receive(self, event: str, data: Any, *, inline: bool = True) -> Any:
+        """Take one server event (raw envelope dict): dispatch it, or queue it behind others.
+
+        The one entry point of every envelope, single or from a batch; what
+        it returns is the event's ack. When nothing is queued and no event is
+        being dispatched, the event is dispatched right here, in the
+        caller's task: handing it to the dispatcher task would cost a task
+        switch and a loop iteration per message for the same order.
+        ``inline=False`` always queues it: for a caller that feeds several
+        events in a row (a batch), which must not wait in a listener between
+        them while an event that arrived later queues ahead of the rest.
+        """
         queue = self._queue
         if queue is None:
             return None
-        if isinstance(data, dict) and data.get("requires_ack") is True:
+        acked = isinstance(data, dict) and data.get("requires_ack") is True
+        if inline and not self._busy and not len(queue):
+            self._busy = True
+            self._inline = asyncio.current_task()
+            try:
+                await self._dispatch(event, data)
+            except asyncio.CancelledError:
+                # stop() while a listener ran here: as for a queued event, the
+                # message was received (and is acked), its listeners cut off.
+                if not acked:
+                    raise
+            finally:
+                # Unless stop() and start() came meanwhile: this run is not
+                # the one their dispatching state belongs to any more.
+                if self._queue is queue:
+                    self._inline = None
+                    self._idle()
+            return {"received": True} if acked else None
+        if acked:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             queue.put_nowait((event, data, done))
             with contextlib.suppress(asyncio.CancelledError):
@@ -187,14 +232,34 @@ class Dispatcher:
         queue.put_nowait((event, data, None))
         return None
 
+    def _idle(self) -> None:
+        self._busy = False
+        waiter, self._idle_waiter = self._idle_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     # -- dispatching ----------------------------------------------------------------
 
     async def _dispatch_forever(self) -> None:
-        assert self._queue is not None
-        async for event, data, done in self._queue:
+        queue = self._queue
+        assert queue is not None
+        while True:
+            await queue.wait()
+            if not len(queue):
+                return  # closed
+            if self._busy:
+                # An event is being dispatched in its own task (receive); the
+                # queued ones come after it. Nothing is taken off the queue
+                # before then, so a newcomer sees a non-empty queue and waits.
+                self._idle_waiter = asyncio.get_running_loop().create_future()
+                await self._idle_waiter
+                continue
+            event, data, done = queue.get_nowait()
+            self._busy = True
             try:
                 await self._dispatch(event, data)
             finally:
+                self._busy = False
                 if done is not None and not done.done():
                     done.set_result(None)
 
@@ -226,10 +291,14 @@ class Dispatcher:
             resumed = stream in self._resuming or (upto is not None and envelope.seq <= upto)
             if resumed and not envelope.snapshot:  # a snapshot message says so itself
                 message = message.as_replayed()
-        for key in (message.event.value, message.channel.value, "*"):
-            for listener in list(self._listeners.get(key, ())):
+        listeners = self._listeners
+        for key in (envelope.event.value, envelope.channel.value, "*"):
+            for listener in listeners.get(key, ()):
                 try:
-                    await call_handler(listener, message)
+                    # call_handler's body, inline: one coroutine less per listener.
+                    result = listener(message)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
                 except Exception as exc:
                     self._on_handler_error(key, exc)
         if stream is not None and envelope.seq is not None and envelope.epoch is not None:

@@ -272,21 +272,23 @@ class Supervisor:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _watch(self, event: str, data: Any) -> Any:
+    async def _watch(self, event: str, data: Any, *, inline: bool = True) -> Any:
         # Synchronous up to the sink's call, so arrival order is kept.
         if event == ControlEvent.BATCH:
-            # Each envelope takes the path of a single event, in order. The sink
-            # queues without awaiting (a batch carries no requires_ack message,
-            # whose sink waits for its listeners), so nothing can slip in between.
+            # Each envelope takes the path of a single event, in order, queued
+            # (inline=False): dispatched here, the first could wait in an async
+            # listener while a later event queued ahead of the rest. Queuing does
+            # not await (a batch carries no requires_ack message, whose sink
+            # waits for its listeners), so nothing can slip in between.
             messages = data.get("messages") if isinstance(data, dict) else None
             for envelope in messages if isinstance(messages, list) else ():
                 name = envelope.get("event") if isinstance(envelope, dict) else None
                 if isinstance(name, str) and name and name != ControlEvent.BATCH:
-                    await self._watch(name, envelope)
+                    await self._watch(name, envelope, inline=False)
             return None
         if event == ServerEvent.SYSTEM_MAINTENANCE:
             self._maintenance = True
-        return await self._sink(event, data)
+        return await self._sink(event, data, inline=inline)
 
     def _on_lost(self, reason: str) -> None:
         self._lost_reason = reason

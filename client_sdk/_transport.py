@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
 import ssl
@@ -17,7 +18,9 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import engineio
+import orjson
 import socketio
+import socketio.packet
 
 from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError, ServerError
 
@@ -89,12 +92,38 @@ def map_exceptions(action: str, path: str | None = None) -> Iterator[None]:
         raise ConnectionLostError(f"{action}: {explain(exc, path)}") from exc
 
 
+class _Json:
+    """The JSON of this client's packets: orjson decodes, the standard library encodes.
+
+    Decoding every incoming event is a third of a bare python-socketio
+    client's CPU per message, and orjson does it about four times faster.
+    It reads standard JSON only (no ``NaN``, no lone surrogates), and turns
+    integers beyond 64 bits into floats instead of parsing them digit by
+    digit. Encoding keeps the standard library's exact behaviour: requests
+    are few, and its output is what the server has always read.
+    """
+
+    loads = staticmethod(orjson.loads)
+    dumps = staticmethod(json.dumps)
+
+
+class _Packet(socketio.packet.Packet):  # type: ignore[misc]  # python-socketio is untyped
+    # A subclass, not AsyncClient(json=...): that option assigns the JSON
+    # module on python-socketio's and python-engineio's shared Packet classes,
+    # which would change every other client and server in the process.
+    json = _Json
+
+
 class SocketIOTransport:
     """One Socket.IO connection: open, request, receive, close."""
 
     def __init__(self, sink: EventSink, on_lost: Callable[[str], None]) -> None:
         self._client = socketio.AsyncClient(
-            reconnection=False, handle_sigint=False, logger=False, engineio_logger=False
+            reconnection=False,
+            handle_sigint=False,
+            logger=False,
+            engineio_logger=False,
+            serializer=_Packet,
         )
         self._sink = sink
         self._on_lost = on_lost

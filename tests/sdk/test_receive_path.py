@@ -1,0 +1,169 @@
+"""The receive path keeps its promises when events are dispatched in the transport's task.
+
+An event that finds nothing waiting is dispatched where it arrives; the
+ones arriving meanwhile queue behind it (issue 11). Against the real
+reference server: handlers still run one at a time, in arrival order, and
+closing the client still cuts off a handler that is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import engineio.json
+import engineio.packet
+import httpx
+import socketio.packet
+
+from client_sdk import ClientConfig, IntradayClient, Message
+from client_sdk.hooks import UNBOUNDED
+from client_sdk.protocol import BroadcastRequest, KpiPayload
+from reference_server.app import ReferenceServer
+from tests.conftest import WAIT, ServerFactory, eventually, kpi
+from tests.sdk.conftest import fast_config
+
+
+def config_for(server: ReferenceServer) -> ClientConfig:
+    return ClientConfig(
+        url=server.url,
+        user_id="user_1",
+        organization_id="org_a",
+        handler_backpressure=UNBOUNDED,
+    )
+
+
+def number(message: Message[KpiPayload]) -> int:
+    return int(message.payload.model_extra["n"])  # type: ignore[index]
+
+
+async def test_async_handlers_run_one_at_a_time_in_arrival_order(
+    server: ReferenceServer, api: httpx.AsyncClient
+) -> None:
+    gate = asyncio.Event()
+    log: list[tuple[str, int]] = []
+    count = 12
+    all_done = asyncio.Event()
+
+    async def handler(message: Message[KpiPayload]) -> None:
+        n = number(message)
+        log.append(("start", n))
+        if n == 0:
+            await gate.wait()  # the first one holds the path while the rest arrive
+        else:
+            await asyncio.sleep(0)  # every handler suspends at least once
+        log.append(("end", n))
+        if n == count - 1:
+            all_done.set()
+
+    async with IntradayClient(config_for(server)) as client:
+        client.on(on_kpi_update=handler)
+        await client.subscribe(["kpi"], queue_name="support")
+        for n in range(count):
+            response = await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", n=n))
+            assert response.status_code == 200
+
+        async def rest_queued() -> bool:
+            return client.statistics().dispatch_queue_depth == count - 1
+
+        await eventually(rest_queued)
+        assert log == [("start", 0)]
+        gate.set()
+        async with asyncio.timeout(WAIT):
+            await all_done.wait()
+    assert log == [(step, n) for n in range(count) for step in ("start", "end")]
+
+
+async def test_closing_cancels_a_handler_that_is_still_running(
+    server: ReferenceServer, api: httpx.AsyncClient
+) -> None:
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def stuck(_: Message[KpiPayload]) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    client = IntradayClient(config_for(server))
+    await client.connect()
+    client.on(on_kpi_update=stuck)
+    await client.subscribe(["kpi"], queue_name="support")
+    response = await api.post("/api/ws/broadcast/kpi", json=kpi("org_a"))
+    assert response.status_code == 200
+    async with asyncio.timeout(WAIT):
+        await started.wait()
+    await client.close()
+    async with asyncio.timeout(WAIT):
+        await cancelled.wait()
+
+
+async def test_the_clients_json_leaves_other_socketio_users_alone(
+    server: ReferenceServer, api: httpx.AsyncClient
+) -> None:
+    # The SDK decodes with orjson through a Packet subclass of its own; the
+    # shared classes (used by the in-process server and any other client)
+    # keep python-socketio's JSON module.
+    got: list[Message[KpiPayload]] = []
+    arrived = asyncio.Event()
+
+    def on_kpi(message: Message[KpiPayload]) -> None:
+        got.append(message)
+        arrived.set()
+
+    async with IntradayClient(config_for(server)) as client:
+        client.on(on_kpi_update=on_kpi)
+        await client.subscribe(["kpi"], queue_name="support")
+        response = await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", n=7, note="é ✓"))
+        assert response.status_code == 200
+        async with asyncio.timeout(WAIT):
+            await arrived.wait()
+    assert socketio.packet.Packet.json is engineio.json
+    assert engineio.packet.Packet.json is engineio.json
+    assert number(got[0]) == 7
+    assert got[0].payload.model_extra == {"n": 7, "note": "é ✓"}
+
+
+async def test_a_batch_is_not_overtaken_by_a_later_event_while_a_handler_waits(
+    make_server: ServerFactory,
+) -> None:
+    # The first message of a batch holds an async handler until the next batch
+    # has arrived and queued: the rest of the first batch must still come first.
+    server = await make_server(batch_window_ms=20, batch_max_messages=8)
+    gate = asyncio.Event()
+    seen: list[int] = []
+    all_seen = asyncio.Event()
+
+    async def handler(message: Message[KpiPayload]) -> None:
+        seen.append(number(message))
+        if len(seen) == 1:
+            await gate.wait()
+        if len(seen) == 10:
+            all_seen.set()
+
+    async def publish(numbers: range) -> None:
+        for n in numbers:
+            body = {"event": "kpi:update", "data": kpi("org_a", n=n)}
+            await server.publisher.publish(BroadcastRequest.model_validate(body))
+
+    async with IntradayClient(fast_config(server.url, batch=True)) as client:
+        client.on(on_kpi_update=handler)
+        await client.subscribe(["kpi"], queue_name="support")
+        await publish(range(5))
+
+        async def first_held() -> bool:
+            return seen == [0] and client.statistics().dispatch_queue_depth == 4
+
+        await eventually(first_held)
+        await publish(range(5, 10))
+
+        async def second_queued() -> bool:
+            return client.statistics().dispatch_queue_depth == 9
+
+        await eventually(second_queued)
+        gate.set()
+        async with asyncio.timeout(WAIT):
+            await all_seen.wait()
+    assert seen == list(range(10))
