@@ -77,7 +77,11 @@ API = "/api/ws"
 
 def _kpi_payload(i: int) -> dict[str, Any]:
     now = datetime.now(UTC)
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return kpi_payload(i, now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z")
+
+
+def kpi_payload(i: int, stamp: str) -> dict[str, Any]:
+    """The ``i``-th KPI payload of the stream (also ``bench/sdk_receive_inproc.py``'s)."""
     utilization = 70.0 + (i % 25)
     service = 75.0 + (i % 20)
     required = 40 + (i % 7)

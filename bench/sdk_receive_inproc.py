@@ -40,6 +40,7 @@ import uuid
 from typing import Any
 
 import socketio
+from sdk_receive import kpi_payload  # bench/ is the script's directory: on sys.path
 
 from client_sdk._backpressure import BUFFER
 from client_sdk._dispatch import Dispatcher
@@ -50,29 +51,6 @@ from client_sdk.protocol import Scope, ServerEvent, build_envelope
 from client_sdk.protocol.timestamps import format_timestamp, utc_now
 
 ORG = "bench"
-
-
-def _payload(i: int, stamp: str) -> dict[str, Any]:
-    utilization = 70.0 + (i % 25)
-    service = 75.0 + (i % 20)
-    required = 40 + (i % 7)
-    scheduled = 38 + (i % 5)
-    return {
-        "organization_id": ORG,
-        "queue_name": f"queue-{i % 4}",
-        "timestamp": stamp,
-        "utilization": {"current_utilization": utilization, "occupancy": utilization - 4.5},
-        "service_level": {"current": service, "target": 80.0},
-        "health_score": 60.0 + (i % 40),
-        "contacts_offered": 1000 + i,
-        "headcount_gap": {
-            "required": required,
-            "scheduled": scheduled,
-            "gap": scheduled - required,
-        },
-        "sla_risk": {"level": "medium" if service < 80 else "low", "score": 100.0 - service},
-        "changes": {"utilization": 0.5, "service_level": -1.2, "health_score": 0.3},
-    }
 
 
 def encoded_messages(count: int) -> list[str]:
@@ -86,7 +64,7 @@ def encoded_messages(count: int) -> list[str]:
             event=ServerEvent.KPI_UPDATE,
             timestamp=stamp,
             target=Scope(ORG, None, f"queue-{i % 4}"),
-            data=_payload(i, stamp),
+            data=kpi_payload(i, stamp),
             seq=i + 1,
             epoch=epoch,
         )

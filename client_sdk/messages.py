@@ -11,13 +11,13 @@ from pydantic import ValidationError
 
 from .exceptions import MalformedMessageError
 from .protocol import (
-    EVENT_PAYLOADS,
     Channel,
     Envelope,
     Payload,
     Priority,
     Scope,
     ServerEvent,
+    parse_payload,
 )
 
 __all__ = ["Message"]
@@ -106,9 +106,7 @@ def _parse_message(event: str, raw: Any) -> Message[Payload]:
             f"{event}: envelope says {envelope.event}", event=event, raw=raw
         )
     try:
-        # The event's model straight from the table: parse_payload would
-        # convert the already validated event again, on every message.
-        payload = EVENT_PAYLOADS[envelope.event].model_validate(envelope.data)
+        payload = parse_payload(envelope.event, envelope.data)
     except ValidationError as exc:
         raise MalformedMessageError(
             f"{event}: payload off schema ({exc.error_count()} problems)", event=event, raw=raw

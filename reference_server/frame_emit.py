@@ -248,7 +248,9 @@ class FrameWritingManager(socketio.AsyncManager):  # type: ignore[misc]
             return
         message = eio_packet.Packet(eio_packet.MESSAGE, encoded)
         frames = MessageFrames(message.encode().encode())
-        skipped = skip_sid if isinstance(skip_sid, list | set | frozenset | tuple) else [skip_sid]
+        # A set: a room of thousands checked against a long skip list stays linear.
+        many = isinstance(skip_sid, list | set | frozenset | tuple)
+        skipped = set(skip_sid) if many else {skip_sid}
         sockets = self.server.eio.sockets
         environ = self.server.environ
         queued: list[str] = []

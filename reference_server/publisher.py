@@ -221,7 +221,8 @@ class Publisher:
         # stream: it is not logged, so no replay can hand it to anyone else.
         org = target.organization_id
         logged = self._store is not None and org is not None and socket_ids is None
-        if not logged:  # a logged message's recipients are taken after its append
+        clustered = self._cluster is not None
+        if not logged and not clustered:  # a logged message's are taken after its append
             rooms, member_ids = self._recipients(request.event, target, socket_ids)
         message_id = uuid.uuid4().hex
         envelope = build_envelope(
@@ -234,7 +235,7 @@ class Publisher:
             requires_ack=request.requires_ack,
         )
         event = request.event.value
-        if self._cluster is not None:
+        if clustered:  # its own check of the target comes before anything is sent
             return await self._publish_in_cluster(request, target, socket_ids, logged, envelope)
         started = time.perf_counter()
         if not logged:

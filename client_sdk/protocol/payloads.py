@@ -289,4 +289,6 @@ def parse_payload(event: ServerEvent | str, data: Mapping[str, Any]) -> Payload:
         ValueError: ``event`` is not a server event.
         pydantic.ValidationError: ``data`` does not follow the event's schema.
     """
-    return EVENT_PAYLOADS[ServerEvent(event)].model_validate(data)
+    # An event already validated (the SDK's envelope, per message) skips the conversion.
+    key = event if isinstance(event, ServerEvent) else ServerEvent(event)
+    return EVENT_PAYLOADS[key].model_validate(data)

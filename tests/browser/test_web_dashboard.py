@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from client_sdk.testing import running_server
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "web_dashboard.py"
@@ -30,12 +30,6 @@ WAIT = 30.0
 def _without_pytest(environment: os._Environ[str]) -> dict[str, str]:
     # NiceGUI takes PYTEST_CURRENT_TEST for its own test mode and will not start then.
     return {k: v for k, v in environment.items() if not k.startswith("PYTEST_")}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _until_serving(url: str, process: asyncio.subprocess.Process) -> None:
@@ -57,7 +51,7 @@ async def test_the_web_dashboard_shows_live_tiles_backlog_and_alerts(
 ) -> None:
     if os.environ.get("REQUIRE_BROWSER") != "1":
         pytest.importorskip("nicegui", reason="the web extra (pip install -e '.[web]')")
-    port = _free_port()
+    port = free_port()
     # No simulated feed: its alerts would race the test's for "latest alert".
     # What the test publishes before the dashboard starts reaches it as the
     # hooks' snapshot.

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import shutil
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from client_sdk.contract import ContractConfig
 from reference_server.app import ReferenceServer
 from tests.contract.faults import Fault
+from tests.processes import RedisProcess
 
 ADMIN_TOKEN = "contract-admin-token"
 ORGS = ("org_a", "org_b")
@@ -77,43 +75,8 @@ async def make_faulty_server(
     return start
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _accepting(port: int, timeout: float) -> bool:
-    """Whether something accepts connections on ``port`` within ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.02)  # redis-server announces readiness no other way
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
-    return False
-
-
 @pytest.fixture
-async def redis_url() -> AsyncIterator[str]:
-    """A throw-away ``redis-server`` on a free port, saving nothing; its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (make system-deps installs it)")
-    port = _free_port()
-    process = await asyncio.create_subprocess_exec(
-        *(binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        assert await _accepting(port, 10.0), "redis-server did not start within 10 s"
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 10)
+async def redis_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A throw-away ``redis-server`` of the test's own, saving nothing; its URL."""
+    async with RedisProcess(tmp_path) as redis:
+        yield redis.url
