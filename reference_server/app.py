@@ -213,7 +213,7 @@ class IntradayApp:
             await self.hub.disconnect(connection)
 
     async def startup(self) -> None:
-        """Start the background work: cluster membership, room clean-up, the simulator."""
+        """Start the background work: cluster membership, the simulator."""
         warning = mode_warning(self.settings.auth_mode)
         if warning:
             log.warning("%s", warning.upper())
@@ -222,7 +222,6 @@ class IntradayApp:
                 self.cluster.listen_url = f"http://{self.settings.host}:{self.settings.port}"
             self.sio.start_manager()
             await self.cluster.start()
-        self._background.append(asyncio.create_task(self.hub.clean_rooms_forever()))
         if self.settings.simulate:
             from .simulator import IntradaySimulator
 
