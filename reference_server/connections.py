@@ -96,8 +96,6 @@ class Connection:
     auth_timer: asyncio.Task[None] | None = None
     rate_window: RateWindow = field(default_factory=RateWindow)
     closing: bool = False
-    holds: dict[str, Any] = field(default_factory=dict)
-    """Streams whose live messages wait while their replay is sent (``reference_server.resume``)."""
 
     @property
     def status(self) -> ConnectionStatus:
@@ -135,13 +133,8 @@ class Registry:
         # Sockets the Socket.IO fan-out does not reach (bridge), so that a
         # broadcast only walks these instead of every recipient.
         self._direct: dict[str, Connection] = {}
-        self.holding: set[str] = set()
-        """Sockets with a replay in progress; a broadcast holds their messages back."""
         self.observer: RegistryObserver | None = None
         """Told of every change (a cluster node's mirror in Redis); ``None`` on a single node."""
-        self.replayed: dict[str, dict[str, int]] | None = None
-        """In a cluster, per stream, the ``seq`` up to which a socket's finished replay went:
-        a live message up to it may still arrive from Redis and must not be sent twice."""
 
     # -- connections --------------------------------------------------------
 
@@ -155,7 +148,6 @@ class Registry:
         """Forget a socket and take it out of every room."""
         connection = self._connections.pop(socket_id, None)
         self._direct.pop(socket_id, None)
-        self.holding.discard(socket_id)
         if connection is None:
             return None
         for room in list(connection.rooms):
