@@ -58,7 +58,7 @@ class NodeChannel:
     """This node's end of the channel: publish our messages, listen for them.
 
     Args:
-        redis: a redis-py asyncio client (``decode_responses=True``) of the cluster's Redis.
+        redis: a redis-py asyncio client of the cluster's Redis (answers as bytes).
         node_id: this node.
         on_delivery: called with each :class:`~.wire.Delivery`, in channel order.
         on_delivered: called with each :class:`~.wire.Delivered` answer to this node.
@@ -93,7 +93,7 @@ class NodeChannel:
             self._task = asyncio.get_running_loop().create_task(self._listen_forever())
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Stop listening and close the client."""
         tasks = [t for t in (self._task, *self._sending) if t is not None]
         for task in tasks:
             task.cancel()
@@ -102,6 +102,8 @@ class NodeChannel:
                 await task
         self._task = None
         self._down()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
 
     async def publish(self, message: wire.Delivery | wire.Kick) -> int:
         """Send ``message`` to every listening node (this one included); how many they are.

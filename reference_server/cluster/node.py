@@ -17,6 +17,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from client_sdk.protocol import ErrorCode, ProtocolError
 
 from ..config import ServerSettings
@@ -60,9 +62,8 @@ class ClusterNode:
         self._local: LocalDelivery | None = None
         self._kick: Callable[[str], Awaitable[None]] | None = None
         self._answers = Answers()
-        # The registry's client: whatever connects the registry connects the channel.
         self.channel = NodeChannel(
-            self.redis.redis,
+            channel_client(settings.cluster),
             self.node_id,
             on_delivery=self._delivery_arrived,
             on_delivered=self._answers.add,
@@ -252,6 +253,12 @@ class ClusterNode:
     async def remote_rooms(self) -> dict[str, int]:
         """The rooms of the other live nodes with their member counts there."""
         return await self.redis.remote_rooms(n["node_id"] for n in await self.redis.nodes())
+
+
+def channel_client(url: str) -> Any:
+    """The channel's redis-py client: bytes in, so that a frame that is not UTF-8 is
+    dropped by the codec instead of breaking the subscription (the registry's decodes)."""
+    return aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
 
 
 def _shown(url: str) -> str:

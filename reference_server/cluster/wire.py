@@ -182,7 +182,7 @@ def decode(text: str | bytes) -> Delivery | Delivered | Kick:
 
 def wire_schema() -> dict[str, Any]:
     """The JSON Schema of the frames' headers (the envelope is the protocol's ``envelope.json``)."""
-    schema = _ADAPTER.json_schema()
+    schema = _ADAPTER.json_schema(mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "intraday-live cluster message"
     schema["description"] = (
