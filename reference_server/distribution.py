@@ -3,7 +3,7 @@
 The publisher is given one :class:`Distribution` when it is built (the
 composition root, :mod:`.app`, picks it): :class:`LocalDistribution` for a
 single server, :class:`~reference_server.cluster.distribution.ClusterDistribution`
-for a cluster node. Nothing else in the server asks whether it is clustered.
+for a cluster node. Nothing on the publishing path asks whether it is clustered.
 """
 
 from __future__ import annotations
