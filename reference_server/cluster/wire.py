@@ -97,13 +97,13 @@ class Delivery(_Wire):
     stream: str | None = None
     """The stream it belongs to (its replays hold it back), if any."""
     requires_ack: bool = False
-    envelope: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    envelope: dict[str, Any] = Field(exclude=True)
     """The envelope as clients get it (sent after the header, see the module)."""
 
     @field_validator("envelope")
     @classmethod
     def _has_id(cls, envelope: dict[str, Any]) -> dict[str, Any]:
-        if envelope and not isinstance(envelope.get("id"), str):
+        if not isinstance(envelope.get("id"), str):
             raise ValueError("an envelope needs its id")
         return envelope
 

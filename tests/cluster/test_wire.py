@@ -102,6 +102,7 @@ SOCKETIO_COMMAND = {
         wire.encode(wire.Kick(socket_id="s1")) + "\n{}",  # an envelope on a kick
         wire.encode(_delivery()).partition("\n")[0] + "\n[]",  # an envelope that is no object
         wire.encode(_delivery()).partition("\n")[0] + '\n{"event": "kpi:update"}',  # no id
+        wire.encode(_delivery()).partition("\n")[0] + "\n{}",  # an empty envelope
         '{"kind": "kick", "socket_id": "s1", "room": "kpi:org:org_b"}',  # a field too many
         '{"kind": "delivered", "message_id": "m", "node": "n", "recipients": -1}',
     ],
@@ -116,6 +117,7 @@ SOCKETIO_COMMAND = {
         "kick-with-envelope",
         "envelope-not-object",
         "envelope-without-id",
+        "empty-envelope",
         "extra-field",
         "negative-count",
     ],
