@@ -223,8 +223,8 @@ def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace
         f"{args.rounds} rounds (median, min-max)",
         "",
         "| variant | nodes | deliveries/s | p50 / p99 / max ms | node CPU us/delivery "
-        "| node+Redis CPU us/message | complete |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| node+Redis CPU us/message | Redis CPU us/broadcast | complete |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     medians: dict[str, dict[str, float]] = {}
     for variant in args.variants:
@@ -236,6 +236,7 @@ def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace
             for key in ("rate", "p50_ms", "p99_ms", "max_ms", "node_cpu_us_per_delivery")
         }
         fig["per_message"] = _median([r.cpu_us_per_message for r in mine])
+        fig["redis"] = _median([1e6 * r.redis_cpu_s / args.messages for r in mine])
         medians[variant] = fig
         rates = [r.rate for r in mine if r.rate == r.rate]
         spread = f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(rates) > 1 else ""
@@ -244,7 +245,7 @@ def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace
             f"| {variant} | {mine[0].nodes} | {fig['rate']:,.0f}{spread} "
             f"| {fig['p50_ms']:.0f} / {fig['p99_ms']:.0f} / {fig['max_ms']:.0f} "
             f"| {fig['node_cpu_us_per_delivery']:.1f} | {fig['per_message']:,.0f} "
-            f"| {complete}/{len(mine)} |"
+            f"| {fig['redis']:,.0f} | {complete}/{len(mine)} |"
         )
     errors = [f"- {r.variant} round {r.round}: {r.error}" for r in runs if r.error]
     if "single" in medians and "cluster-1" in medians:

@@ -127,13 +127,6 @@ def _not_found(socket_id: str) -> ApiError:
     return ApiError(error, status=404)
 
 
-def _find(parts: ApiParts, socket_id: str) -> Connection:
-    connection = parts.registry.get(socket_id)
-    if connection is None:
-        raise _not_found(socket_id)
-    return connection
-
-
 def _node_id(parts: ApiParts) -> str | None:
     return parts.cluster.node_id if parts.cluster is not None else None
 

@@ -32,13 +32,15 @@ from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
 from .config import ServerSettings
 from .connections import Registry
+from .delivery import DeliveryRecorder, LocalDelivery
+from .distribution import Distribution, LocalDistribution
 from .engineio_guard import EngineIOGuard
 from .frame_emit import FrameWritingManager, WebSocketIndex
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
-from .resume import Resumer, ResumerWrapper
+from .resume import ReplayHolds, Resumer, ResumerWrapper
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
 from .socketio_transport import (
     IntradaySocketServer,
@@ -115,7 +117,8 @@ class IntradayApp:
         self.store = open_store(settings)
         if wrap_store is not None:
             self.store = wrap_store(self.store, settings)
-        resumer = Resumer(self.store, self.registry, self.metrics)
+        holds = ReplayHolds(late_deliveries=self.cluster is not None)
+        resumer = Resumer(self.store, holds, self.metrics)
         if isinstance(self.store, MemoryStore):
             self.metrics.set_store_size_source(self.store.held)
         if wrap_resumer is not None:
@@ -138,9 +141,7 @@ class IntradayApp:
         if wrap_screen is not None:
             screen = wrap_screen(screen, settings)
         self._screen = screen
-        manager: FrameWritingManager = (
-            self.cluster.manager if self.cluster is not None else FrameWritingManager()
-        )
+        manager = FrameWritingManager()
         manager.attach(self._websockets)
         self.sio: IntradaySocketServer = create_socketio_server(
             settings, self.hub, screen, client_manager=manager
@@ -151,25 +152,15 @@ class IntradayApp:
         fanout: Fanout = SocketIOFanout(self.sio)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
-        log_and_publish = None
-        if self.cluster is not None and settings.store_url == settings.cluster:
-            log_and_publish = getattr(self.store, "append_published", None)
-        self.publisher = Publisher(
-            settings,
-            self.registry,
-            self.stats,
-            fanout,
-            self.store,
-            metrics=self.metrics,
-            cluster=self.cluster,
-            log_and_publish=log_and_publish,
+        recorder = DeliveryRecorder(
+            self.stats, self.metrics, log_broadcasts=settings.log_broadcast_events
         )
+        local = LocalDelivery(self.registry, fanout, holds, recorder)
+        distribution: Distribution = LocalDistribution(local, self.store)
         if self.cluster is not None:
-            self.cluster.bind(
-                deliver=self.publisher.deliver_here,
-                kick=self._kick_here,
-                pending_sessions=lambda: self.hub.reserved,
-            )
+            distribution = self.cluster.distribution(local, self.store)
+            self.cluster.bind(kick=self._kick_here, pending_sessions=lambda: self.hub.reserved)
+        self.publisher = Publisher(distribution, local, recorder)
         self._engineio = EngineIOGuard(
             socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
             limit=settings.transport_message_limit,
@@ -213,16 +204,14 @@ class IntradayApp:
             await self.hub.disconnect(connection)
 
     async def startup(self) -> None:
-        """Start the background work: cluster membership, room clean-up, the simulator."""
+        """Start the background work: cluster membership, the simulator."""
         warning = mode_warning(self.settings.auth_mode)
         if warning:
             log.warning("%s", warning.upper())
         if self.cluster is not None:
             if self.settings.port:
                 self.cluster.listen_url = f"http://{self.settings.host}:{self.settings.port}"
-            self.sio.start_manager()
             await self.cluster.start()
-        self._background.append(asyncio.create_task(self.hub.clean_rooms_forever()))
         if self.settings.simulate:
             from .simulator import IntradaySimulator
 

@@ -105,8 +105,6 @@ class ServerSettings(BaseSettings):
     """Sockets one room may hold; beyond it ``ROOM_FULL``."""
     max_subscriptions_per_socket: Positive = 256
     """Subscription rooms one socket may hold; beyond it ``SUBSCRIPTION_FAILED``."""
-    room_cleanup_interval_ms: Positive = 300_000
-    """How often empty rooms are forgotten."""
     auth_required: bool = True
     """Whether a socket must authenticate before subscribing."""
     auth_timeout_ms: Positive = 10_000

@@ -10,7 +10,6 @@ through python-socketio's own rooms (kept in step by the :class:`Link`).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -97,8 +96,6 @@ class Connection:
     auth_timer: asyncio.Task[None] | None = None
     rate_window: RateWindow = field(default_factory=RateWindow)
     closing: bool = False
-    holds: dict[str, Any] = field(default_factory=dict)
-    """Streams whose live messages wait while their replay is sent (``reference_server.resume``)."""
 
     @property
     def status(self) -> ConnectionStatus:
@@ -132,18 +129,12 @@ class Registry:
     def __init__(self) -> None:
         self._connections: dict[str, Connection] = {}
         self._members: dict[str, set[str]] = {}
-        self._empty_since: dict[str, float] = {}
         self._authenticated_by_org: Counter[str] = Counter()
         # Sockets the Socket.IO fan-out does not reach (bridge), so that a
         # broadcast only walks these instead of every recipient.
         self._direct: dict[str, Connection] = {}
-        self.holding: set[str] = set()
-        """Sockets with a replay in progress; a broadcast holds their messages back."""
         self.observer: RegistryObserver | None = None
         """Told of every change (a cluster node's mirror in Redis); ``None`` on a single node."""
-        self.replayed: dict[str, dict[str, int]] | None = None
-        """In a cluster, per stream, the ``seq`` up to which a socket's finished replay went:
-        a live message up to it may still arrive from Redis and must not be sent twice."""
 
     # -- connections --------------------------------------------------------
 
@@ -157,7 +148,6 @@ class Registry:
         """Forget a socket and take it out of every room."""
         connection = self._connections.pop(socket_id, None)
         self._direct.pop(socket_id, None)
-        self.holding.discard(socket_id)
         if connection is None:
             return None
         for room in list(connection.rooms):
@@ -201,7 +191,6 @@ class Registry:
             return False
         connection.rooms.add(room)
         self._members.setdefault(room, set()).add(connection.socket_id)
-        self._empty_since.pop(room, None)
         if self.observer is not None:
             self.observer.joined(connection, room)
         return True
@@ -222,10 +211,9 @@ class Registry:
         if members is not None:
             members.discard(connection.socket_id)
             if not members:
-                # Forgotten at once: waiting for the periodic clean-up let a few
-                # clients within the rate limit pile up thousands of empty rooms.
+                # Forgotten at once: a periodic clean-up let a few clients
+                # within the rate limit pile up thousands of empty rooms.
                 del self._members[room]
-                self._empty_since.pop(room, None)
         return True
 
     def member_count(self, room: str) -> int:
@@ -251,18 +239,8 @@ class Registry:
         """Every non-empty room with its member count."""
         return {room: len(m) for room, m in self._members.items() if m}
 
-    def remove_empty_rooms(self, older_than_seconds: float) -> list[str]:
-        """Drop rooms that have been empty for at least ``older_than_seconds``."""
-        deadline = time.monotonic() - older_than_seconds
-        stale = [room for room, since in self._empty_since.items() if since <= deadline]
-        for room in stale:
-            del self._empty_since[room]
-            if not self._members.get(room):
-                self._members.pop(room, None)
-        return stale
-
     def known_room_count(self) -> int:
-        """Rooms held in memory, empty ones not yet cleaned up included."""
+        """Rooms held in memory (an emptied room is forgotten at once, so: the non-empty ones)."""
         return len(self._members)
 
 

@@ -250,15 +250,6 @@ class Hub:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def clean_rooms_forever(self) -> None:
-        """Every ``room_cleanup_interval_ms``, forget rooms empty for that long."""
-        interval = self.settings.room_cleanup_interval_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            removed = self.registry.remove_empty_rooms(older_than_seconds=interval)
-            if removed:
-                log.debug("cleaned up %d empty rooms", len(removed))
-
     def stop_admitting(self) -> bool:
         """Refuse every new socket from now on (the server is draining).
 

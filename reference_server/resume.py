@@ -1,7 +1,8 @@
 """Replay and snapshot for a ``subscribe`` (section 6): nothing lost, doubled or reordered.
 
 While a socket's replay is read and sent, live messages of the same streams
-are not sent to it but held (:class:`Hold`); once the replay and the
+are not sent to it but held (:class:`ReplayHolds`, one :class:`Hold` per
+replay); once the replay and the
 ``subscribe`` ack are out, the held messages that the replay did not already
 carry follow, in order, and the hold ends. So the socket sees: snapshot,
 replay, ack, then live messages, each once, whatever was published meanwhile
@@ -11,6 +12,7 @@ and however long the store took to answer.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,11 +29,11 @@ from client_sdk.protocol import (
     stream_name,
 )
 
-from .connections import Connection, Registry
+from .connections import Connection
 from .metrics import ServerMetrics
 from .store import MessageStore, StoredMessage
 
-__all__ = ["Hold", "Resumer", "ResumerWrapper"]
+__all__ = ["Hold", "ReplayHolds", "Resumer", "ResumerWrapper"]
 
 log = logging.getLogger("reference_server.replay")
 
@@ -47,39 +49,76 @@ class _StreamHold:
     items: list[HeldMessage] = field(default_factory=list)
 
 
-class Hold:
-    """The live messages of some streams, held back from one socket during its replay."""
+class ReplayHolds:
+    """The one record of what live messages a socket must not get now, because of a replay.
 
-    def __init__(self, registry: Registry, connection: Connection, streams: list[str]) -> None:
-        self._registry = registry
-        self._connection = connection
-        self._streams = streams
-        self._released = False
-        holds = connection.holds
+    While a socket's replay of a stream runs, that stream's live messages
+    wait in the socket's :class:`Hold`. In a cluster a live message can
+    also arrive *after* a finished replay that already carried it (the
+    replay read the log before the message's delivery came through Redis):
+    with ``late_deliveries``, each finished replay's last ``seq`` per stream
+    is kept until a later message of the stream shows it is no longer
+    needed (each stream arrives in ``seq`` order).
+
+    A socket's holds live as long as its :class:`Connection` (a socket that
+    vanishes in mid-replay leaves nothing behind).
+    """
+
+    def __init__(self, *, late_deliveries: bool = False) -> None:
+        self._held: weakref.WeakKeyDictionary[Connection, dict[str, _StreamHold]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._replayed: dict[str, dict[str, int]] | None = {} if late_deliveries else None
+
+    def hold(self, connection: Connection, streams: list[str]) -> Hold:
+        """Start holding the live messages of ``streams`` back from ``connection``."""
+        holds = self._held.setdefault(connection, {})
         for stream in streams:
             holds.setdefault(stream, _StreamHold()).holders += 1
-        registry.holding.add(connection.socket_id)
+        return Hold(self, connection, streams)
 
-    def read_upto(self, stream: str, seq: int) -> None:
-        """The replay read ``stream`` up to ``seq``: held copies up to it are not sent again."""
-        hold = self._connection.holds.get(stream)
-        if hold is not None and seq > hold.sent_upto:
-            hold.sent_upto = seq
+    def withhold(self, stream: str, message: HeldMessage, member_ids: set[str]) -> set[str]:
+        """Those of ``member_ids`` that must not get ``message`` of ``stream`` now.
 
-    def sent(self, stream: str, message_id: str) -> None:
-        """The snapshot sent this message: a held copy of it is not sent again."""
-        hold = self._connection.holds.get(stream)
-        if hold is not None:
-            hold.sent_ids.add(message_id)
+        A socket whose replay of ``stream`` is running keeps the message for
+        the end of it; a socket whose finished replay carried it is skipped.
+        """
+        withheld = self._replayed_already(stream, message[1].get("seq"))
+        if not self._held:
+            return withheld
+        for connection, holds in list(self._held.items()):
+            hold = holds.get(stream)
+            socket_id = connection.socket_id
+            if hold is not None and socket_id in member_ids and socket_id not in withheld:
+                hold.items.append(message)
+                withheld.add(socket_id)
+        return withheld
 
-    async def release(self) -> None:
-        """Send what was held (and not replayed), in order, and stop holding."""
-        if self._released:
-            return
-        self._released = True
-        connection = self._connection
-        for stream in self._streams:
-            hold = connection.holds.get(stream)
+    def _replayed_already(self, stream: str, seq: Any) -> set[str]:
+        replayed = self._replayed
+        if not replayed or not isinstance(seq, int):
+            return set()
+        marks = replayed.get(stream)
+        if not marks:
+            return set()
+        skip = set()
+        for socket_id, upto in list(marks.items()):
+            if seq <= upto:
+                skip.add(socket_id)
+            else:  # the stream arrives in seq order: nothing older can come after this one
+                del marks[socket_id]
+        if not marks:
+            del replayed[stream]
+        return skip
+
+    def _stream(self, connection: Connection, stream: str) -> _StreamHold | None:
+        holds = self._held.get(connection)
+        return holds.get(stream) if holds is not None else None
+
+    async def _release(self, connection: Connection, streams: list[str]) -> None:
+        holds = self._held.get(connection, {})
+        for stream in streams:
+            hold = holds.get(stream)
             if hold is None:
                 continue
             hold.holders -= 1
@@ -90,22 +129,40 @@ class Hold:
                 event, envelope, _ = hold.items.pop(0)
                 if envelope.get("seq", 0) > hold.sent_upto and envelope["id"] not in hold.sent_ids:
                     await connection.link.send(event, envelope)
-            del connection.holds[stream]
-            if self._registry.replayed is not None and hold.sent_upto:
-                self._registry.replayed.setdefault(stream, {})[connection.socket_id] = (
-                    hold.sent_upto
-                )
-        if not connection.holds:
-            self._registry.holding.discard(connection.socket_id)
+            del holds[stream]
+            if self._replayed is not None and hold.sent_upto:
+                self._replayed.setdefault(stream, {})[connection.socket_id] = hold.sent_upto
+        if not holds:
+            self._held.pop(connection, None)
 
 
-def hold_for(connection: Connection, stream: str, message: HeldMessage) -> bool:
-    """Hold ``message`` back from ``connection`` if a replay of ``stream`` is running there."""
-    hold = connection.holds.get(stream)
-    if hold is None:
-        return False
-    hold.items.append(message)
-    return True
+class Hold:
+    """The live messages of some streams, held back from one socket during its replay."""
+
+    def __init__(self, holds: ReplayHolds, connection: Connection, streams: list[str]) -> None:
+        self._holds = holds
+        self._connection = connection
+        self._streams = streams
+        self._released = False
+
+    def read_upto(self, stream: str, seq: int) -> None:
+        """The replay read ``stream`` up to ``seq``: held copies up to it are not sent again."""
+        hold = self._holds._stream(self._connection, stream)
+        if hold is not None and seq > hold.sent_upto:
+            hold.sent_upto = seq
+
+    def sent(self, stream: str, message_id: str) -> None:
+        """The snapshot sent this message: a held copy of it is not sent again."""
+        hold = self._holds._stream(self._connection, stream)
+        if hold is not None:
+            hold.sent_ids.add(message_id)
+
+    async def release(self) -> None:
+        """Send what was held (and not replayed), in order, and stop holding."""
+        if self._released:
+            return
+        self._released = True
+        await self._holds._release(self._connection, self._streams)
 
 
 class Resumer:
@@ -113,18 +170,18 @@ class Resumer:
 
     Args:
         store: the message store; ``None`` for a server without replay.
-        registry: the connections (where holds are registered).
+        holds: where live messages wait while a replay runs.
         metrics: counts replays and snapshots (``None``: not counted).
     """
 
     def __init__(
         self,
         store: MessageStore | None,
-        registry: Registry,
+        holds: ReplayHolds,
         metrics: ServerMetrics | None = None,
     ) -> None:
         self._store = store
-        self._registry = registry
+        self._holds = holds
         self._metrics = metrics
 
     @property
@@ -165,7 +222,7 @@ class Resumer:
         """Start holding live messages of ``streams`` (``None`` without a store)."""
         if self._store is None:
             return None
-        return Hold(self._registry, connection, streams)
+        return self._holds.hold(connection, streams)
 
     async def send(
         self,

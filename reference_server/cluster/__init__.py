@@ -2,9 +2,10 @@
 
 The parts, one concept each: :mod:`.registry` (connections, rooms and counts
 in Redis) with its Lua :mod:`.scripts`, :mod:`.nodes` (ids, heartbeat, death
-detection), :mod:`.fanout` (python-socketio's Redis manager carrying our
-deliveries) and :mod:`.node`, which wires them to the server. See
-``docs/cluster.md``.
+detection), :mod:`.wire` (the typed messages between nodes), :mod:`.fanout`
+(the Redis pub/sub channel that carries them), :mod:`.distribution` (a
+publish delivered by every node, their counts summed) and :mod:`.node`,
+which wires them to the server. See ``docs/cluster.md``.
 """
 
 from __future__ import annotations

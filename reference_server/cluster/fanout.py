@@ -1,219 +1,221 @@
-"""Fan-out between nodes: python-socketio's ``AsyncRedisManager``, carrying our deliveries.
+"""The channel between nodes: our typed messages (:mod:`.wire`) over plain Redis pub/sub.
 
-A broadcast is published once on the manager's channel as a *delivery*
-(event, envelope, target, stream, ``requires_ack``, ``socket_ids``), and every
-node, the publishing one included, hands it to its own publisher when it
-arrives (:meth:`~reference_server.publisher.Publisher.deliver_here`): there
-the node's own registry gives the recipients, its replays in flight hold the
-message back, its bridge sockets get it directly, and its ``requires_ack``
-sockets get one emit each whose ack lands on this node's stats. Every node
-reads one Redis channel in order, so deliveries arrive everywhere in the
-order they were published; a logged message is appended and published by one
-Lua script (:meth:`~reference_server.store.redis.RedisStore.append_published`),
-which makes each stream's order the same on every node.
+Every node listens on one channel (:data:`CHANNEL`: deliveries and kicks,
+read by every node in the order Redis took them) and on its own answer
+channel (the :class:`~.wire.Delivered` answers to what it published). One
+listener task per node reads both and is the only owner of retries: when
+Redis goes away it resubscribes with a backoff capped at
+:data:`LISTEN_RETRY_CAP`, and :attr:`NodeChannel.listening` says meanwhile
+that this node would miss its own messages.
 
-Everything else python-socketio emits (acks, answers, per-socket sends) is
-for a socket of this node and stays local: nothing else crosses Redis.
+A node acts on the frames that decode to our messages and on nothing else:
+python-socketio's own manager commands (``enter_room``, ``disconnect``...)
+published on the channel are dropped. The Socket.IO server of a cluster
+node keeps the single-server client manager; nothing of python-socketio
+crosses Redis.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-import socketio
 from redis.exceptions import RedisError
-from socketio.async_manager import AsyncManager
 
-from ..frame_emit import FrameWritingManager
+from . import wire
 from .registry import ClusterUnavailableError
 
-__all__ = ["CHANNEL", "DELIVERY_HOST", "ClusterManager", "delivery_frame", "split_frame"]
+__all__ = ["CHANNEL", "PRESENCE", "NodeChannel", "answer_channel"]
 
 log = logging.getLogger("reference_server.cluster")
 
 CHANNEL: Final = "intraday-live"
-"""The pub/sub channel every node of a cluster listens on."""
+"""The pub/sub channel every node of a cluster listens on (deliveries, kicks)."""
 
-DELIVERY_HOST: Final = "intraday-live"
-"""The ``host_id`` of our messages: no node's own, so every node (the sender too) handles them."""
+PRESENCE: Final = "intraday-live:nodes"
+"""Subscribed by every listening node in the same command as :data:`CHANNEL`: its
+subscriber count is the number of nodes a delivery reaches (a tool watching
+:data:`CHANNEL` does not inflate it)."""
 
-LISTEN_RETRY_CAP = 1.0
-"""Longest wait between two attempts of the listener to reach Redis (python-socketio's: 60 s)."""
+LISTEN_RETRY_CAP: Final = 1.0
+"""Longest wait between two attempts of the listener to reach Redis."""
 
-Receiver = Callable[[dict[str, Any]], Awaitable[None]]
+QUIET_PING_SECONDS: Final = 5.0
+"""After this long without a frame the listener pings, so that a dead link is noticed."""
 
-_SLOT: Final = "\u0000envelope\u0000"
-"""Where the envelope goes in a frame's text (no JSON value of ours contains it)."""
-
-
-def delivery_frame(delivery: dict[str, Any]) -> dict[str, Any]:
-    """The manager message that carries one of our messages (see :class:`ClusterManager`)."""
-    return {"method": "emit", "host_id": DELIVERY_HOST, "intraday": delivery}
+Handler = Callable[[Any], Awaitable[None]]
 
 
-def split_frame(delivery: dict[str, Any]) -> tuple[str, str]:
-    """The text of a delivery frame before and after its envelope.
-
-    The store's Lua script puts the envelope (with its ``seq``) between them,
-    so that the frame is published in the same step as the append.
-    """
-    text = json.dumps(delivery_frame({**delivery, "envelope": _SLOT}), separators=(",", ":"))
-    head, _, tail = text.partition(json.dumps(_SLOT))
-    return head, tail
+def answer_channel(node_id: str) -> str:
+    """Where the answers to ``node_id``'s deliveries go."""
+    return f"{CHANNEL}:answers:{node_id}"
 
 
-class ClusterManager(FrameWritingManager, socketio.AsyncRedisManager):  # type: ignore[misc]
-    """python-socketio's Redis manager, publishing only what the publisher gives it.
-
-    Local emits are :class:`~reference_server.frame_emit.FrameWritingManager`'s
-    (first in line, so its direct frame writes serve a node's own sockets as
-    they serve a single server's; the application attaches its WebSocket index);
-    what it hands on is told ``ignore_queue``.
+class NodeChannel:
+    """This node's end of the channel: publish our messages, listen for them.
 
     Args:
-        url: the cluster's Redis.
-        receive: called with each delivery or command from the channel, in order.
+        redis: a redis-py asyncio client of the cluster's Redis (answers as bytes).
+        node_id: this node.
+        on_delivery: called with each :class:`~.wire.Delivery`, in channel order.
+        on_delivered: called with each :class:`~.wire.Delivered` answer to this node.
+        on_kick: called with each :class:`~.wire.Kick`.
     """
 
-    def __init__(self, url: str, receive: Receiver) -> None:
-        super().__init__(
-            url,
-            channel=CHANNEL,
-            redis_options={"socket_connect_timeout": 2.0, "health_check_interval": 5},
-        )
-        self._receive = receive
-        self.listening = False
-        """Whether the listener is subscribed (deliveries published now will reach this node)."""
-        self.subscribed = asyncio.Event()
-        self._closing: set[asyncio.Task[None]] = set()
-
-    # python-socketio would publish these to every node; here they concern local sockets only.
-    async def emit(
+    def __init__(
         self,
-        event: str,
-        data: Any,
-        namespace: str | None = None,
-        room: Any = None,
-        skip_sid: Any = None,
-        callback: Any = None,
-        to: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Emit to this node's sockets (what crosses nodes is :meth:`publish`)."""
-        kwargs["ignore_queue"] = True  # python-socketio's pub/sub emit, if reached, stays local
-        return await super().emit(
-            event,
-            data,
-            namespace or "/",
-            room=to or room,
-            skip_sid=skip_sid,
-            callback=callback,
-            **kwargs,
-        )
+        redis: Any,
+        node_id: str,
+        *,
+        on_delivery: Callable[[wire.Delivery], Awaitable[None]],
+        on_delivered: Callable[[wire.Delivered], None],
+        on_kick: Callable[[wire.Kick], Awaitable[None]],
+    ) -> None:
+        self._redis = redis
+        self._answers = answer_channel(node_id)
+        self._on_delivery = on_delivery
+        self._on_delivered = on_delivered
+        self._on_kick = on_kick
+        self.listening = False
+        """Whether the listener is subscribed (what is published now will reach this node)."""
+        self.subscribed = asyncio.Event()
+        self.dropped = 0
+        """Frames on the channel that were not our messages (dropped)."""
+        self._task: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
 
-    async def can_disconnect(self, sid: str, namespace: str | None) -> Any:
-        """Whether this node's socket may be disconnected (never asks other nodes)."""
-        return await AsyncManager.can_disconnect(self, sid, namespace)
+    def start(self) -> None:
+        """Start listening (in the background, retrying for as long as it runs)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._listen_forever())
 
-    async def disconnect(self, sid: str, namespace: str | None, **kwargs: Any) -> Any:
-        """Disconnect this node's socket."""
-        return await AsyncManager.disconnect(self, sid, namespace)
+    async def close(self) -> None:
+        """Stop listening and close the client."""
+        tasks = [t for t in (self._task, *self._sending) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+        self._down()
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
 
-    async def enter_room(
-        self, sid: str, namespace: str | None, room: str, eio_sid: str | None = None
-    ) -> Any:
-        """Put this node's socket in a room."""
-        return await AsyncManager.enter_room(self, sid, namespace, room, eio_sid=eio_sid)
-
-    async def leave_room(self, sid: str, namespace: str | None, room: str) -> Any:
-        """Take this node's socket out of a room."""
-        return await AsyncManager.leave_room(self, sid, namespace, room)
-
-    async def close_room(self, room: str, namespace: str | None = None) -> Any:
-        """Close a room of this node."""
-        return await AsyncManager.close_room(self, room, namespace)
-
-    async def publish(self, delivery: dict[str, Any]) -> None:
-        """Publish a delivery or command to every node, once.
+    async def publish(self, message: wire.Delivery | wire.Kick) -> int:
+        """Send ``message`` to every listening node (this one included); how many they are.
 
         Raises:
             ClusterUnavailableError: Redis cannot be reached (nothing was published).
         """
-        # Not python-socketio's reconnect-and-retry: that replaces the listener's
-        # clients too; redis-py's pool reconnects by itself on the next command.
-        if self.redis is None:
-            raise ClusterUnavailableError("the cluster's Redis has not been reached yet")
         try:
-            await self.redis.publish(self.channel, self.json.dumps(delivery_frame(delivery)))
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.publish(CHANNEL, wire.encode(message))
+                pipe.pubsub_numsub(PRESENCE)
+                _, numsub = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+        return _count(numsub)
+
+    async def listeners(self) -> int:
+        """How many nodes listen now (those a delivery published now reaches).
+
+        Raises:
+            ClusterUnavailableError: Redis cannot be reached.
+        """
+        try:
+            return _count(await self._redis.pubsub_numsub(PRESENCE))
         except (RedisError, OSError) as exc:
             raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
 
-    async def close(self) -> None:
-        """Stop listening and close the manager's Redis connections."""
-        task = getattr(self, "thread", None)
-        if isinstance(task, asyncio.Task):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    def answer(self, origin: str, answer: wire.Delivered) -> None:
+        """Send ``answer`` to node ``origin`` (in the background: the listener does not wait)."""
+        task = asyncio.get_running_loop().create_task(self._send_answer(origin, answer))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_answer(self, origin: str, answer: wire.Delivered) -> None:
+        try:
+            await self._redis.publish(answer_channel(origin), wire.encode(answer))
+        except (RedisError, OSError) as exc:  # the publisher counts what reached it
+            log.debug("cluster: an answer to %s was lost: %s", origin, exc)
+
+    def _up(self) -> None:
+        self.listening = True
+        self.subscribed.set()
+
+    def _down(self) -> None:
         self.listening = False
-        for client in (self.pubsub, self.redis):
-            if client is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await client.aclose()
+        self.subscribed.clear()
 
-    def _redis_connect(self) -> None:
-        # python-socketio makes new clients on every reconnection and leaves the old
-        # ones open; close them (in the background: this is called synchronously).
-        old = [c for c in (self.pubsub, self.redis) if c is not None]
-        super()._redis_connect()
-        for client in old:
-            task = asyncio.get_running_loop().create_task(_quietly_close(client))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-
-    async def _handle_emit(self, message: dict[str, Any]) -> None:
-        delivery = message.get("intraday")
-        if isinstance(delivery, dict):
-            try:
-                await self._receive(delivery)
-            except Exception:  # one bad delivery must not stop the listener
-                log.exception("cluster delivery failed")
-            return
-        await super()._handle_emit(message)
-
-    async def _redis_listen_with_retries(self) -> Any:  # pragma: no cover - timing
-        # python-socketio's loop, with a flag for health and a 1 s cap on its backoff
-        # (its own doubles up to 60 s: a node would miss a minute of live messages).
-        retry_sleep = 0.1
-        subscribed = False
+    async def _listen_forever(self) -> None:
+        # The one owner of retries: whatever breaks the subscription, start over.
+        delay = 0.1
         while True:
             try:
-                if not subscribed:
-                    self._redis_connect()
-                    await self.pubsub.subscribe(self.channel)
-                    subscribed = True
-                    retry_sleep = 0.1
-                    self.listening = True
-                    self.subscribed.set()
-                async for message in self.pubsub.listen():
-                    yield message
+                await self._listen()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if self.listening:
                     log.warning("cluster listener lost Redis (%s); reconnecting", exc)
-                self.listening = False
-                self.subscribed.clear()
-                subscribed = False
-                await asyncio.sleep(retry_sleep)
-                retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_CAP)
+                else:
+                    log.debug("cluster listener cannot reach Redis: %s", exc)
+            if self.listening:
+                delay = 0.1  # it had worked: the first retry comes quickly
+            self._down()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, LISTEN_RETRY_CAP)
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        channels = (CHANNEL, PRESENCE, self._answers)
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(*channels)
+            confirmed = 0
+            quiet_since = loop.time()
+            while True:
+                frame = await pubsub.get_message(timeout=1.0)
+                now = loop.time()
+                if frame is None:
+                    if now - quiet_since > QUIET_PING_SECONDS:
+                        await pubsub.ping()
+                        quiet_since = now
+                    continue
+                quiet_since = now
+                kind = frame.get("type")
+                if kind == "subscribe":
+                    confirmed += 1
+                    if confirmed == len(channels):
+                        self._up()  # Redis holds the subscription: nothing published now is missed
+                elif kind == "message":
+                    await self._dispatch(frame.get("data"))
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+
+    async def _dispatch(self, data: Any) -> None:
+        try:
+            message = wire.decode(data)
+        except wire.WireError as exc:
+            self.dropped += 1
+            log.warning("cluster: dropped a frame that is not ours (%s)", exc)
+            return
+        try:
+            if isinstance(message, wire.Delivery):
+                await self._on_delivery(message)
+            elif isinstance(message, wire.Delivered):
+                self._on_delivered(message)
+            else:
+                await self._on_kick(message)
+        except Exception:  # one bad message must not stop the listener
+            log.exception("cluster: handling a %s failed", message.kind)
 
 
-async def _quietly_close(client: Any) -> None:
-    with contextlib.suppress(RedisError, OSError):
-        await client.aclose()
+def _count(numsub: Any) -> int:
+    """The subscriber count in redis-py's ``PUBSUB NUMSUB`` answer ``[(channel, n)]``."""
+    return int(numsub[0][1]) if numsub else 0

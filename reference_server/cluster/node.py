@@ -2,10 +2,11 @@
 
 :class:`ClusterNode` is what the application builds when ``cluster`` is set.
 It owns the registry in Redis (:mod:`.registry`), the heartbeat
-(:mod:`.nodes`) and the python-socketio manager that carries deliveries and
-commands between nodes (:mod:`.fanout`), and it answers the hub (admission
-under the cluster-wide limits), the publisher (publishing to every node) and
-the management API (what the other nodes hold).
+(:mod:`.nodes`) and the channel that carries our typed messages between
+nodes (:mod:`.fanout`, :mod:`.wire`), and it answers the hub (admission
+under the cluster-wide limits), the publisher (its
+:class:`~.distribution.ClusterDistribution`) and the management API (what
+the other nodes hold).
 """
 
 from __future__ import annotations
@@ -16,20 +17,25 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from client_sdk.protocol import ErrorCode, ProtocolError
 
 from ..config import ServerSettings
 from ..connections import Connection, Registry
+from ..delivery import LocalDelivery
+from ..distribution import Distribution
 from ..stats import ServerStats
-from .fanout import CHANNEL, ClusterManager, split_frame
+from ..store import MessageStore
+from . import wire
+from .distribution import Answers, ClusterDistribution, outgoing
+from .fanout import NodeChannel
 from .nodes import Heartbeat, default_node_id, node_figures
 from .registry import ClusterRegistry, ClusterUnavailableError, RemoteConnection
 
 __all__ = ["ClusterNode"]
 
 log = logging.getLogger("reference_server.cluster")
-
-Receiver = Callable[[dict[str, Any]], Awaitable[None]]
 
 STARTUP_WAIT = 5.0
 """Seconds a starting node waits for its listener before it serves anyway."""
@@ -53,10 +59,16 @@ class ClusterNode:
         self._registry = registry
         self._stats = stats
         registry.observer = self.redis
-        registry.replayed = {}
-        self._deliver: Receiver | None = None
+        self._local: LocalDelivery | None = None
         self._kick: Callable[[str], Awaitable[None]] | None = None
-        self.manager = ClusterManager(settings.cluster, self._received)
+        self._answers = Answers()
+        self.channel = NodeChannel(
+            channel_client(settings.cluster),
+            self.node_id,
+            on_delivery=self._delivery_arrived,
+            on_delivered=self._answers.add,
+            on_kick=self._kick_arrived,
+        )
         self.pending_sessions: Callable[[], int] = lambda: 0
         self.listen_url: str | None = None
         """``http://host:port`` of this node, once known (reported in the cluster's health)."""
@@ -71,14 +83,22 @@ class ClusterNode:
     def bind(
         self,
         *,
-        deliver: Receiver,
         kick: Callable[[str], Awaitable[None]],
         pending_sessions: Callable[[], int],
     ) -> None:
-        """Give the node the publisher's local delivery and the hub's kick."""
-        self._deliver = deliver
+        """Give the node the hub's kick and its count of sessions not yet sockets."""
         self._kick = kick
         self.pending_sessions = pending_sessions
+
+    def distribution(self, local: LocalDelivery, store: MessageStore | None) -> Distribution:
+        """The publisher's distribution: every node delivers to its sockets through ``local``."""
+        self._local = local
+        log_and_publish = None
+        if self.settings.store_url == self.settings.cluster:
+            log_and_publish = getattr(store, "append_published", None)
+        return ClusterDistribution(
+            self.node_id, self.channel, self._answers, self.ensure_listening, store, log_and_publish
+        )
 
     def info(self) -> dict[str, Any]:
         """This node's entry as the heartbeat writes it."""
@@ -92,8 +112,9 @@ class ClusterNode:
         serves its clients meanwhile and refuses what needs Redis.
         """
         self.redis.start()
+        self.channel.start()
         with contextlib.suppress(TimeoutError):  # a Redis away: the listener keeps trying
-            await asyncio.wait_for(self.manager.subscribed.wait(), STARTUP_WAIT)
+            await asyncio.wait_for(self.channel.subscribed.wait(), STARTUP_WAIT)
         try:
             await self.heartbeat.beat()
         except ClusterUnavailableError as exc:
@@ -104,7 +125,7 @@ class ClusterNode:
     async def stop(self) -> None:
         """Stop beating and leave: this node's connections are released at once."""
         await self.heartbeat.stop()
-        await self.manager.close()
+        await self.channel.close()
         await self.redis.stop()
 
     # -- admission ------------------------------------------------------------
@@ -145,27 +166,14 @@ class ClusterNode:
 
     # -- deliveries and commands ------------------------------------------------
 
-    def frame(self, delivery: dict[str, Any]) -> tuple[str, str, str]:
-        """``(channel, head, tail)`` for the store's append-and-publish script."""
-        head, tail = split_frame(delivery)
-        return CHANNEL, head, tail
-
     def ensure_listening(self) -> None:
         """Refuse to publish while this node's listener is away (it would miss its own message).
 
         Raises:
             ClusterUnavailableError: the listener is not subscribed.
         """
-        if not self.manager.listening:
+        if not self.channel.listening:
             raise ClusterUnavailableError("this node is not listening to the cluster's Redis")
-
-    async def publish(self, delivery: dict[str, Any]) -> None:
-        """Send a delivery or command to every node (this one included).
-
-        Raises:
-            ClusterUnavailableError: Redis cannot be reached; nothing was sent.
-        """
-        await self.manager.publish(delivery)
 
     async def kick(self, socket_id: str) -> bool:
         """Disconnect a socket of another node; ``False`` if no node holds it.
@@ -175,17 +183,29 @@ class ClusterNode:
         """
         if await self.redis.owner(socket_id) is None:
             return False
-        await self.manager.publish({"kind": "kick", "socket_id": socket_id})
+        await self.channel.publish(wire.Kick(socket_id=socket_id))
         return True
 
-    async def _received(self, delivery: dict[str, Any]) -> None:
-        kind = delivery.get("kind")
-        if kind == "deliver" and self._deliver is not None:
-            await self._deliver(delivery)
-        elif kind == "kick" and self._kick is not None:
-            socket_id = delivery.get("socket_id")
-            if isinstance(socket_id, str):
-                await self._kick(socket_id)
+    async def _delivery_arrived(self, delivery: wire.Delivery) -> None:
+        if self._local is None:
+            return
+        try:
+            message = outgoing(delivery)
+        except ValueError:
+            log.warning("cluster: dropped a delivery with a malformed target")
+            return
+        recipients = await self._local.deliver(message)
+        answer = wire.Delivered(
+            message_id=message.message_id, node=self.node_id, recipients=recipients
+        )
+        if delivery.origin == self.node_id:
+            self._answers.add(answer)
+        else:
+            self.channel.answer(delivery.origin, answer)
+
+    async def _kick_arrived(self, kick: wire.Kick) -> None:
+        if self._kick is not None:
+            await self._kick(kick.socket_id)
 
     # -- what the API shows -------------------------------------------------------
 
@@ -219,7 +239,7 @@ class ClusterNode:
         return {
             "node_id": self.node_id,
             "nodes": shown,
-            "redis": {"reachable": reachable, "listening": self.manager.listening},
+            "redis": {"reachable": reachable, "listening": self.channel.listening},
         }
 
     async def remote_connections(self) -> list[RemoteConnection]:
@@ -234,13 +254,11 @@ class ClusterNode:
         """The rooms of the other live nodes with their member counts there."""
         return await self.redis.remote_rooms(n["node_id"] for n in await self.redis.nodes())
 
-    async def count_remote_members(self, rooms: list[str]) -> int:
-        """How many sockets of other nodes are in any of ``rooms``."""
-        return await self.redis.count_remote_members(rooms)
 
-    async def remote_sockets(self, socket_ids: list[str], organization_id: str | None) -> set[str]:
-        """Those of ``socket_ids`` authenticated on other nodes."""
-        return await self.redis.remote_sockets(socket_ids, organization_id)
+def channel_client(url: str) -> Any:
+    """The channel's redis-py client: bytes in, so that a frame that is not UTF-8 is
+    dropped by the codec instead of breaking the subscription (the registry's decodes)."""
+    return aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
 
 
 def _shown(url: str) -> str:

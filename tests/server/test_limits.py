@@ -319,7 +319,7 @@ async def test_room_full_joins_nothing_of_a_multi_channel_subscribe(make_server,
 
 
 async def test_empty_rooms_are_cleaned_up(make_server, make_client):
-    server = await make_server(room_cleanup_interval_ms=200)
+    server = await make_server()
     registry = server.hub.registry
     client: SioClient = make_client(server)
     await client.connect(auth=ORG_A)

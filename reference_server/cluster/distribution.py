@@ -1,0 +1,173 @@
+"""A cluster node's :class:`~reference_server.distribution.Distribution`: every node delivers.
+
+A message is published once on the channel as a :class:`~.wire.Delivery`;
+every node, this one included, hands it to its own sockets
+(:class:`~reference_server.delivery.LocalDelivery`, where its replays in
+flight hold it back) and answers the publishing node with how many sockets
+it concerned there (:class:`~.wire.Delivered`). The broadcast's
+``recipients`` is the sum of the answers: exact, and Redis does the same
+work whatever the size of the rooms (one publish, one answer per node).
+
+A logged message is appended and published by one script of the store
+(``append_published``) when the store is the cluster's Redis, so every node
+receives each stream in ``seq`` order; with a store elsewhere the append and
+the publish are two steps under this node's stream lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ..delivery import OutgoingMessage
+from ..distribution import StreamLocks
+from ..store import MessageStore
+from . import wire
+from .fanout import CHANNEL, NodeChannel
+
+__all__ = ["ANSWER_TIMEOUT", "Answers", "ClusterDistribution", "LogAndPublish", "outgoing"]
+
+log = logging.getLogger("reference_server.cluster")
+
+ANSWER_TIMEOUT: Final = 2.0
+"""Seconds a publish waits for every node's answer before it counts those it has."""
+
+LogAndPublish = Callable[[str, dict[str, Any], tuple[str, str, str]], Awaitable[tuple[int, str]]]
+"""A store's append that publishes the message in the same step (``append_published``)."""
+
+
+@dataclass(slots=True)
+class _Tally:
+    counts: dict[str, int] = field(default_factory=dict)
+    expected: int | None = None
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def check(self) -> None:
+        if self.expected is not None and len(self.counts) >= self.expected:
+            self.complete.set()
+
+
+class Answers:
+    """The answers to this node's deliveries, summed per message."""
+
+    def __init__(self) -> None:
+        self._tallies: dict[str, _Tally] = {}
+
+    def expect(self, message_id: str) -> None:
+        """Collect answers to ``message_id`` from now (before it is published)."""
+        self._tallies[message_id] = _Tally()
+
+    def add(self, answer: wire.Delivered) -> None:
+        """One node's answer (an answer to a message no longer awaited is dropped)."""
+        tally = self._tallies.get(answer.message_id)
+        if tally is not None:
+            tally.counts[answer.node] = answer.recipients
+            tally.check()
+
+    async def total(self, message_id: str, nodes: int, timeout: float) -> int:
+        """The sum of ``nodes`` answers, or of those in within ``timeout`` seconds."""
+        tally = self._tallies[message_id]
+        tally.expected = nodes
+        tally.check()
+        try:
+            await asyncio.wait_for(tally.complete.wait(), timeout)
+        except TimeoutError:
+            log.warning(
+                "cluster: %d of %d nodes answered for %s", len(tally.counts), nodes, message_id
+            )
+        return sum(tally.counts.values())
+
+    def forget(self, message_id: str) -> None:
+        """Stop collecting answers to ``message_id``."""
+        self._tallies.pop(message_id, None)
+
+
+def outgoing(delivery: wire.Delivery) -> OutgoingMessage:
+    """The message a delivery from the channel carries.
+
+    Raises:
+        ValueError: its target is not made of protocol identifiers.
+    """
+    return OutgoingMessage(
+        event=delivery.event,
+        envelope=delivery.envelope,
+        target=delivery.target.scope(),
+        socket_ids=delivery.socket_ids,
+        stream=delivery.stream,
+        requires_ack=delivery.requires_ack,
+    )
+
+
+class ClusterDistribution:
+    """Publishes each message to every node and sums their answers.
+
+    Args:
+        node_id: this node.
+        channel: the channel between nodes.
+        answers: where the answers to this node's deliveries arrive.
+        ensure_listening: raises if this node would not see its own message.
+        store: the message store (``None``: nothing is logged).
+        log_and_publish: the store's append-and-publish, when the store is the cluster's Redis.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        channel: NodeChannel,
+        answers: Answers,
+        ensure_listening: Callable[[], None],
+        store: MessageStore | None,
+        log_and_publish: LogAndPublish | None,
+    ) -> None:
+        self._node_id = node_id
+        self._channel = channel
+        self._answers = answers
+        self._ensure_listening = ensure_listening
+        self._store = store
+        self._log_and_publish = log_and_publish
+        self._locks = StreamLocks()
+
+    def _delivery(self, message: OutgoingMessage) -> wire.Delivery:
+        return wire.Delivery(
+            origin=self._node_id,
+            event=message.event,
+            target=wire.WireTarget.of(message.target),
+            socket_ids=message.socket_ids,
+            stream=message.stream,
+            requires_ack=message.requires_ack,
+            envelope=message.envelope,
+        )
+
+    async def distribute(self, message: OutgoingMessage) -> int:
+        """Log ``message`` if it has a stream, publish it to every node; the sockets it reached.
+
+        Raises:
+            ClusterUnavailableError: this node is not listening, or Redis is away.
+            StoreUnavailableError: the store is away (nothing was published).
+        """
+        self._ensure_listening()
+        message_id = message.message_id
+        self._answers.expect(message_id)  # an answer may come before the publish returns
+        try:
+            stream = message.stream
+            if self._store is None or stream is None:
+                nodes = await self._channel.publish(self._delivery(message))
+            else:
+                async with self._locks(stream):
+                    nodes = await self._log_and_send(stream, message)
+            return await self._answers.total(message_id, nodes, ANSWER_TIMEOUT)
+        finally:
+            self._answers.forget(message_id)
+
+    async def _log_and_send(self, stream: str, message: OutgoingMessage) -> int:
+        assert self._store is not None
+        if self._log_and_publish is not None:
+            # One script: every node receives the stream in seq order.
+            head, tail = wire.store_frame(self._delivery(message))
+            await self._log_and_publish(stream, message.envelope, (CHANNEL, head, tail))
+            return await self._channel.listeners()
+        await self._store.append(stream, message.envelope)  # sets seq and epoch in it
+        return await self._channel.publish(self._delivery(message))
