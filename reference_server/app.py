@@ -30,12 +30,14 @@ from . import __version__
 from .api import ApiParts, create_api
 from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
+from .completeness import LiveCompleteness
 from .config import ServerSettings
 from .connections import Registry
 from .engineio_guard import EngineIOGuard
 from .frame_emit import FrameWritingManager, WebSocketIndex
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
+from .idempotency import Idempotency, open_keys
 from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
 from .resume import Resumer, ResumerWrapper
@@ -154,6 +156,11 @@ class IntradayApp:
         log_and_publish = None
         if self.cluster is not None and settings.store_url == settings.cluster:
             log_and_publish = getattr(self.store, "append_published", None)
+        self.completeness: LiveCompleteness | None = None
+        if self.store is not None:
+            self.completeness = LiveCompleteness(
+                self.store, self.registry, settings.completeness_check_seconds
+            )
         self.publisher = Publisher(
             settings,
             self.registry,
@@ -163,6 +170,7 @@ class IntradayApp:
             metrics=self.metrics,
             cluster=self.cluster,
             log_and_publish=log_and_publish,
+            completeness=self.completeness,
         )
         if self.cluster is not None:
             self.cluster.bind(
@@ -176,6 +184,7 @@ class IntradayApp:
             stats=self.stats,
             websockets=self._websockets,
         )
+        self._keys, self._own_keys = open_keys(settings, self.store)
         self._api = create_api(
             ApiParts(
                 settings=settings,
@@ -187,6 +196,7 @@ class IntradayApp:
                 metrics=self.metrics,
                 store=self.store,
                 cluster=self.cluster,
+                idempotency=Idempotency(self._keys, settings.idempotency_window_seconds),
             )
         )
         self._background: list[asyncio.Task[None]] = []
@@ -223,6 +233,8 @@ class IntradayApp:
             self.sio.start_manager()
             await self.cluster.start()
         self._background.append(asyncio.create_task(self.hub.clean_rooms_forever()))
+        if self.completeness is not None:
+            self._background.append(asyncio.create_task(self.completeness.run_forever()))
         if self.settings.simulate:
             from .simulator import IntradaySimulator
 
@@ -269,6 +281,9 @@ class IntradayApp:
             await self.cluster.stop()
         if self.store is not None:
             await self.store.close()
+        close_keys = getattr(self._keys, "close", None)
+        if self._own_keys and close_keys is not None:
+            await close_keys()  # a cluster without a store keeps its keys in Redis
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -33,6 +33,7 @@ from client_sdk.protocol import (
     utc_now,
 )
 
+from .completeness import LiveCompleteness
 from .config import ServerSettings
 from .connections import Registry
 from .metrics import ServerMetrics
@@ -123,7 +124,11 @@ class Publisher:
         metrics: ServerMetrics | None = None,
         cluster: ClusterLink | None = None,
         log_and_publish: LogAndPublish | None = None,
+        completeness: LiveCompleteness | None = None,
     ) -> None:
+        self._completeness = completeness
+        if completeness is not None:
+            completeness.bind(self.deliver_here)
         self._cluster = cluster
         self._log_and_publish = log_and_publish
         self._log_broadcasts = settings.log_broadcast_events
@@ -395,6 +400,10 @@ class Publisher:
         requires_ack: bool,
         skip: set[str] | None = None,
     ) -> None:
+        # Live completeness: what this node skipped of the stream goes first; never twice.
+        completeness = self._completeness
+        if stream is not None and completeness and not await completeness.admit(stream, envelope):
+            return
         registry = self._registry
         held: set[str] = set()
         if skip:

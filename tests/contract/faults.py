@@ -31,6 +31,7 @@ from reference_server.store import (
     StoredMessage,
     StoreStats,
     StoreWrapper,
+    StreamHead,
 )
 
 __all__ = [
@@ -184,6 +185,9 @@ class _WrappedStore:
 
     async def snapshot(self, stream: str) -> list[StoredMessage]:
         return await self._real.snapshot(stream)
+
+    async def heads(self, streams: list[str]) -> dict[str, StreamHead]:
+        return await self._real.heads(streams)
 
     async def stats(self) -> StoreStats:
         return await self._real.stats()
