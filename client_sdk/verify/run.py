@@ -239,7 +239,10 @@ async def run_verify(
 
     async with (
         TcpProxy(host, port) as proxy,
-        AdminClient(config.url, token=config.admin_token, timeout=5.0) as admin,
+        # Patient: a publish during a restart waits for the server (about 12 s of retries).
+        AdminClient(
+            config.url, token=config.admin_token, timeout=5.0, publish_attempts=10
+        ) as admin,
     ):
         subscribers: list[SdkSubscriber | RawSubscriber] = []
         for i in range(config.sdk_clients):
