@@ -9,6 +9,12 @@ client handles all of them, in order, without reconnecting.
 
 The same POST with one ``Idempotency-Key`` sent to both nodes at once is
 delivered once; the key with another body is 409 on either node.
+
+In one process: messages appended to a server's log that the server itself
+never delivered (what a node of a cluster sees when another node's
+publishes did not reach it) go to its subscribers from the log, in order;
+when the log no longer holds them, the subscriber gets section 6's
+``error`` instead.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from client_sdk import IntradayClient
+from reference_server.app import ReferenceServer
 from tests.cluster.conftest import cluster, eventually
+from tests.conftest import SioClient
 from tests.delivery.sequence import ORG, TIMESTAMP, Handled
 from tests.sdk.conftest import fast_config
 
@@ -44,6 +52,92 @@ def kpi(n: int, pad: int = 0) -> dict[str, Any]:
     if pad:
         body["pad"] = "x" * pad
     return body
+
+
+async def _subscribed(server: ReferenceServer) -> SioClient:
+    client = SioClient(server.url)
+    await client.connect()
+    assert (await client.authenticate(organization_id=ORG))["success"]
+    answer = await client.call("subscribe", {"channels": ["kpi"]})
+    assert answer["success"], answer
+    return client
+
+
+async def _append_unseen(server: ReferenceServer, numbers: range) -> None:
+    """Log KPI updates of ``numbers`` the way another node's publish would: not delivered here."""
+    store = server.app.store
+    assert store is not None
+    for n in numbers:
+        envelope = {
+            "id": f"unseen-{n}",
+            "event": "kpi:update",
+            "channel": "kpi",
+            "timestamp": TIMESTAMP,
+            "priority": "medium",
+            "requires_ack": False,
+            "target": {"organization_id": ORG, "department_id": None, "queue_name": "support"},
+            "data": kpi(n),
+        }
+        await store.append(f"kpi:{ORG}", envelope)
+
+
+async def test_what_the_log_has_and_this_node_did_not_deliver_follows_in_order(
+    make_server: Any,
+) -> None:
+    server = await make_server(completeness_check_seconds=0.1)
+    client = await _subscribed(server)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            await http.post("/api/ws/broadcast/kpi", json=kpi(0))
+            await client.wait_for("kpi:update", 1)
+            await _append_unseen(server, range(1, 6))  # a quiet stream: nothing more published
+            updates = await client.wait_for("kpi:update", 6)
+            await http.post("/api/ws/broadcast/kpi", json=kpi(6))
+            updates = await client.wait_for("kpi:update", 7)
+        assert [u["data"]["n"] for u in updates] == list(range(7))
+        assert [u["seq"] for u in updates] == list(range(1, 8))
+        assert client.received("error") == []
+    finally:
+        await client.close()
+
+
+async def test_a_jump_waits_for_what_was_skipped(make_server: Any) -> None:
+    # Checks far apart: only the next delivery can notice what is missing.
+    server = await make_server(completeness_check_seconds=1.0)
+    client = await _subscribed(server)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            await http.post("/api/ws/broadcast/kpi", json=kpi(0))
+            await client.wait_for("kpi:update", 1)
+            await _append_unseen(server, range(1, 4))
+            await http.post("/api/ws/broadcast/kpi", json=kpi(4))
+            updates = await client.wait_for("kpi:update", 5)
+        assert [u["data"]["n"] for u in updates] == list(range(5))
+    finally:
+        await client.close()
+
+
+async def test_skipped_messages_gone_from_the_log_are_an_error_to_the_subscriber(
+    make_server: Any,
+) -> None:
+    server = await make_server(completeness_check_seconds=0.1, store_max_messages=5)
+    client = await _subscribed(server)
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            await http.post("/api/ws/broadcast/kpi", json=kpi(0))
+            await client.wait_for("kpi:update", 1)
+        await _append_unseen(server, range(1, 21))  # the log keeps the last 5
+        (error,) = await client.wait_for("error", 1)
+        assert error["code"] == "INTERNAL_ERROR"
+        assert error["retryable"] is True
+        assert error["details"] == {"stream": f"kpi:{ORG}", "last_seq": 1}
+        # Resuming with since brings what is left, and says it is not all.
+        answer = await client.call("subscribe", {"channels": ["kpi"], "since": {f"kpi:{ORG}": 1}})
+        assert answer["replay"][f"kpi:{ORG}"]["complete"] is False
+        updates = await client.wait_for("kpi:update", 6)
+        assert [u["data"]["n"] for u in updates] == [0, 16, 17, 18, 19, 20]
+    finally:
+        await client.close()
 
 
 async def _pubsub_clients(redis: Any) -> int:
