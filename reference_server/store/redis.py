@@ -204,7 +204,7 @@ class RedisStore:
         in one pipelined round trip."""
         pipe = self._redis.pipeline(transaction=False)
         for start in range(0, len(streams), 500):
-            keys = []
+            keys: list[str] = []
             for name in streams[start : start + 500]:
                 _, seq_key, epoch_key, _ = _keys(name)
                 keys += (epoch_key, seq_key)
