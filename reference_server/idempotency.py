@@ -139,11 +139,18 @@ class MemoryKeys:
         entry = self._live(key)
         if entry is not None:
             return KeyRecord(entry[1], entry[3])
-        if len(self._keys) > 10_000:  # expired keys of quiet publishers go eventually
-            now = self._clock()
-            self._keys = {k: e for k, e in self._keys.items() if e[0] > now}
+        self._forget_expired()
         self._keys[key] = (self._clock() + ttl_seconds, fingerprint, owner, None)
         return None
+
+    def _forget_expired(self) -> None:
+        """Drop expired keys from the oldest claimed on (amortized O(1) per claim)."""
+        now = self._clock()
+        while self._keys:
+            oldest = next(iter(self._keys))
+            if self._keys[oldest][0] > now:
+                return
+            del self._keys[oldest]
 
     async def settle_key(
         self, key: str, fingerprint: str, result: dict[str, Any], ttl_seconds: float

@@ -17,8 +17,9 @@ import pytest
 from client_sdk import IntradayClient, Message
 from client_sdk.admin import AdminClient
 from client_sdk.exceptions import ServerError
-from client_sdk.protocol import KpiPayload
+from client_sdk.protocol import BroadcastRequest, BroadcastResult, KpiPayload
 from client_sdk.testing import RunningServer
+from reference_server.idempotency import Idempotency, MemoryKeys
 from tests.delivery.sequence import ORG, TIMESTAMP
 from tests.sdk.conftest import fast_config
 
@@ -156,3 +157,21 @@ async def test_admin_client_gives_up_after_its_attempts(srv: RunningServer) -> N
             await admin.publish_kpi(kpi(1))
     assert caught.value.http_status == 503
     assert len(transport.keys) == 3
+
+
+async def test_a_key_answers_for_the_window_and_then_publishes_again() -> None:
+    now = [0.0]
+    idempotency = Idempotency(MemoryKeys(clock=lambda: now[0]), window_seconds=300)
+    sent: list[str] = []
+
+    async def publish(request: BroadcastRequest) -> BroadcastResult:
+        sent.append(f"m{len(sent)}")
+        return BroadcastResult(message_id=sent[-1], recipients=1)
+
+    request = BroadcastRequest.model_validate({"event": "kpi:update", "data": kpi(1)})
+    first = await idempotency.publish("k", request, publish)
+    now[0] = 299.0
+    assert (await idempotency.publish("k", request, publish)).message_id == first.message_id
+    now[0] = 301.0
+    assert (await idempotency.publish("k", request, publish)).message_id != first.message_id
+    assert sent == ["m0", "m1"]
