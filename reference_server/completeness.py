@@ -47,8 +47,8 @@ __all__ = ["LiveCompleteness"]
 
 log = logging.getLogger("reference_server.completeness")
 
-Redeliver = Callable[[dict[str, Any]], Awaitable[None]]
-"""Delivers a cluster-shaped delivery to this node's sockets (``Publisher.deliver_here``)."""
+Redeliver = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Delivers a logged envelope of a stream to this node's sockets by the delivery rule."""
 
 
 @dataclass(slots=True)
@@ -87,7 +87,8 @@ class LiveCompleteness:
         """Section 6 ``error`` events sent because the log no longer held them."""
 
     def bind(self, redeliver: Redeliver) -> None:
-        """Give the publisher's delivery to this node's sockets (it is built after this)."""
+        """Give the delivery to this node's sockets (built after this), which calls :meth:`admit`
+        for what it is given too: a fill passes it (the envelope is recognised)."""
         self._redeliver = redeliver
 
     async def admit(self, stream: str, envelope: dict[str, Any]) -> bool:
@@ -201,16 +202,7 @@ class LiveCompleteness:
         position.seq = message.seq
         try:
             if self._redeliver is not None:
-                await self._redeliver(
-                    {
-                        "event": envelope["event"],
-                        "stream": stream,
-                        "requires_ack": bool(envelope.get("requires_ack")),
-                        "target": envelope["target"],
-                        "socket_ids": None,
-                        "envelope": envelope,
-                    }
-                )
+                await self._redeliver(stream, envelope)
                 self.filled += 1
         finally:
             position.passing = None

@@ -128,7 +128,7 @@ class Publisher:
     ) -> None:
         self._completeness = completeness
         if completeness is not None:
-            completeness.bind(self.deliver_here)
+            completeness.bind(self._deliver_logged)
         self._cluster = cluster
         self._log_and_publish = log_and_publish
         self._log_broadcasts = settings.log_broadcast_events
@@ -359,6 +359,19 @@ class Publisher:
             member_ids,
             bool(delivery.get("requires_ack")),
             skip,
+        )
+
+    async def _deliver_logged(self, stream: str, envelope: dict[str, Any]) -> None:
+        """Deliver a message of ``stream`` read from the log to this node's sockets."""
+        await self.deliver_here(
+            {
+                "event": envelope["event"],
+                "stream": stream,
+                "requires_ack": bool(envelope.get("requires_ack")),
+                "target": envelope["target"],
+                "socket_ids": None,
+                "envelope": envelope,
+            }
         )
 
     def _replayed_already(self, stream: str | None, seq: Any) -> set[str]:
