@@ -8,7 +8,7 @@ DURATION ?=
 # make demo PORT=5050 when 5000 is taken.
 PORT ?=
 
-.PHONY: demo cluster-demo dist test lint typecheck unit interop-deps system-deps bench bench-cluster bench-replay soak clean
+.PHONY: demo cluster-demo dist test lint typecheck unit interop-deps system-deps bench bench-cluster bench-replay soak verify-figures clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ bench: $(BIN)/.bench-installed $(BENCH_NODE)/node_modules/.installed
 # Not part of make test: 1,000 connections x 10 msg/s for 10 minutes (SOAK_* variables shrink it).
 soak: $(BIN)/.installed
 	scripts/soak
+
+# intraday-live verify's figures for docs/delivery.md (memory, Redis, no store; drops, restarts).
+verify-figures: $(BIN)/.installed system-deps
+	scripts/verify-figures
 # Resume latency and replay throughput (Redis restart and memory-store proxy cut), and the
 # store's cost on the fan-out path; starts its own redis-server (make system-deps).
 # A cluster's fan-out: one node without Redis, one and two cluster nodes; the Redis hop's cost;

@@ -18,6 +18,15 @@ is one of the SDK's exceptions:
 httpx is an implementation detail: its exceptions are translated in one place,
 :func:`_translate_errors`, and never reach the caller.
 
+Publishing is safe to retry: every :meth:`AdminClient.broadcast` and
+``publish_*`` call sends an ``Idempotency-Key`` of its own (or the one given)
+and, when the answer is a timeout, a lost connection or a 503 (the server's
+store or broker briefly away), sends the same request with the same key again
+(``publish_attempts`` in all, backing off). A server that honours the key
+(protocol section 9) delivers the message once and answers every attempt with
+the one ``message_id``; a server that ignores it may deliver a retried
+message twice, as any retry would.
+
 Example::
 
     async with AdminClient("http://127.0.0.1:5000", token="s3cret") as admin:
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
@@ -40,6 +50,12 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from .exceptions import (
     ClientClosedError,
@@ -79,6 +95,16 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 _SNIPPET = 200
 """How much of an unexpected body an error quotes."""
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+"""The header that makes a publish safe to retry (protocol section 9)."""
+
+
+def _worth_retrying(error: BaseException) -> bool:
+    """A publish whose fate is unknown or that the server could not take for now."""
+    if isinstance(error, RequestTimeoutError | ConnectionLostError):
+        return True
+    return isinstance(error, ServerError) and error.http_status == 503
 
 
 def _unexpected(message: str, *, http_status: int | None, body: str | None = None) -> ServerError:
@@ -185,6 +211,11 @@ class AdminClient:
         timeout: seconds allowed for connecting, and for each read and write.
         transport: an httpx transport to use instead of the network (for
             example ``httpx.ASGITransport`` to talk to an app in-process).
+        publish_attempts: how many times a publish is sent (with its one
+            idempotency key) when it times out, loses its connection or is
+            answered 503; 1 never retries.
+        retry_delay: seconds before the first retry of a publish, doubling up
+            to 2 s.
 
     Raises:
         ValueError: ``base_url`` is not an absolute http(s) URL.
@@ -203,7 +234,11 @@ class AdminClient:
         token: str | None = None,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        publish_attempts: int = 4,
+        retry_delay: float = 0.2,
     ) -> None:
+        if publish_attempts < 1:
+            raise ValueError("publish_attempts: at least 1")
         try:
             url = httpx.URL(base_url)
         except httpx.InvalidURL as exc:
@@ -215,6 +250,8 @@ class AdminClient:
         self._token = token
         self._timeout = timeout
         self._transport = transport
+        self._publish_attempts = publish_attempts
+        self._retry_delay = retry_delay
         self._client: httpx.AsyncClient | None = None
         self._closed = False
 
@@ -274,11 +311,36 @@ class AdminClient:
         *,
         params: Mapping[str, str] | None = None,
         body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> _Model:
         client = self._http()
         with _translate_errors():
-            response = await client.request(method, route, params=params, json=body)
+            response = await client.request(
+                method, route, params=params, json=body, headers=headers
+            )
         return _parse(model, _read_body(response), response.status_code)
+
+    async def _post_once(
+        self,
+        route: str,
+        body: dict[str, Any],
+        params: Mapping[str, str] | None,
+        idempotency_key: str | None,
+    ) -> BroadcastResult:
+        """POST a broadcast with one key, retried while the outcome is unknown or refused 503."""
+        headers = {IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._publish_attempts),
+            wait=wait_exponential(multiplier=self._retry_delay, max=2.0),
+            retry=retry_if_exception(_worth_retrying),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._call(
+                    BroadcastResult, "POST", route, params=params, body=body, headers=headers
+                )
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     # -- reading the server's state ----------------------------------------------
 
@@ -356,8 +418,9 @@ class AdminClient:
         target: BroadcastTarget | Mapping[str, Any] | None = None,
         priority: Priority = Priority.MEDIUM,
         requires_ack: bool = False,
+        idempotency_key: str | None = None,
     ) -> BroadcastResult:
-        """Publish any server event.
+        """Publish any server event (retried safely, see the module's docstring).
 
         The server validates ``data`` against the event's payload schema and
         completes ``target`` from the payload's own organization, department
@@ -370,6 +433,9 @@ class AdminClient:
             target: who it is for (organization, department, queue or socket ids).
             priority: the envelope's priority.
             requires_ack: whether recipients must acknowledge it.
+            idempotency_key: the ``Idempotency-Key`` (1-128 of ``A-Za-z0-9_.:-``);
+                a new random one when not given. Give your own to make a
+                publish safe to repeat across calls (a job run twice, say).
 
         Returns:
             The message id and the number of sockets it reached.
@@ -388,7 +454,7 @@ class AdminClient:
         }
         if target is not None:
             body["target"] = _jsonable(target, "target")
-        return await self._call(BroadcastResult, "POST", "broadcast", body=body)
+        return await self._post_once("broadcast", body, None, idempotency_key)
 
     async def publish_kpi(
         self,
@@ -397,6 +463,7 @@ class AdminClient:
         event: ServerEvent | None = None,
         priority: Priority = Priority.MEDIUM,
         requires_ack: bool = False,
+        idempotency_key: str | None = None,
     ) -> BroadcastResult:
         """Publish a KPI payload to its own organization, department and queue.
 
@@ -405,6 +472,7 @@ class AdminClient:
             event: a ``kpi`` channel event; ``kpi:update`` when not given.
             priority: the envelope's priority.
             requires_ack: whether recipients must acknowledge it.
+            idempotency_key: as for :meth:`broadcast`.
 
         Raises:
             ServerError: ``INVALID_MESSAGE`` (HTTP 400) for a bad payload or an
@@ -412,7 +480,9 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._publish(BroadcastKind.KPI, payload, event, priority, requires_ack)
+        return await self._publish(
+            BroadcastKind.KPI, payload, event, priority, requires_ack, idempotency_key
+        )
 
     async def publish_backlog(
         self,
@@ -421,6 +491,7 @@ class AdminClient:
         event: ServerEvent | None = None,
         priority: Priority = Priority.MEDIUM,
         requires_ack: bool = False,
+        idempotency_key: str | None = None,
     ) -> BroadcastResult:
         """Publish a backlog payload to its own organization, department and queue.
 
@@ -429,6 +500,7 @@ class AdminClient:
             event: a ``backlog`` channel event; ``backlog:update`` when not given.
             priority: the envelope's priority.
             requires_ack: whether recipients must acknowledge it.
+            idempotency_key: as for :meth:`broadcast`.
 
         Raises:
             ServerError: ``INVALID_MESSAGE`` (HTTP 400) for a bad payload or an
@@ -436,7 +508,9 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._publish(BroadcastKind.BACKLOG, payload, event, priority, requires_ack)
+        return await self._publish(
+            BroadcastKind.BACKLOG, payload, event, priority, requires_ack, idempotency_key
+        )
 
     async def publish_attendance(
         self,
@@ -448,6 +522,7 @@ class AdminClient:
         event: ServerEvent | None = None,
         priority: Priority = Priority.MEDIUM,
         requires_ack: bool = False,
+        idempotency_key: str | None = None,
     ) -> BroadcastResult:
         """Publish an attendance payload to its own organization, department and queue.
 
@@ -456,6 +531,7 @@ class AdminClient:
             event: an ``attendance`` channel event; ``attendance:update`` when not given.
             priority: the envelope's priority.
             requires_ack: whether recipients must acknowledge it.
+            idempotency_key: as for :meth:`broadcast`.
 
         Raises:
             ServerError: ``INVALID_MESSAGE`` (HTTP 400) for a bad payload or an
@@ -463,7 +539,9 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._publish(BroadcastKind.ATTENDANCE, payload, event, priority, requires_ack)
+        return await self._publish(
+            BroadcastKind.ATTENDANCE, payload, event, priority, requires_ack, idempotency_key
+        )
 
     async def publish_alert(
         self,
@@ -472,6 +550,7 @@ class AdminClient:
         event: ServerEvent | None = None,
         priority: Priority = Priority.MEDIUM,
         requires_ack: bool = False,
+        idempotency_key: str | None = None,
     ) -> BroadcastResult:
         """Publish an alert to its own organization, department and queue.
 
@@ -480,6 +559,7 @@ class AdminClient:
             event: an ``alerts`` channel event; ``alert:triggered`` when not given.
             priority: the envelope's priority.
             requires_ack: whether recipients must acknowledge it.
+            idempotency_key: as for :meth:`broadcast`.
 
         Raises:
             ServerError: ``INVALID_MESSAGE`` (HTTP 400) for a bad payload or an
@@ -487,7 +567,9 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._publish(BroadcastKind.ALERT, payload, event, priority, requires_ack)
+        return await self._publish(
+            BroadcastKind.ALERT, payload, event, priority, requires_ack, idempotency_key
+        )
 
     async def _publish(
         self,
@@ -496,14 +578,13 @@ class AdminClient:
         event: ServerEvent | None,
         priority: Priority,
         requires_ack: bool,
+        idempotency_key: str | None,
     ) -> BroadcastResult:
         params = {"priority": str(priority), "requires_ack": "true" if requires_ack else "false"}
         if event is not None:
             params["event"] = str(event)
         body = _jsonable(payload, "payload")
-        return await self._call(
-            BroadcastResult, "POST", f"broadcast/{kind}", params=params, body=body
-        )
+        return await self._post_once(f"broadcast/{kind}", body, params, idempotency_key)
 
 
 def _socket_route(socket_id: str) -> str:

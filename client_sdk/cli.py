@@ -350,6 +350,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "load", help="load-test a server (clients, publisher, report)", add_help=False
     )
+    # Parsed by client_sdk.verify.cli; listed here for --help.
+    commands.add_parser(
+        "verify", help="measure delivery under network faults (lost, duplicated...)", add_help=False
+    )
     url, org, token = (
         os.environ.get(f"INTRADAY_{name}") or None for name in ("URL", "ORG", "TOKEN")
     )
@@ -421,6 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .load.cli import main as load_main
 
         return load_main(arguments[1:])
+    if arguments[:1] == ["verify"]:
+        from .verify.cli import main as verify_main
+
+        return verify_main(arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
     try:

@@ -9,6 +9,14 @@ organization, department or queue.
 
 Rows are validated before anything is sent, so a bad file publishes nothing.
 
+Publishing is safe to retry. ``AdminClient`` sends every publish with an
+``Idempotency-Key`` and, when the answer times out or is a 503 (the server's
+store or broker briefly away), sends it again with the same key: the server
+delivers it once. Here the key is the row's own identity (organization,
+queue, interval), so running the program again on the same file within the
+server's window (5 minutes by default) publishes nothing twice either: the
+server answers each row with the message it already sent.
+
 Run it against a server started with an admin token::
 
     intraday-live-server serve --admin-token s3cret
@@ -96,6 +104,11 @@ def kpis_from_csv(text: str, organization_id: str) -> Iterator[KpiPayload]:
             raise ValueError(f"line {line}: not a valid KPI row: {exc}") from None
 
 
+def row_key(kpi: KpiPayload) -> str:
+    """The row's identity as an ``Idempotency-Key``: the same row is the same message."""
+    return f"kpi.{kpi.organization_id}.{kpi.queue_name}.{kpi.timestamp:%Y%m%dT%H%M%S}"
+
+
 async def publish(options: PublisherOptions, kpis: Sequence[KpiPayload]) -> int:
     """Publish ``kpis`` in order; return how many deliveries the server made in all."""
     deliveries = 0
@@ -103,7 +116,8 @@ async def publish(options: PublisherOptions, kpis: Sequence[KpiPayload]) -> int:
         for number, kpi in enumerate(kpis):
             if number and options.interval:
                 await asyncio.sleep(options.interval)  # pacing a replayed feed
-            result = await admin.publish_kpi(kpi)  # kpi:update to its org, dept and queue
+            # kpi:update to its org, dept and queue; once, however often it is retried
+            result = await admin.publish_kpi(kpi, idempotency_key=row_key(kpi))
             deliveries += result.recipients
             print(
                 f"kpi:update {kpi.queue_name} {kpi.timestamp:%H:%M} "

@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from client_sdk.protocol import (
     API_BASE,
@@ -45,6 +45,7 @@ from .auth import mode_warning
 from .config import ServerSettings
 from .connections import Connection, Registry
 from .hub import Hub
+from .idempotency import HEADER, Idempotency, check_key
 from .metrics import ServerMetrics
 from .publisher import Publisher
 from .stats import ServerStats
@@ -73,6 +74,8 @@ class ApiParts:
     """The message store, for its figures (``None``: no replay)."""
     cluster: ClusterNode | None = None
     """This node's cluster (``None``: a single server); the API then answers for every node."""
+    idempotency: Idempotency | None = None
+    """Where broadcasts' ``Idempotency-Key`` are honoured (``None``: the header is ignored)."""
 
 
 class ApiError(Exception):
@@ -99,6 +102,14 @@ OrgQuery = Annotated[Identifier | None, Query()]
 EventQuery = Annotated[ServerEvent | None, Query()]
 PriorityQuery = Annotated[Priority, Query()]
 AckQuery = Annotated[bool, Query()]
+KeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=HEADER,
+        description="Retry-safe publishing: a repeated key answers as the first request did "
+        "and sends nothing again; the key with another body is 409",
+    ),
+]
 
 public = APIRouter()
 """Endpoints open to anyone who can reach the port."""
@@ -303,10 +314,19 @@ async def rooms(parts: Parts, organization_id: OrgQuery = None) -> RoomList:
     return RoomList(rooms=listed, total_count=len(listed))
 
 
+async def _publish(parts: ApiParts, request: BroadcastRequest, key: str | None) -> BroadcastResult:
+    """Publish, once per ``Idempotency-Key`` when one is given."""
+    if key is None or parts.idempotency is None:
+        return await parts.publisher.publish(request)
+    return await parts.idempotency.publish(check_key(key), request, parts.publisher.publish)
+
+
 @admin.post(f"{API_BASE}/broadcast", response_model=BroadcastResult)
-async def broadcast(parts: Parts, request: BroadcastRequest) -> BroadcastResult:
+async def broadcast(
+    parts: Parts, request: BroadcastRequest, idempotency_key: KeyHeader = None
+) -> BroadcastResult:
     """Publish any server event; the payload is validated against its schema."""
-    return await parts.publisher.publish(request)
+    return await _publish(parts, request, idempotency_key)
 
 
 @admin.post(f"{API_BASE}/broadcast/{{kind}}", response_model=BroadcastResult)
@@ -317,18 +337,18 @@ async def broadcast_kind(
     event: EventQuery = None,
     priority: PriorityQuery = Priority.MEDIUM,
     requires_ack: AckQuery = False,
+    idempotency_key: KeyHeader = None,
 ) -> BroadcastResult:
     """Publish one channel's payload to its own organization, department and queue."""
     try:
         chosen = kind.event(event)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, str(exc)) from None
-    return await parts.publisher.publish(
-        BroadcastRequest(
-            event=chosen,
-            data=payload,
-            target=BroadcastTarget(),
-            priority=priority,
-            requires_ack=requires_ack,
-        )
+    request = BroadcastRequest(
+        event=chosen,
+        data=payload,
+        target=BroadcastTarget(),
+        priority=priority,
+        requires_ack=requires_ack,
     )
+    return await _publish(parts, request, idempotency_key)

@@ -30,6 +30,7 @@ from . import __version__
 from .api import ApiParts, create_api
 from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
+from .completeness import LiveCompleteness
 from .config import ServerSettings
 from .connections import Registry
 from .delivery import DeliveryRecorder, LocalDelivery
@@ -38,6 +39,7 @@ from .engineio_guard import EngineIOGuard
 from .frame_emit import FrameWritingManager, WebSocketIndex
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
+from .idempotency import Idempotency, open_keys
 from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
 from .resume import ReplayHolds, Resumer, ResumerWrapper
@@ -152,10 +154,15 @@ class IntradayApp:
         fanout: Fanout = SocketIOFanout(self.sio)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
+        self.completeness: LiveCompleteness | None = None
+        if self.store is not None:
+            self.completeness = LiveCompleteness(
+                self.store, self.registry, settings.completeness_check_seconds
+            )
         recorder = DeliveryRecorder(
             self.stats, self.metrics, log_broadcasts=settings.log_broadcast_events
         )
-        local = LocalDelivery(self.registry, fanout, holds, recorder)
+        local = LocalDelivery(self.registry, fanout, holds, recorder, self.completeness)
         distribution: Distribution = LocalDistribution(local, self.store)
         if self.cluster is not None:
             distribution = self.cluster.distribution(local, self.store)
@@ -167,6 +174,7 @@ class IntradayApp:
             stats=self.stats,
             websockets=self._websockets,
         )
+        self._keys, self._own_keys = open_keys(settings, self.store)
         self._api = create_api(
             ApiParts(
                 settings=settings,
@@ -178,6 +186,7 @@ class IntradayApp:
                 metrics=self.metrics,
                 store=self.store,
                 cluster=self.cluster,
+                idempotency=Idempotency(self._keys, settings.idempotency_window_seconds),
             )
         )
         self._background: list[asyncio.Task[None]] = []
@@ -212,6 +221,8 @@ class IntradayApp:
             if self.settings.port:
                 self.cluster.listen_url = f"http://{self.settings.host}:{self.settings.port}"
             await self.cluster.start()
+        if self.completeness is not None:
+            self._background.append(asyncio.create_task(self.completeness.run_forever()))
         if self.settings.simulate:
             from .simulator import IntradaySimulator
 
@@ -258,6 +269,9 @@ class IntradayApp:
             await self.cluster.stop()
         if self.store is not None:
             await self.store.close()
+        close_keys = getattr(self._keys, "close", None)
+        if self._own_keys and close_keys is not None:
+            await close_keys()  # a cluster without a store keeps its keys in Redis
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

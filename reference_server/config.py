@@ -161,6 +161,10 @@ class ServerSettings(BaseSettings):
     """Messages kept per stream (``{channel}:{org}``)."""
     store_max_age_seconds: Positive = 86_400
     """Messages older than this are no longer replayed."""
+    idempotency_window_seconds: Annotated[int, Field(ge=300)] = 300
+    """How long an ``Idempotency-Key`` answers with its first answer (section 9: 5 min at least)."""
+    completeness_check_seconds: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """How often a node compares what it delivered of each stream with the log (section 6)."""
     cluster: Annotated[str | None, Field(pattern=r"^rediss?://\S+$")] = None
     """Run as one node of a cluster over this Redis (``redis://HOST:PORT/DB``); with the
     default ``memory`` store, the store is Redis on the same URL (the cluster's log)."""

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from client_sdk.protocol import EVENT_CHANNEL, Scope, ServerEvent, delivery_rooms, org_room
 
+from .completeness import LiveCompleteness
 from .connections import Registry
 from .metrics import ServerMetrics
 from .resume import ReplayHolds
@@ -130,15 +131,25 @@ class LocalDelivery:
         fanout: room emits to Socket.IO sockets.
         holds: replays running (their sockets' live messages wait).
         recorder: times acknowledged deliveries.
+        completeness: what this node skipped of a stream goes first (protocol section 6);
+            ``None`` without a log.
     """
 
     def __init__(
-        self, registry: Registry, fanout: Fanout, holds: ReplayHolds, recorder: DeliveryRecorder
+        self,
+        registry: Registry,
+        fanout: Fanout,
+        holds: ReplayHolds,
+        recorder: DeliveryRecorder,
+        completeness: LiveCompleteness | None = None,
     ) -> None:
         self._registry = registry
         self._fanout = fanout
         self._holds = holds
         self._recorder = recorder
+        self._completeness = completeness
+        if completeness is not None:
+            completeness.bind(self._deliver_logged)
 
     def recipients(self, message: OutgoingMessage) -> tuple[list[str], set[str]]:
         """The rooms to emit to and the id of every socket of this process they hold, each once."""
@@ -174,6 +185,14 @@ class LocalDelivery:
         The one step every message takes on every node before it reaches a
         socket: what is recorded per node and per stream belongs here.
         """
+        # Live completeness: what this node skipped of the stream goes first; never twice.
+        completeness = self._completeness
+        if (
+            message.stream is not None
+            and completeness is not None
+            and not await completeness.admit(message.stream, message.envelope)
+        ):
+            return 0
         rooms, member_ids = self.recipients(message)
         event = message.event.value
         envelope = message.envelope
@@ -197,6 +216,20 @@ class LocalDelivery:
             if connection.socket_id not in withheld:
                 await connection.link.send(event, envelope)
         return len(member_ids)
+
+    async def _deliver_logged(self, stream: str, envelope: dict[str, Any]) -> None:
+        """Deliver a message of ``stream`` read from the log to this node's sockets."""
+        # A logged message is never one for chosen sockets (those have no stream).
+        await self.deliver(
+            OutgoingMessage(
+                ServerEvent(envelope["event"]),
+                envelope,
+                Scope(**envelope["target"]),
+                None,
+                stream,
+                bool(envelope.get("requires_ack")),
+            )
+        )
 
     async def deliver_to_everyone(self, event: ServerEvent, envelope: dict[str, Any]) -> int:
         """Send a server-originated message to every socket of this process (shutdown notice)."""

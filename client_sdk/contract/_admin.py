@@ -78,13 +78,14 @@ class AdminApi:
         content: bytes | None = None,
         params: dict[str, str] | None = None,
         token: Token | str = Token.CONFIGURED,
+        headers: dict[str, str] | None = None,
     ) -> Answer:
         """Send one request to ``API_BASE + path``; the answer whatever its status.
 
         Raises:
             CheckFailure: the server could not be reached or did not answer in time.
         """
-        headers: dict[str, str] = {}
+        headers = dict(headers or {})
         described = f"{method} {API_BASE}{path}"
         self.last_sent = {described: json_body} if json_body is not _NO_BODY else described
         secret = self.token if token is Token.CONFIGURED else token

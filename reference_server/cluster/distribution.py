@@ -51,10 +51,21 @@ class _Tally:
 
 
 class Answers:
-    """The answers to this node's deliveries, summed per message."""
+    """The answers to this node's deliveries, summed per message.
+
+    A node that let a deadline pass (paused, overloaded, its subscription
+    cut) is not waited for again until it answers something: otherwise every
+    broadcast would take the whole deadline while it stalls, and a client of
+    the publishing node could time out waiting for a broadcast that a stalled
+    peer holds up. Until it answers, its sockets are missing from
+    ``recipients`` (they get the messages later, from the log: live completeness).
+    """
 
     def __init__(self) -> None:
         self._tallies: dict[str, _Tally] = {}
+        self._answering: set[str] = set()  # nodes that ever answered
+        self._lagging: set[str] = set()  # of those, the ones that missed their last deadline
+        self._lagging_unknown = 0  # nodes never heard from that missed a deadline
 
     def expect(self, message_id: str) -> None:
         """Collect answers to ``message_id`` from now (before it is published)."""
@@ -62,19 +73,30 @@ class Answers:
 
     def add(self, answer: wire.Delivered) -> None:
         """One node's answer (an answer to a message no longer awaited is dropped)."""
+        node = answer.node
         tally = self._tallies.get(answer.message_id)
+        if node in self._lagging:
+            self._lagging.discard(node)
+        elif tally is None and node not in self._answering and self._lagging_unknown:
+            self._lagging_unknown -= 1  # a late answer: the stalled node is back
+        self._answering.add(node)
         if tally is not None:
-            tally.counts[answer.node] = answer.recipients
+            tally.counts[node] = answer.recipients
             tally.check()
 
     async def total(self, message_id: str, nodes: int, timeout: float) -> int:
-        """The sum of ``nodes`` answers, or of those in within ``timeout`` seconds."""
+        """The sum of ``nodes`` answers (lagging nodes aside), or of those in within ``timeout``."""
         tally = self._tallies[message_id]
-        tally.expected = nodes
+        lagging = len(self._lagging) + self._lagging_unknown
+        tally.expected = max(1, nodes - lagging) if nodes else 0
         tally.check()
         try:
             await asyncio.wait_for(tally.complete.wait(), timeout)
         except TimeoutError:
+            silent = self._answering - tally.counts.keys()
+            self._lagging |= silent
+            missing = nodes - len(tally.counts)
+            self._lagging_unknown = max(0, missing - len(self._lagging))
             log.warning(
                 "cluster: %d of %d nodes answered for %s", len(tally.counts), nodes, message_id
             )

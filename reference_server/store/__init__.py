@@ -12,17 +12,20 @@ log before anyone receives it; the append gives it its ``seq`` and the log's
 """
 
 from .base import (
+    KeyRecord,
     MessageStore,
     ReplaySlice,
     StoredMessage,
     StoreStats,
     StoreUnavailableError,
+    StreamHead,
     snapshot_key,
 )
 from .memory import MemoryStore
 from .open import StoreWrapper, open_store
 
 __all__ = [
+    "KeyRecord",
     "MemoryStore",
     "MessageStore",
     "ReplaySlice",
@@ -30,6 +33,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoreWrapper",
     "StoredMessage",
+    "StreamHead",
     "open_store",
     "snapshot_key",
 ]

@@ -15,11 +15,13 @@ from typing import Any, Protocol
 from client_sdk.protocol import ErrorCode, ProtocolError, ServerEvent
 
 __all__ = [
+    "KeyRecord",
     "MessageStore",
     "ReplaySlice",
     "StoreStats",
     "StoreUnavailableError",
     "StoredMessage",
+    "StreamHead",
     "snapshot_key",
 ]
 
@@ -60,6 +62,23 @@ class ReplaySlice:
     messages: tuple[StoredMessage, ...]
     complete: bool
     epoch: str
+    latest: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """What an idempotency key holds: the request's fingerprint and, once settled, its answer."""
+
+    fingerprint: str
+    result: dict[str, Any] | None
+    """``None``: the first request with the key is still publishing."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHead:
+    """Where a stream's log stands: its epoch (``None``: no log yet) and its newest seq."""
+
+    epoch: str | None
     latest: int
 
 
@@ -109,6 +128,16 @@ class MessageStore(Protocol):
 
     async def snapshot(self, stream: str) -> list[StoredMessage]:
         """The latest message of each ``(event, target)`` of ``stream``, oldest first.
+
+        Raises:
+            StoreUnavailableError: the store cannot be reached.
+        """
+        ...
+
+    async def heads(self, streams: list[str]) -> dict[str, StreamHead]:
+        """Where each of ``streams`` stands, read in one step (one pipelined round trip).
+
+        Live completeness compares these with what a node delivered.
 
         Raises:
             StoreUnavailableError: the store cannot be reached.

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import ReplaySlice, StoredMessage, StoreStats, snapshot_key
+from .base import ReplaySlice, StoredMessage, StoreStats, StreamHead, snapshot_key
 
 __all__ = ["MemoryStore"]
 
@@ -100,6 +100,14 @@ class MemoryStore:
         """The latest message of each ``(event, target)`` of ``stream``, oldest first."""
         state = self._streams.get(stream)
         return list(state.snapshot.values()) if state is not None else []
+
+    async def heads(self, streams: list[str]) -> dict[str, StreamHead]:
+        """Where each of ``streams`` stands (``epoch`` ``None``: nothing logged yet)."""
+        heads = {}
+        for name in streams:
+            state = self._streams.get(name)
+            heads[name] = StreamHead(self.epoch if state else None, state.latest if state else 0)
+        return heads
 
     def held(self) -> int:
         """Messages held over all streams (read at every metrics scrape: no trimming)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -31,6 +32,7 @@ from reference_server.store import (
     StoredMessage,
     StoreStats,
     StoreWrapper,
+    StreamHead,
 )
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "SNAPSHOT_AND_REPLAY_BOTH",
     "Fault",
     "drop_envelope_field",
+    "one_off_fanout",
 ]
 
 
@@ -157,6 +160,58 @@ def _unanswered_oversize(*, close: bool) -> ScreenWrapper:
     return wrap
 
 
+class OneOffFanout:
+    """Misdelivers the ``at``-th numbered message (one with ``data.n``) once, one way:
+
+    ``drop`` sends it to nobody, ``duplicate`` sends it twice, ``reorder``
+    sends it after the next one of its event, ``invent`` sends it and then a copy under a
+    new id and a number nobody published (what ``intraday-live verify`` must
+    report as lost, duplicated, out of order and phantom).
+    """
+
+    def __init__(self, real: Fanout, fault: str, at: int = 5) -> None:
+        self._real = real
+        self._fault = fault
+        self._at = at
+        self._count = 0
+        self._held: tuple[str, dict[str, Any], list[str], Collection[str]] | None = None
+
+    async def emit_to_rooms(
+        self, event: str, data: dict[str, Any], rooms: list[str], skip: Collection[str] = ()
+    ) -> None:
+        if "n" not in (data.get("data") or {}):
+            await self._real.emit_to_rooms(event, data, rooms, skip)
+            return
+        self._count += 1
+        if self._count != self._at:
+            await self._real.emit_to_rooms(event, data, rooms, skip)
+            if self._held is not None and self._held[0] == event:  # the next of its stream
+                held, self._held = self._held, None
+                await self._real.emit_to_rooms(*held)
+            return
+        if self._fault == "drop":
+            return
+        if self._fault == "reorder":
+            self._held = (event, data, rooms, skip)
+            return
+        await self._real.emit_to_rooms(event, data, rooms, skip)
+        if self._fault == "duplicate":
+            await self._real.emit_to_rooms(event, data, rooms, skip)
+        elif self._fault == "invent":
+            invented = {**data, "id": uuid.uuid4().hex, "data": {**data["data"], "n": 10**9}}
+            await self._real.emit_to_rooms(event, invented, rooms, skip)
+
+    async def emit_with_ack(
+        self, socket_id: str, event: str, data: dict[str, Any], on_ack: Any
+    ) -> None:
+        await self._real.emit_with_ack(socket_id, event, data, on_ack)
+
+
+def one_off_fanout(fault: str, at: int = 5) -> FanoutWrapper:
+    """The wrapper of a server whose fan-out misdelivers one message (:class:`OneOffFanout`)."""
+    return _fanout_wrapper(lambda real: OneOffFanout(real, fault, at))
+
+
 def _fanout_wrapper(build: Callable[[Fanout], Fanout]) -> FanoutWrapper:
     """A fan-out wrapper that needs only the real fan-out, not the registry."""
 
@@ -184,6 +239,9 @@ class _WrappedStore:
 
     async def snapshot(self, stream: str) -> list[StoredMessage]:
         return await self._real.snapshot(stream)
+
+    async def heads(self, streams: list[str]) -> dict[str, StreamHead]:
+        return await self._real.heads(streams)
 
     async def stats(self) -> StoreStats:
         return await self._real.stats()

@@ -17,9 +17,9 @@ from client_sdk import ConnectionState, IntradayClient
 from client_sdk.admin import AdminClient
 from client_sdk.hooks import kpi_updates
 from client_sdk.testing import RunningServer, running_server
+from client_sdk.verify.proxy import TcpProxy
 from tests.delivery.sequence import ORG, TIMESTAMP, Handled, publish
 from tests.sdk.conftest import Recorder, fast_config
-from tests.sdk.tcp_proxy import TcpProxy
 
 
 async def _fault(proxy: TcpProxy, client: IntradayClient, kind: str) -> None:

@@ -50,6 +50,15 @@ async def test_a_subscriber_receives_exactly_the_published_kpis() -> None:
             "billing",
         ]
 
+        # Run again on the same rows (a job started twice): each row has its
+        # Idempotency-Key, so the server answers with what it sent and sends nothing.
+        options = publisher.parse_args(["--url", server.url, "--token", TOKEN, "--org", ORG])
+        await publisher.publish(options, expected)
+        await client.ping()
+        assert len(received) == len(expected)
+        async with server.admin() as admin:
+            assert (await admin.stats()).total_messages == len(expected)
+
 
 async def test_a_wrong_token_publishes_nothing() -> None:
     kpis = list(publisher.kpis_from_csv(publisher.SAMPLE_CSV, ORG))

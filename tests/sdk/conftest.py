@@ -36,8 +36,8 @@ from client_sdk.exceptions import IntradayError
 from client_sdk.messages import Message
 from client_sdk.protocol import ConnectionState, KpiPayload, SystemPayload
 from client_sdk.testing import RunningServer, running_server
+from client_sdk.verify.proxy import TcpProxy
 from tests.conftest import WAIT
-from tests.sdk.tcp_proxy import TcpProxy
 
 T = TypeVar("T")
 

@@ -17,9 +17,9 @@ from client_sdk.admin import AdminClient
 from client_sdk.client import IntradayClient
 from client_sdk.exceptions import AuthenticationError
 from client_sdk.protocol import ConnectionState
+from client_sdk.verify.proxy import TcpProxy
 from tests.conftest import eventually
 from tests.sdk.conftest import ClientFactory
-from tests.sdk.tcp_proxy import TcpProxy
 
 SECRET = "test-secret-of-at-least-thirty-two-bytes"
 

@@ -25,10 +25,10 @@ from client_sdk.admin import AdminClient
 from client_sdk.client import IntradayClient
 from client_sdk.exceptions import ReconnectFailedError
 from client_sdk.protocol import ConnectionState
+from client_sdk.verify.proxy import TcpProxy
 from tests.conftest import WAIT, eventually, kpi
 from tests.processes import ServerProcess, free_port
 from tests.sdk.conftest import ClientFactory, Watcher
-from tests.sdk.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 

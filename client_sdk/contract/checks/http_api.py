@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ...protocol import (
@@ -279,6 +280,57 @@ async def broadcast_kinds(ctx: CheckContext) -> None:
         json_body=sample_payload(ServerEvent.KPI_UPDATE, "x", ctx.org),
     )
     _failure_body(wrong, 400, "INVALID_MESSAGE", "POST /broadcast/kpi?event=backlog:update")
+
+
+@check(
+    Section.HTTP_API,
+    "a repeated Idempotency-Key publishes once; with another body it is 409",
+    admin=True,
+)
+async def idempotent_publishing(ctx: CheckContext) -> None:
+    """Section 9: concurrent and later requests with one key answer the one ``message_id``
+    and ``recipients``, the message arrives once under that id; another body is 409."""
+    queue = ctx.name("queue")
+    peer = await ctx.socket()
+    await ctx.subscribe(peer, ["kpi"], queue_name=queue)
+    probe = ctx.name("probe")
+    payload = sample_payload(ServerEvent.KPI_UPDATE, probe, ctx.org, None, queue)
+    key = {"Idempotency-Key": ctx.name("key")}
+    sent = {f"POST /api/ws/broadcast/kpi with {key}, three at once, then once more": payload}
+    answers = list(
+        await asyncio.gather(
+            *(
+                ctx.admin.request("POST", "/broadcast/kpi", json_body=payload, headers=key)
+                for _ in range(3)
+            )
+        )
+    )
+    answers.append(
+        await ctx.admin.request("POST", "/broadcast/kpi", json_body=payload, headers=key)
+    )
+    bodies = [a.body if isinstance(a.body, dict) else {} for a in answers]
+    require(
+        all(a.status == 200 for a in answers)
+        and len({(b.get("message_id"), b.get("recipients")) for b in bodies}) == 1,
+        "200 with one message_id and recipients for every request with the key",
+        sent=sent,
+        received=[a.describe() for a in answers],
+    )
+    message_id = bodies[0].get("message_id")
+    other = sample_payload(ServerEvent.KPI_UPDATE, ctx.name("probe"), ctx.org, None, queue)
+    reused = await ctx.admin.request("POST", "/broadcast/kpi", json_body=other, headers=key)
+    _failure_body(reused, 409, "INVALID_MESSAGE", {"the same key with another body": other})
+    fence = ctx.name("probe")
+    await ctx.publish(ServerEvent.KPI_UPDATE, fence, queue_name=queue)
+    await ctx.wait_probe(peer, ServerEvent.KPI_UPDATE, fence)
+    await ctx.settle()
+    copies = peer.received(ServerEvent.KPI_UPDATE.value, where=probe_is(probe))
+    require(
+        len(copies) == 1 and isinstance(copies[0], dict) and copies[0].get("id") == message_id,
+        f"the message once, with id {message_id!r}",
+        sent=sent,
+        received=copies,
+    )
 
 
 def _bad_bodies(ctx: CheckContext, queue: str, probe: str) -> list[tuple[str, Any]]:
