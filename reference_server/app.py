@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 from client_sdk.protocol import BroadcastRequest, ProtocolError, ServerEvent
 
 from . import __version__
-from .api import ApiParts, create_api
+from .api import ApiParts, LocalHostsOnly, create_api
 from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
 from .config import ServerSettings
@@ -394,8 +394,10 @@ class ReferenceServer:
             wrap_store=wrap_store,
             wrap_resumer=wrap_resumer,
         )
+        # No admin token: only this machine's names (DNS rebinding, see LocalHostsOnly).
+        served = self.app if settings.admin_token is not None else LocalHostsOnly(self.app)
         config = uvicorn.Config(
-            self.app,
+            served,
             host=settings.host,
             port=settings.port,
             lifespan="on",
