@@ -160,9 +160,9 @@ class ServerSettings(BaseSettings):
     store: Annotated[str, Field(pattern=r"^(memory|none|rediss?://\S+)$")] = "memory"
     """Where messages are kept for replay and snapshots: ``memory``, ``none`` or a Redis URL."""
     store_max_messages: Positive = 10_000
-    """Messages kept per stream (``{channel}:{org}``)."""
+    """Messages kept per stream (``{channel}:{org}``), and snapshot entries per stream."""
     store_max_age_seconds: Positive = 86_400
-    """Messages older than this are no longer replayed."""
+    """Messages and snapshot entries older than this are dropped; so is a stream silent as long."""
     cluster: Annotated[str | None, Field(pattern=r"^rediss?://\S+$")] = None
     """Run as one node of a cluster over this Redis (``redis://HOST:PORT/DB``); with the
     default ``memory`` store, the store is Redis on the same URL (the cluster's log)."""

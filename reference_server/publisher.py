@@ -7,7 +7,6 @@ the same way and no path can skip the organization check.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -39,6 +38,7 @@ from .metrics import ServerMetrics
 from .resume import hold_for
 from .stats import ServerStats
 from .store import MessageStore
+from .stream_locks import StreamLocks
 from .validation import validating
 
 __all__ = ["ClusterLink", "Fanout", "FanoutWrapper", "LogAndPublish", "Publisher"]
@@ -133,7 +133,7 @@ class Publisher:
         self._store = store
         # Appending and delivering one stream's messages in one order: with a
         # store that awaits (Redis), two publishes could otherwise overtake.
-        self._stream_locks: dict[str, asyncio.Lock] = {}
+        self._stream_locks = StreamLocks()
         self._metrics = metrics or ServerMetrics(registry, stats, enabled=False)
 
     def resolve_target(self, request: BroadcastRequest, data: dict[str, Any]) -> Scope:
@@ -244,10 +244,7 @@ class Publisher:
             assert self._store is not None
             assert org is not None
             stream = stream_name(EVENT_CHANNEL[request.event], org)
-            lock = self._stream_locks.get(stream)
-            if lock is None:
-                lock = self._stream_locks[stream] = asyncio.Lock()
-            async with lock:
+            async with self._stream_locks.hold(stream):
                 await self._store.append(stream, envelope)  # before anyone receives it
                 # Who is subscribed now: a replay may have begun while the store answered,
                 # and its socket must hold this message, not get it before the replay.
@@ -294,10 +291,7 @@ class Publisher:
             await cluster.publish({**delivery, "envelope": envelope})
         else:
             assert self._store is not None
-            lock = self._stream_locks.get(stream)
-            if lock is None:
-                lock = self._stream_locks[stream] = asyncio.Lock()
-            async with lock:
+            async with self._stream_locks.hold(stream):
                 if self._log_and_publish is not None:
                     # One script: every node receives the stream in seq order.
                     await self._log_and_publish(stream, envelope, cluster.frame(delivery))
