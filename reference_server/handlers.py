@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client_sdk.protocol import (
+    EVENT_CHANNEL,
     PROTOCOL_VERSION,
     AuthenticateRequest,
     Capability,
@@ -22,10 +23,13 @@ from client_sdk.protocol import (
     ErrorCode,
     PingRequest,
     ProtocolError,
+    Scope,
+    ServerEvent,
     ServerInfo,
     ServerLimits,
     SubscribeRequest,
     UnsubscribeRequest,
+    delivery_rooms,
     expand_channels,
     format_timestamp,
     org_room,
@@ -37,7 +41,7 @@ from client_sdk.protocol import (
 from .auth import Authenticator, Identity
 from .config import ServerSettings
 from .connections import Connection, Registry, SharedLimits
-from .resume import Resumer, streams_of
+from .resume import Hold, Resumer, streams_of
 from .validation import parse_model
 
 __all__ = ["ClientHandlers", "Reply", "describe_server"]
@@ -90,6 +94,18 @@ def describe_server(
             batch_max_messages=settings.batch_max_messages if batching else None,
         ),
     )
+
+
+def _skip_held_for_left_rooms(connection: Connection, hold: Hold, streams: list[str]) -> None:
+    """Mark the held live messages that no room of the socket matches any more as sent."""
+    for stream in streams:
+        held = connection.holds.get(stream)
+        for event, envelope, _ in held.items if held is not None else ():
+            channel = EVENT_CHANNEL[ServerEvent(event)]
+            if not connection.rooms.intersection(
+                delivery_rooms(channel, Scope(**envelope["target"]))
+            ):
+                hold.sent(stream, envelope["id"])
 
 
 class ClientHandlers:
@@ -243,8 +259,16 @@ class ClientHandlers:
                     connection, hold, scope, streams, positions, request.snapshot
                 )
         except BaseException:
+            # Refused (the store is unreachable, say): the socket must not stay in
+            # the rooms, or live messages would reach a subscription the client was
+            # told failed, and it would take them for its position.
+            for room in added:
+                self._registry.leave(connection, room)
             if hold is not None:
+                _skip_held_for_left_rooms(connection, hold, streams)
                 await hold.release()
+            for room in added:
+                await connection.link.leave(room)
             raise
         if self._settings.log_subscription_events and added:
             log.info("%s subscribed to %s", connection.socket_id, ", ".join(added))
