@@ -48,6 +48,7 @@ from .socketio_transport import (
 )
 from .stats import ServerStats
 from .store import MemoryStore, StoreWrapper, open_store
+from .transport.http_guard import ConnectionGuard, connection_cap
 from .ws_compression import websocket_protocol
 
 if TYPE_CHECKING:
@@ -396,8 +397,13 @@ class ReferenceServer:
         )
         # No admin token: only this machine's names (DNS rebinding, see LocalHostsOnly).
         served = self.app if settings.admin_token is not None else LocalHostsOnly(self.app)
+        self.connection_guard = ConnectionGuard(
+            header_timeout=settings.http_header_timeout_seconds,
+            max_connections=connection_cap(settings.max_connections_total),
+        )
         config = uvicorn.Config(
-            served,
+            self.connection_guard.wrap(served),
+            http=self.connection_guard.protocol,
             host=settings.host,
             port=settings.port,
             lifespan="on",

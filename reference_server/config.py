@@ -97,6 +97,9 @@ class ServerSettings(BaseSettings):
     """Messages waiting to be written to one socket; a socket beyond it is disconnected."""
     max_queued_bytes_per_socket: Annotated[int, Field(ge=65_536)] = 8 * 1_048_576
     """Bytes waiting to be written to one socket; a socket beyond it is disconnected."""
+    http_header_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    """A TCP connection without a request under way (just opened, half-sent, or idle
+    between requests) is closed after this long."""
     ping_interval_ms: Annotated[int, Field(ge=1000, multiple_of=1000)] = 25_000
     """Whole seconds only: python-engineio announces the interval in seconds."""
     ping_timeout_ms: Positive = 60_000
