@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import inspect
 import os
 import resource
 import statistics
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 
 from reference_server.app import ReferenceServer
+from reference_server.transport.http_guard import ACCEPT_FAILURE, quiet_accept_failures
 from tests.conftest import ServerFactory
 from tests.processes import ROOT, free_port
 
@@ -159,10 +162,13 @@ async def test_connections_without_a_request_under_way_are_closed_after_the_head
     # A Socket.IO client has requests under way (a WebSocket, or long polls): it stays.
     client = make_client(server)
     await client.connect()
+    connected_at = time.monotonic()
     results = await asyncio.gather(
         *(closed_by_server(reader, 10) for reader, _ in (idle, half_sent, kept_alive))
     )
     assert results == [True, True, True]  # uvicorn kept all three open for ever
+    # Past two deadlines of its own, the client's connection is still there.
+    await asyncio.sleep(max(0.0, connected_at + 1.0 - time.monotonic()))
     assert (await client.authenticate())["success"] is True
     for _, writer in (idle, half_sent, kept_alive):
         writer.close()
@@ -245,3 +251,21 @@ async def limited_server(
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_failed_accepts_are_logged_once_per_interval_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # asyncio's own words for it, which the guard matches: fails if upstream rewords them.
+    assert ACCEPT_FAILURE in inspect.getsource(asyncio.selector_events)
+    loop = asyncio.new_event_loop()
+    try:
+        quiet_accept_failures(loop, interval=60)
+        for _ in range(1000):
+            error = OSError(errno.EMFILE, "Too many open files")
+            loop.call_exception_handler({"message": ACCEPT_FAILURE, "exception": error})
+    finally:
+        loop.close()
+    records = [r for r in caplog.records if "accept failed" in r.getMessage()]
+    assert len(records) == 1  # was a traceback for each of the 1,000
+    assert records[0].exc_info is None
