@@ -141,6 +141,26 @@ end
 return {base .. '.' .. ARGV[2], 0}
 """
 
+_FIGURES = """
+-- KEYS: active streams. ARGV: the age bound's deadline, the key prefix.
+-- Streams, entries held and the oldest entry's time, in one step of Redis's.
+local streams = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local count = 0
+local oldest = nil
+for _, stream in ipairs(streams) do
+  local log = ARGV[2] .. stream .. ':log'
+  count = count + redis.call('XLEN', log)
+  local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
+  if first then
+    for i = 1, #first[2] - 1, 2 do
+      local at = first[2][i] == 't' and tonumber(first[2][i + 1])
+      if at and (oldest == nil or at < oldest) then oldest = at end
+    end
+  end
+end
+return {#streams, count, oldest and tostring(oldest) or ''}
+"""
+
 
 def _keys(stream: str) -> tuple[str, str, str, str, str]:
     base = f"{_PREFIX}{stream}"
@@ -212,6 +232,7 @@ class RedisStore:
         self._append = self._redis.register_script(_APPEND)
         self._append_published = self._redis.register_script(_APPEND_PUBLISHED)
         self._epoch = self._redis.register_script(_EPOCH)
+        self._figures_script = self._redis.register_script(_FIGURES)
         self._measuring = asyncio.Lock()
         self._figures: tuple[float, StoreStats] | None = None
 
@@ -317,9 +338,9 @@ class RedisStore:
     async def stats(self) -> StoreStats:
         """Streams, messages held, the oldest message's age; ``reachable`` if Redis answered.
 
-        Two round trips whatever the number of streams, and at most one
-        measurement at a time, reused for ``FIGURES_TTL`` seconds: an
-        unauthenticated ``/health`` cannot make Redis work per request.
+        One script whatever the number of streams, at most one at a time, its
+        answer reused for ``FIGURES_TTL`` seconds: an unauthenticated
+        ``/health`` cannot make Redis work per request or per stream.
         """
         async with self._measuring:
             figures = self._figures
@@ -335,22 +356,11 @@ class RedisStore:
 
     async def _measure(self) -> StoreStats:
         now = self._clock()
-        streams = await self._redis.zrangebyscore(_ACTIVE, now - self._max_age, "+inf")
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for stream in streams:
-                log_key = _keys(stream)[0]
-                pipe.xlen(log_key)
-                pipe.xrange(log_key, count=1)
-            answers = await pipe.execute() if streams else []
-        count = 0
-        oldest: float | None = None
-        for length, first in zip(answers[::2], answers[1::2], strict=True):
-            count += int(length)
-            if first:
-                with contextlib.suppress(KeyError, TypeError, ValueError):
-                    age = now - float(first[0][1]["t"])
-                    oldest = age if oldest is None else max(oldest, age)
-        return StoreStats(self.kind, len(streams), count, oldest)
+        streams, count, oldest = await self._figures_script(
+            keys=[_ACTIVE], args=[now - self._max_age, _PREFIX]
+        )
+        age = now - float(oldest) if oldest else None
+        return StoreStats(self.kind, int(streams), int(count), age)
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -174,8 +174,8 @@ async def test_redis_figures_are_exact_past_1000_streams_and_measured_once_for_m
         answers = await asyncio.gather(*(store.stats() for _ in range(50)))
         commands = int((await raw.info("stats"))["total_commands_processed"])
         assert {(f.streams, f.messages, f.reachable) for f in answers} == {(1001, 1001, True)}
-        # 50 /health requests: one measurement (a command per stream and figure, in one
-        # pipeline), not 50 x 2 round trips per stream as before.
+        # 50 /health requests: one measurement (one script, two commands per stream inside
+        # Redis), not 50 x 2 round trips per stream as before (100,100 commands).
         assert commands <= 2 * 1001 + 10, commands
     finally:
         await store.close()
