@@ -237,7 +237,7 @@ class RedisStore:
         self._figures: tuple[float, StoreStats] | None = None
 
     def _unavailable(self, exc: RedisError) -> StoreUnavailableError:
-        self._figures = None  # never show figures from before an outage
+        self._figures = (time.monotonic(), self._unreachable())  # seen now: shown now
         log.warning("message store: %s", exc)
         return StoreUnavailableError(_UNAVAILABLE)
 
@@ -277,6 +277,8 @@ class RedisStore:
             seq, epoch = await script(keys=[*_keys(stream), _ACTIVE, _EPOCH_BASE], args=args)
         except RedisError as exc:
             raise self._unavailable(exc) from None
+        if self._figures is not None and not self._figures[1].reachable:
+            self._figures = None  # back: measure again
         envelope["seq"] = int(seq)
         envelope["epoch"] = str(epoch)
         return int(seq), str(epoch)
@@ -350,9 +352,13 @@ class RedisStore:
                 measured = await self._measure()
             except RedisError as exc:
                 log.warning("message store: %s", exc)
-                return StoreStats(self.kind, 0, 0, None, reachable=False)
+                # Kept too: while Redis is away, /health does not wait for it every time.
+                measured = self._unreachable()
             self._figures = (time.monotonic(), measured)
             return measured
+
+    def _unreachable(self) -> StoreStats:
+        return StoreStats(self.kind, 0, 0, None, reachable=False)
 
     async def _measure(self) -> StoreStats:
         now = self._clock()
