@@ -8,6 +8,7 @@ the checks that guard them (room size, connection limit) cannot race.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -268,7 +269,9 @@ class ClientHandlers:
                 _skip_held_for_left_rooms(connection, hold, streams)
                 await hold.release()
             for room in added:
-                await connection.link.leave(room)
+                # The refusal is what the client must hear, not a failure to leave.
+                with contextlib.suppress(Exception):
+                    await connection.link.leave(room)
             raise
         if self._settings.log_subscription_events and added:
             log.info("%s subscribed to %s", connection.socket_id, ", ".join(added))
