@@ -1,7 +1,7 @@
 """Bounds on TCP connections before a request reaches the application.
 
 Idle or half-sent connections cost a file descriptor each, and uvicorn
-keeps a connection that never completes a request for ever: 1,100 of them
+keeps a connection that never completes a request forever: 1,100 of them
 under a 1,024 file limit left no descriptor for a legitimate request, and
 asyncio logged a traceback for every failed ``accept`` (33 MiB in 7 s).
 :class:`ConnectionGuard` keeps four bounds:
@@ -14,8 +14,10 @@ asyncio logged a traceback for every failed ``accept`` (33 MiB in 7 s).
 - a **cap** on open connections (HTTP and WebSocket alike), kept below the
   file limit; at the cap a newcomer closes the connection that has waited
   longest without a request, and is refused only if every connection has a
-  request under way. A legitimate request is served at once, whatever the
-  number of idle connections.
+  request under way. A legitimate request is served whatever the number of
+  idle connections (within a second: a burst that asyncio accepts in one
+  go can still use up the descriptors for a moment, and asyncio then waits
+  a second before accepting again).
 - :func:`raise_file_limit`: the soft ``RLIMIT_NOFILE`` raised to the hard
   one at start-up.
 - :func:`quiet_accept_failures`: one log line per interval for failed
@@ -49,7 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import resource
+import sys
 import time
 from typing import Any
 
@@ -78,10 +80,18 @@ _connection: contextvars.ContextVar[_GuardedConnection | None] = contextvars.Con
 )
 
 
+UNLIMITED = 1 << 20
+"""The file limit taken where there is none (or no ``resource`` module: Windows)."""
+
+
 def file_limit() -> int:
     """The soft limit on open files of this process."""
+    if sys.platform == "win32":
+        return UNLIMITED
+    import resource
+
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+    return soft if soft != resource.RLIM_INFINITY else UNLIMITED
 
 
 def connection_cap(max_sockets: int) -> int:
@@ -92,6 +102,10 @@ def connection_cap(max_sockets: int) -> int:
 
 def raise_file_limit() -> int:
     """Raise the soft file limit to the hard one (at start-up); the soft limit now."""
+    if sys.platform == "win32":
+        return UNLIMITED
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
