@@ -164,11 +164,6 @@ class ConnectionGuard:
         self.protocol: type[asyncio.Protocol] = Protocol
         """What ``uvicorn.Config(http=...)`` takes."""
 
-    @property
-    def waiting(self) -> int:
-        """Connections without a request under way."""
-        return len(self._waiting)
-
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """The application, telling the guard when each request starts and ends."""
 
