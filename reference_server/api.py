@@ -25,10 +25,11 @@ from client_sdk.protocol import HTTP_STATUS, ErrorCode, ProtocolError
 
 from . import api_docs
 from .api_routes import ApiError, ApiParts, Parts, admin, api_parts, public
+from .config import is_loopback
 from .operator_routes import metrics_route, mount_admin_ui
 from .validation import invalid_message
 
-__all__ = ["ApiParts", "BodyLimit", "create_api"]
+__all__ = ["ApiParts", "BodyLimit", "LocalHostsOnly", "create_api"]
 
 # The logger keeps this module's name: the docs tell operators to watch
 # ``reference_server.api`` for management API failures.
@@ -84,6 +85,54 @@ class BodyLimit:
             413, ErrorCode.MESSAGE_TOO_LARGE, f"request body exceeds {self.limit} bytes"
         )
         await response(scope, receive, send)
+
+
+def _host_name(header: str) -> str:
+    """The name of a ``Host`` header, without its port (``[::1]:5000`` is ``::1``)."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    name, colon, port = header.rpartition(":")
+    return name if colon and port.isdigit() and ":" not in name else header
+
+
+def is_local_host(header: str) -> bool:
+    """Whether a ``Host`` header names this machine: ``localhost`` or a loopback address."""
+    name = _host_name(header.strip()).lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
+
+
+class LocalHostsOnly:
+    """Refuse every request whose ``Host`` is not this machine's (a server without admin token).
+
+    Such a server listens on loopback only, yet a web page whose name its
+    author re-points at 127.0.0.1 (DNS rebinding) reaches it from the user's
+    browser as the page's own origin, ``Host: evil.example``: it could publish,
+    disconnect and, over the bridge, read. Answered 403 ``UNAUTHORIZED``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            given = dict(scope.get("headers") or []).get(b"host")
+            host = given.decode("latin-1") if given is not None else None
+            if host is not None and not is_local_host(host):
+                await self._refuse(host, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(host: str, scope: Scope, receive: Receive, send: Send) -> None:
+        message = (
+            f"Host {host[:100]!r} refused: a server without admin_token answers only "
+            "localhost and loopback addresses; set admin_token to serve other names"
+        )
+        if scope["type"] == "websocket":
+            # Closing before accepting: the handshake is answered 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+            return
+        await _failure(403, ErrorCode.UNAUTHORIZED, message)(scope, receive, send)
 
 
 async def require_admin(request: Request, parts: Parts) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Iterator, Mapping
@@ -27,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 from client_sdk.protocol import BroadcastRequest, ProtocolError, ServerEvent
 
 from . import __version__
-from .api import ApiParts, create_api
+from .api import ApiParts, LocalHostsOnly, create_api
 from .auth import Authenticator, mode_warning
 from .bridge import serve_bridge
 from .completeness import LiveCompleteness
@@ -52,6 +53,7 @@ from .socketio_transport import (
 )
 from .stats import ServerStats
 from .store import MemoryStore, StoreWrapper, open_store
+from .transport.http_guard import ConnectionGuard, connection_cap
 from .ws_compression import websocket_protocol
 
 if TYPE_CHECKING:
@@ -397,8 +399,15 @@ class ReferenceServer:
             wrap_store=wrap_store,
             wrap_resumer=wrap_resumer,
         )
+        # No admin token: only this machine's names (DNS rebinding, see LocalHostsOnly).
+        served = self.app if settings.admin_token is not None else LocalHostsOnly(self.app)
+        self.connection_guard = ConnectionGuard(
+            header_timeout=settings.http_header_timeout_seconds,
+            max_connections=connection_cap(settings.max_connections_total),
+        )
         config = uvicorn.Config(
-            self.app,
+            self.connection_guard.wrap(served),
+            http=self.connection_guard.protocol,
             host=settings.host,
             port=settings.port,
             lifespan="on",
@@ -447,8 +456,26 @@ class ReferenceServer:
         ``sys.exit(1)`` from inside the event loop.
         """
         host, port = self.settings.host, self.settings.port
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=2048)
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+        listener = socket.socket(family, kind, proto)
+        try:
+            if os.name == "posix":  # as socket.create_server: on Windows it would share the port
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            # Without it a response written in two parts waits for the client's
+            # delayed ACK (Nagle): 44 ms per request on a kept-alive connection.
+            # Accepted sockets inherit it (Linux, BSD); asyncio sets it on each
+            # too, but only on sockets made with IPPROTO_TCP, as this one is.
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            listener.bind(address)
+            listener.listen(2048)
+        except BaseException:
+            listener.close()
+            raise
+        return listener
 
     async def serve(self) -> None:
         """Run until a signal (or :meth:`stop`) ends it.

@@ -206,7 +206,10 @@ async def _demo(settings: ServerSettings, org: str, duration: float | None) -> N
 
 async def _serve(settings: ServerSettings) -> None:
     from .app import ReferenceServer
+    from .transport.http_guard import quiet_accept_failures, raise_file_limit
 
+    raise_file_limit()  # before the server sizes its connection cap on it
+    quiet_accept_failures(asyncio.get_running_loop())
     server = ReferenceServer(settings)
     await server.start()
     print(banner(server.url, settings), file=sys.stderr, flush=True)

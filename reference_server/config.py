@@ -97,6 +97,9 @@ class ServerSettings(BaseSettings):
     """Messages waiting to be written to one socket; a socket beyond it is disconnected."""
     max_queued_bytes_per_socket: Annotated[int, Field(ge=65_536)] = 8 * 1_048_576
     """Bytes waiting to be written to one socket; a socket beyond it is disconnected."""
+    http_header_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    """A TCP connection without a request under way (just opened, half-sent, or idle
+    between requests) is closed after this long."""
     ping_interval_ms: Annotated[int, Field(ge=1000, multiple_of=1000)] = 25_000
     """Whole seconds only: python-engineio announces the interval in seconds."""
     ping_timeout_ms: Positive = 60_000
@@ -158,9 +161,9 @@ class ServerSettings(BaseSettings):
     store: Annotated[str, Field(pattern=r"^(memory|none|rediss?://\S+)$")] = "memory"
     """Where messages are kept for replay and snapshots: ``memory``, ``none`` or a Redis URL."""
     store_max_messages: Positive = 10_000
-    """Messages kept per stream (``{channel}:{org}``)."""
+    """Messages kept per stream (``{channel}:{org}``), and snapshot entries per stream."""
     store_max_age_seconds: Positive = 86_400
-    """Messages older than this are no longer replayed."""
+    """Messages and snapshot entries older than this are dropped; so is a stream silent as long."""
     idempotency_window_seconds: Annotated[int, Field(ge=300)] = 300
     """How long an ``Idempotency-Key`` answers with its first answer (section 9: 5 min at least)."""
     completeness_check_seconds: Annotated[float, Field(gt=0, le=1)] = 0.5

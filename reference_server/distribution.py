@@ -8,13 +8,13 @@ for a cluster node. Nothing on the publishing path asks whether it is clustered.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Protocol
 
 from .delivery import LocalDelivery, OutgoingMessage
 from .store import MessageStore
+from .stream_locks import StreamLocks
 
-__all__ = ["Distribution", "LocalDistribution", "StreamLocks"]
+__all__ = ["Distribution", "LocalDistribution"]
 
 
 class Distribution(Protocol):
@@ -28,24 +28,6 @@ class Distribution(Protocol):
                 store or the cluster cannot take it; nothing was delivered.
         """
         ...
-
-
-class StreamLocks:
-    """One lock per stream: its messages are appended and delivered in one order.
-
-    With a store that awaits (Redis), two publishes of one stream could
-    otherwise overtake each other between the append and the delivery.
-    """
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def __call__(self, stream: str) -> asyncio.Lock:
-        """The lock of ``stream``."""
-        lock = self._locks.get(stream)
-        if lock is None:
-            lock = self._locks[stream] = asyncio.Lock()
-        return lock
 
 
 class LocalDistribution:
@@ -66,7 +48,7 @@ class LocalDistribution:
         stream = message.stream
         if self._store is None or stream is None:
             return await self._delivery.deliver(message)
-        async with self._locks(stream):
+        async with self._locks.hold(stream):
             await self._store.append(stream, message.envelope)  # before anyone receives it
             # Recipients are taken now: a replay may have begun while the store
             # answered, and its socket must hold this message, not get it first.

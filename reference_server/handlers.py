@@ -8,6 +8,7 @@ the checks that guard them (room size, connection limit) cannot race.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -243,8 +244,18 @@ class ClientHandlers:
                     connection, hold, scope, streams, positions, request.snapshot
                 )
         except BaseException:
+            # Refused (the store is unreachable, say): the socket must not stay in
+            # the rooms, or live messages would reach a subscription the client was
+            # told failed, and it would take them for its position.
+            for room in added:
+                self._registry.leave(connection, room)
             if hold is not None:
+                hold.forget_unmatched()
                 await hold.release()
+            for room in added:
+                # The refusal is what the client must hear, not a failure to leave.
+                with contextlib.suppress(Exception):
+                    await connection.link.leave(room)
             raise
         if self._settings.log_subscription_events and added:
             log.info("%s subscribed to %s", connection.socket_id, ", ".join(added))

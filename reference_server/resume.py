@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client_sdk.protocol import (
+    EVENT_CHANNEL,
     Capability,
     Channel,
     ErrorCode,
     ProtocolError,
     Scope,
+    ServerEvent,
     StreamPosition,
     SubscribeRequest,
+    delivery_rooms,
     parse_stream,
     stream_name,
 )
@@ -156,6 +159,20 @@ class Hold:
         hold = self._holds._stream(self._connection, stream)
         if hold is not None:
             hold.sent_ids.add(message_id)
+
+    def forget_unmatched(self) -> None:
+        """Mark the held live messages that no room of the socket matches any more as sent.
+
+        A subscribe refused after it joined its rooms (the store away) leaves
+        them again: what only those rooms brought must not reach the socket.
+        """
+        rooms = self._connection.rooms
+        for stream in self._streams:
+            hold = self._holds._stream(self._connection, stream)
+            for event, envelope, _ in hold.items if hold is not None else ():
+                channel = EVENT_CHANNEL[ServerEvent(event)]
+                if not rooms.intersection(delivery_rooms(channel, Scope(**envelope["target"]))):
+                    self.sent(stream, envelope["id"])
 
     async def release(self) -> None:
         """Send what was held (and not replayed), in order, and stop holding."""

@@ -8,16 +8,40 @@ and the report says so instead of guessing.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import socket
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = ["ServerProbe", "is_loopback_url"]
 
 
+def _is_loopback_address(text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])  # an IPv6 zone is not the address
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def is_loopback_url(url: str) -> bool:
-    """Whether ``url`` points at this machine."""
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """Whether ``url`` points at this machine: every address its host name resolves to is loopback.
+
+    A name is resolved, not read: ``127.example.com`` may point anywhere, and a
+    name that does not resolve is not known to be this machine.
+    """
+    host = urlsplit(url).hostname or ""
+    if not host:
+        return False
+    if _is_loopback_address(host):
+        return True
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(_is_loopback_address(str(info[4][0])) for info in found)
 
 
 class ServerProbe:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..delivery import OutgoingMessage
-from ..distribution import StreamLocks
 from ..store import MessageStore
+from ..stream_locks import StreamLocks
 from . import wire
 from .fanout import CHANNEL, NodeChannel
 
@@ -178,7 +178,7 @@ class ClusterDistribution:
             if self._store is None or stream is None:
                 nodes = await self._channel.publish(self._delivery(message))
             else:
-                async with self._locks(stream):
+                async with self._locks.hold(stream):
                     nodes = await self._log_and_send(stream, message)
             return await self._answers.total(message_id, nodes, ANSWER_TIMEOUT)
         finally:

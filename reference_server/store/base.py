@@ -22,6 +22,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredMessage",
     "StreamHead",
+    "life_epoch",
     "snapshot_key",
 ]
 
@@ -172,3 +173,19 @@ def snapshot_key(envelope: dict[str, Any]) -> tuple[str | None, bool]:
     dept = target.get("department_id") or ""
     queue = target.get("queue_name") or ""
     return f"{event}|{dept}|{queue}", False
+
+
+def life_epoch(base: str, now: float, max_age_seconds: float) -> str:
+    """The epoch of a stream whose log starts (again) from empty at ``now``.
+
+    A stream silent for longer than the age bound is forgotten, seq counter
+    included, and starts again at seq 1. Its new epoch must differ from the
+    old one, yet a store must not keep anything per forgotten stream: the
+    epoch names the age-bound window the life began in. Two lives of a stream
+    are at least the age bound apart, so they never share a window. A reader
+    of a stream not (or no longer) logged gets the epoch its first message
+    will have, unless that message comes in a later window: a resume from
+    the reader's position is then told ``complete: false`` (a gap reported,
+    never a silent one).
+    """
+    return f"{base}.{int(now // max_age_seconds):x}"

@@ -5,16 +5,28 @@ them, so clients resume with ``complete: true``. An append is one Lua script
 (epoch, counter, log entry and snapshot entry change together or not at
 all). Entries are ``{seq}-0`` with the envelope as sent minus ``seq`` and
 ``epoch``, which the reader adds back (editing JSON inside Redis would
-re-encode the payload). The log is bounded by count on every append
-(``MAXLEN ~``) and by age when read.
+re-encode the payload).
+
+Bounds, all kept by the append script: the log by count (``MAXLEN ~``) and
+by age (its oldest entries), the snapshot by count and age too (a sorted set
+of its entries by time beside the hash), and a stream silent for longer than
+the age bound expires altogether, counter and epoch included; its next
+message starts a new life at seq 1 in a new epoch
+(:func:`~reference_server.store.base.life_epoch`). Readers never write a
+stream's keys: a ``since`` or ``snapshot`` for an organization that never
+published costs nothing. A malformed entry is skipped, logged, and the
+replay reported incomplete; it never fails every resume of its stream.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,48 +39,128 @@ from .base import (
     StoreStats,
     StoreUnavailableError,
     StreamHead,
+    life_epoch,
     snapshot_key,
 )
 
 __all__ = ["RedisStore"]
 
+log = logging.getLogger("reference_server.store")
+
 _PREFIX = "intraday:"
+_ACTIVE = f"{_PREFIX}active-streams"
+"""Sorted set: every stream with a message younger than the age bound, by its last append."""
+_EPOCH_BASE = f"{_PREFIX}epoch-base"
+"""Made once per Redis data set: the epochs of streams' lives are derived from it."""
+
+_UNAVAILABLE = "the message store is unavailable; retry later"
+"""What clients are told: Redis's own text names hosts and ports, for the log only."""
+
+FIGURES_TTL = 1.0
+"""Seconds the store's figures (``/health``, ``/stats``) are reused before Redis is asked again."""
 
 _APPEND = """
+-- KEYS: log, seq, epoch, snapshot, snapshot times, active streams, epoch base
+-- ARGV: envelope, max count, new base, snapshot key, removes, now, stream, max age, window
+-- At most 100 entries are examined or removed per bound and append: each append stays cheap.
+local now = tonumber(ARGV[6])
+local max = tonumber(ARGV[2])
+local deadline = now - tonumber(ARGV[8])
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
-  epoch = ARGV[3]
+  local base = redis.call('GET', KEYS[7])
+  if not base then
+    base = ARGV[3]
+    redis.call('SET', KEYS[7], base)
+  end
+  epoch = base .. '.' .. ARGV[9]
   redis.call('SET', KEYS[3], epoch)
+  redis.call('SET', KEYS[2], 0)  -- a new life starts at seq 1
 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1], 't', ARGV[6])
+-- The age bound: entries before the first young one go (an entry without a time too).
+local young = nil
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 100)) do
+  local at = 0
+  for i = 1, #entry[2] - 1, 2 do
+    if entry[2][i] == 't' then at = tonumber(entry[2][i + 1]) or 0 end
+  end
+  young = entry[1]
+  if at >= deadline then break end
+  young = (tonumber(string.match(young, '^%d+')) + 1) .. '-0'
+end
+redis.call('XTRIM', KEYS[1], 'MINID', young)
 if ARGV[4] ~= '' then
   if ARGV[5] == '1' then
     redis.call('HDEL', KEYS[4], ARGV[4])
+    redis.call('ZREM', KEYS[5], ARGV[4])
   else
     redis.call('HSET', KEYS[4], ARGV[4], seq .. ' ' .. ARGV[1])
+    redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4])
   end
 end
-redis.call('SADD', KEYS[5], ARGV[7])
+local stale = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. deadline, 'LIMIT', 0, 100)
+local extra = math.min(redis.call('ZCARD', KEYS[5]) - #stale - max, 100)
+if extra > 0 then
+  for _, key in ipairs(redis.call('ZRANGE', KEYS[5], #stale, #stale + extra - 1)) do
+    table.insert(stale, key)
+  end
+end
+if #stale > 0 then
+  redis.call('HDEL', KEYS[4], unpack(stale))
+  redis.call('ZREM', KEYS[5], unpack(stale))
+end
+local ttl = math.ceil(tonumber(ARGV[8]) * 1000)
+for i = 1, 5 do
+  redis.call('PEXPIRE', KEYS[i], ttl)
+end
+redis.call('ZADD', KEYS[6], ARGV[6], ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. deadline)
 return {seq, epoch}
 """
 
 _APPEND_PUBLISHED = _APPEND.replace(
     "return {seq, epoch}",
     """local text = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[1], 2)
-redis.call('PUBLISH', ARGV[8], ARGV[9] .. text .. ARGV[10])
+redis.call('PUBLISH', ARGV[10], ARGV[11] .. text .. ARGV[12])
 return {seq, epoch}""",
 )
 """The append, and the message published to a cluster's channel in the same step (see
 :mod:`reference_server.cluster.fanout`): every node sees a stream in ``seq`` order."""
 
 _EPOCH = """
+-- KEYS: epoch, seq, epoch base. Writes no key of the stream: readers cost nothing.
 local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
+if epoch then
+  return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
-return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
+local base = redis.call('GET', KEYS[3])
+if not base then
+  base = ARGV[1]
+  redis.call('SET', KEYS[3], base)
+end
+return {base .. '.' .. ARGV[2], 0}
+"""
+
+_FIGURES = """
+-- KEYS: active streams. ARGV: the age bound's deadline, the key prefix.
+-- Streams, entries held and the oldest entry's time, in one step of Redis's.
+local streams = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local count = 0
+local oldest = nil
+for _, stream in ipairs(streams) do
+  local log = ARGV[2] .. stream .. ':log'
+  count = count + redis.call('XLEN', log)
+  local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
+  if first then
+    for i = 1, #first[2] - 1, 2 do
+      local at = first[2][i] == 't' and tonumber(first[2][i + 1])
+      if at and (oldest == nil or at < oldest) then oldest = at end
+    end
+  end
+end
+return {#streams, count, oldest and tostring(oldest) or ''}
 """
 
 
@@ -87,16 +179,41 @@ return 0
 """
 
 
-def _keys(stream: str) -> tuple[str, str, str, str]:
+def _keys(stream: str) -> tuple[str, str, str, str, str]:
     base = f"{_PREFIX}{stream}"
-    return f"{base}:log", f"{base}:seq", f"{base}:epoch", f"{base}:snapshot"
+    return f"{base}:log", f"{base}:seq", f"{base}:epoch", f"{base}:snapshot", f"{base}:snaptimes"
 
 
-def _with_place(text: str, seq: int, epoch: str) -> dict[str, Any]:
-    envelope: dict[str, Any] = json.loads(text)
+def _with_place(text: str, seq: int, epoch: str) -> dict[str, Any] | None:
+    """The envelope of a stored text with its place; ``None`` if the text is no envelope."""
+    try:
+        envelope = json.loads(text)
+    except ValueError:
+        return None
+    if not (
+        isinstance(envelope, dict)
+        and isinstance(envelope.get("id"), str)
+        and isinstance(envelope.get("event"), str)
+        and isinstance(envelope.get("target"), dict)
+    ):
+        return None
     envelope["seq"] = seq
     envelope["epoch"] = epoch
     return envelope
+
+
+def _entry(entry_id: Any, fields: Any, epoch: str) -> tuple[float, StoredMessage] | None:
+    """A log entry's time and message; ``None`` (logged) if it is malformed."""
+    try:
+        number = int(str(entry_id).split("-")[0])
+        at = float(fields["t"])
+        envelope = _with_place(fields["e"], number, epoch)
+    except (KeyError, TypeError, ValueError):
+        envelope = None
+    if envelope is None:
+        log.error("skipping malformed log entry %s", str(entry_id)[:40])
+        return None
+    return at, StoredMessage(number, envelope)
 
 
 class RedisStore:
@@ -105,13 +222,22 @@ class RedisStore:
     Args:
         url: ``redis://HOST:PORT/DB`` (or ``rediss://``).
         max_messages: entries kept per stream (approximately: ``MAXLEN ~``).
-        max_age_seconds: entries older than this are not replayed.
+        max_age_seconds: entries older than this are not replayed, then removed.
+        clock: wall-clock seconds (injected by tests to age messages).
     """
 
     kind = "redis"
 
-    def __init__(self, url: str, *, max_messages: int, max_age_seconds: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_messages: int,
+        max_age_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.url = url
+        self._clock = clock
         self._max_messages = max_messages
         self._max_age = max_age_seconds
         # Short timeouts: while Redis is away a broadcast must fail fast (503), not hang.
@@ -125,6 +251,17 @@ class RedisStore:
         self._epoch = self._redis.register_script(_EPOCH)
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
+        self._figures_script = self._redis.register_script(_FIGURES)
+        self._measuring = asyncio.Lock()
+        self._figures: tuple[float, StoreStats] | None = None
+
+    def _unavailable(self, exc: RedisError) -> StoreUnavailableError:
+        self._figures = (time.monotonic(), self._unreachable())  # seen now: shown now
+        log.warning("message store: %s", exc)
+        return StoreUnavailableError(_UNAVAILABLE)
+
+    def _window(self) -> str:
+        return life_epoch("", self._clock(), self._max_age)[1:]
 
     async def append(self, stream: str, envelope: dict[str, Any]) -> tuple[int, str]:
         """Log ``envelope`` as the next message of ``stream``; its ``(seq, epoch)``."""
@@ -146,56 +283,77 @@ class RedisStore:
             secrets.token_hex(4),
             key or "",
             "1" if removes else "0",
-            f"{time.time():.3f}",
+            f"{self._clock():.3f}",
             stream,
+            self._max_age,
+            self._window(),
         ]
         script = self._append
         if frame is not None:
             script = self._append_published
             args.extend(frame)
         try:
-            seq, epoch = await script(keys=[*_keys(stream), f"{_PREFIX}streams"], args=args)
+            seq, epoch = await script(keys=[*_keys(stream), _ACTIVE, _EPOCH_BASE], args=args)
         except RedisError as exc:
-            raise StoreUnavailableError(f"the message store is unreachable: {exc}") from None
+            raise self._unavailable(exc) from None
+        if self._figures is not None and not self._figures[1].reachable:
+            self._figures = None  # back: measure again
         envelope["seq"] = int(seq)
         envelope["epoch"] = str(epoch)
         return int(seq), str(epoch)
 
     async def _position(self, stream: str) -> tuple[str, int]:
-        _, seq_key, epoch_key, _ = _keys(stream)
-        epoch, latest = await self._epoch(keys=[epoch_key, seq_key], args=[secrets.token_hex(4)])
+        _, seq_key, epoch_key, _, _ = _keys(stream)
+        keys = [epoch_key, seq_key, _EPOCH_BASE]
+        epoch, latest = await self._epoch(keys=keys, args=[secrets.token_hex(4), self._window()])
         return str(epoch), int(latest)
 
     async def read_since(self, stream: str, seq: int, epoch: str | None) -> ReplaySlice:
-        """The logged messages of ``stream`` after ``seq``, and whether any may be missing."""
+        """The logged messages of ``stream`` after ``seq``, and whether any may be missing.
+
+        A malformed entry is skipped (and logged); the slice is then incomplete.
+        """
         try:
             current, latest = await self._position(stream)
             if (epoch is not None and epoch != current) or seq >= latest:
                 return ReplaySlice((), seq == latest and epoch in (None, current), current, latest)
             entries = await self._redis.xrange(_keys(stream)[0], min=f"{seq + 1}-0")
         except RedisError as exc:
-            raise StoreUnavailableError(f"the message store is unreachable: {exc}") from None
-        deadline = time.time() - self._max_age
+            raise self._unavailable(exc) from None
+        deadline = self._clock() - self._max_age
+        parsed = [_entry(entry_id, fields, current) for entry_id, fields in entries]
         messages = tuple(
-            StoredMessage(number, _with_place(fields["e"], number, current))
-            for entry_id, fields in entries
-            if float(fields.get("t", "0")) >= deadline
-            and (number := int(entry_id.split("-")[0])) <= latest
+            message
+            for item in parsed
+            if item is not None and item[0] >= deadline and (message := item[1]).seq <= latest
         )
         first = messages[0].seq if messages else latest + 1
-        return ReplaySlice(messages, first == seq + 1, current, latest)
+        complete = first == seq + 1 and None not in parsed
+        return ReplaySlice(messages, complete, current, latest)
 
     async def snapshot(self, stream: str) -> list[StoredMessage]:
         """The latest message of each ``(event, target)`` of ``stream``, oldest first."""
+        _, _, _, entries_key, times_key = _keys(stream)
         try:
             current, _ = await self._position(stream)
-            entries = await self._redis.hvals(_keys(stream)[3])
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(entries_key)
+                pipe.zrange(times_key, 0, -1, withscores=True)
+                entries, times = await pipe.execute()
         except RedisError as exc:
-            raise StoreUnavailableError(f"the message store is unreachable: {exc}") from None
+            raise self._unavailable(exc) from None
+        deadline = self._clock() - self._max_age
+        updated = dict(times)
         messages = []
-        for value in entries:
+        for key, value in entries.items():
+            if updated.get(key, deadline) < deadline:
+                continue  # aged out; the next append removes it
             number, _, text = value.partition(" ")
-            messages.append(StoredMessage(int(number), _with_place(text, int(number), current)))
+            envelope = _with_place(text, int(number), current) if number.isdigit() else None
+            if envelope is None:
+                log.error("skipping malformed snapshot entry of %s", stream)
+                continue
+            messages.append(StoredMessage(int(number), envelope))
         return sorted(messages, key=lambda m: m.seq)
 
     async def heads(self, streams: list[str]) -> dict[str, StreamHead]:
@@ -206,13 +364,13 @@ class RedisStore:
         for start in range(0, len(streams), 500):
             keys: list[str] = []
             for name in streams[start : start + 500]:
-                _, seq_key, epoch_key, _ = _keys(name)
+                _, seq_key, epoch_key, _, _ = _keys(name)
                 keys += (epoch_key, seq_key)
             pipe.mget(keys)
         try:
             answers = [value for chunk in await pipe.execute() for value in chunk]
         except RedisError as exc:
-            raise StoreUnavailableError(f"the message store is unreachable: {exc}") from None
+            raise self._unavailable(exc) from None
         return {
             name: StreamHead(epoch, int(latest or 0))
             for name, epoch, latest in zip(streams, answers[::2], answers[1::2], strict=True)
@@ -230,7 +388,7 @@ class RedisStore:
                 keys=[f"{_PREFIX}idempotency:{key}"], args=[pending, int(ttl_seconds * 1000)]
             )
         except RedisError as exc:
-            raise StoreUnavailableError(f"the message store is unreachable: {exc}") from None
+            raise self._unavailable(exc) from None
         if held is None:
             return None
         record = json.loads(held)
@@ -246,7 +404,7 @@ class RedisStore:
                 f"{_PREFIX}idempotency:{key}", settled, px=int(ttl_seconds * 1000)
             )
         except RedisError as exc:
-            raise StoreUnavailableError(f"the message store is unreachable: {exc}") from None
+            raise self._unavailable(exc) from None
 
     async def release_key(self, key: str, owner: str) -> None:
         """Forget the key if ``owner``'s claim is still pending."""
@@ -257,25 +415,38 @@ class RedisStore:
             if held is not None and json.loads(held).get("o") == owner:
                 await self._release(keys=[name], args=[held])
         except RedisError as exc:
-            raise StoreUnavailableError(f"the message store is unreachable: {exc}") from None
+            raise self._unavailable(exc) from None
 
     async def stats(self) -> StoreStats:
-        """Streams, messages held, the oldest message's age; ``reachable`` if Redis answered."""
-        try:
-            streams = sorted(await self._redis.smembers(f"{_PREFIX}streams"))
-            count = 0
-            oldest: float | None = None
-            now = time.time()
-            for stream in streams[:1000]:
-                log = _keys(stream)[0]
-                count += int(await self._redis.xlen(log))
-                first = await self._redis.xrange(log, count=1)
-                if first:
-                    age = now - float(first[0][1].get("t", now))
-                    oldest = age if oldest is None else max(oldest, age)
-        except RedisError:
-            return StoreStats(self.kind, 0, 0, None, reachable=False)
-        return StoreStats(self.kind, len(streams), count, oldest)
+        """Streams, messages held, the oldest message's age; ``reachable`` if Redis answered.
+
+        One script whatever the number of streams, at most one at a time, its
+        answer reused for ``FIGURES_TTL`` seconds: an unauthenticated
+        ``/health`` cannot make Redis work per request or per stream.
+        """
+        async with self._measuring:
+            figures = self._figures
+            if figures is not None and time.monotonic() - figures[0] < FIGURES_TTL:
+                return figures[1]
+            try:
+                measured = await self._measure()
+            except RedisError as exc:
+                log.warning("message store: %s", exc)
+                # Kept too: while Redis is away, /health does not wait for it every time.
+                measured = self._unreachable()
+            self._figures = (time.monotonic(), measured)
+            return measured
+
+    def _unreachable(self) -> StoreStats:
+        return StoreStats(self.kind, 0, 0, None, reachable=False)
+
+    async def _measure(self) -> StoreStats:
+        now = self._clock()
+        streams, count, oldest = await self._figures_script(
+            keys=[_ACTIVE], args=[now - self._max_age, _PREFIX]
+        )
+        age = now - float(oldest) if oldest else None
+        return StoreStats(self.kind, int(streams), int(count), age)
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -55,3 +55,44 @@ async def test_a_redis_outage_refuses_broadcasts_and_loses_nothing_logged(tmp_pa
             figures = (await admin.stats()).store
             assert figures is not None
             assert (figures.reachable, figures.streams, figures.messages) == (True, 1, 2)
+
+
+@pytest.mark.timeout(90)
+async def test_a_subscribe_refused_during_an_outage_joins_nothing_and_names_no_host(
+    tmp_path: Path,
+) -> None:
+    """Refused: the socket is in none of its rooms, and the message says nothing of Redis."""
+    from tests.conftest import SioClient, kpi
+
+    async with (
+        RedisProcess(tmp_path, appendonly=True) as redis,
+        running_server(store=redis.url) as server,
+        server.admin() as admin,
+    ):
+        await admin.publish_kpi(kpi(ORG))
+        client = SioClient(server.url)
+        try:
+            await client.connect()
+            assert (await client.authenticate("bot", ORG))["success"] is True
+            await redis.kill()
+            since = {"channels": ["kpi"], "since": {f"kpi:{ORG}": 1}}
+            refused = await client.call("subscribe", since)
+            assert refused["success"] is False
+            error = refused["error"]
+            assert (error["code"], error["retryable"]) == ("INTERNAL_ERROR", True)
+            assert str(redis.port) not in error["message"], error  # was "Error 111 connecting to"
+            assert "127.0.0.1" not in error["message"], error
+
+            await redis.start()
+            await admin.publish_kpi(kpi(ORG, queue="after"))
+            pong = await client.call("client:ping", {"timestamp": 1})
+            assert pong["success"] is True
+            # Acks follow what was sent before them: the refused subscription received nothing
+            # (it had joined its room: the live message reached it and became its position).
+            assert client.received("kpi:update") == []
+            resumed = await client.call("subscribe", since)
+            assert resumed["success"] is True, resumed
+            replayed = await client.wait_for("kpi:update")
+            assert [e["data"]["queue_name"] for e in replayed] == ["after"]
+        finally:
+            await client.close()

@@ -78,6 +78,9 @@ async def test_slow_handlers_get_a_bounded_queue_with_counted_drops(
     release = asyncio.Event()
     seen: list[int] = []
 
+    async def first_held() -> bool:
+        return seen == [0]
+
     async def slow(message: Message[KpiPayload]) -> None:
         seen.append(int(message.payload.model_extra["n"]))  # type: ignore[index]
         await release.wait()  # the first message blocks the handler path
@@ -88,6 +91,10 @@ async def test_slow_handlers_get_a_bounded_queue_with_counted_drops(
         for n in range(50):
             response = await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", n=n))
             assert response.status_code == 200
+            if n == 0:
+                # The handler holds the first before the rest arrive (posts on a kept-alive
+                # connection take a millisecond: the rest could otherwise share its batch).
+                await eventually(first_held)
 
         async def all_arrived() -> bool:
             return client.statistics().messages_dropped == 39

@@ -86,3 +86,29 @@ def test_a_target_beyond_this_machine_is_refused_without_the_flag(
         cli_main(["load", "--url", "http://192.0.2.10:5000", "--duration", "1"])
     assert exit_info.value.code == 2
     assert "--i-own-this-server" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.rt-probe.invalid:5000",  # looks like 127/8, resolves nowhere
+        "http://localhost.rt-probe.invalid:5000",
+        "http://[::ffff:192.0.2.10]:5000",
+    ],
+)
+def test_a_name_that_only_looks_like_loopback_is_refused_without_the_flag(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["load", "--url", url, "--duration", "1"])
+    assert exit_info.value.code == 2
+    assert "--i-own-this-server" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:5000", "http://127.0.0.2:5000", "http://[::1]:5000"]
+)
+def test_names_and_addresses_of_this_machine_count_as_loopback(url: str) -> None:
+    from client_sdk.load._server_probe import is_loopback_url
+
+    assert is_loopback_url(url)
