@@ -356,6 +356,9 @@ async def _dashboard(config: ClientConfig, duration: float | None, connect_timeo
     except _NeverConnected:
         return _never_connected(client, connect_timeout, sys.stderr)
     except IntradayError as exc:
+        if client.failure is None and client.state is ConnectionState.DISCONNECTED:
+            print(f"{PROG}: {exc}", file=sys.stderr, flush=True)  # the server ended it
+            return EXIT_ENDED
         return _exit_status(exc, sys.stderr)
     finally:
         await client.close()
