@@ -139,15 +139,28 @@ def _configure_logging(settings: ServerSettings) -> None:
 
 
 def banner(url: str, settings: ServerSettings) -> str:
-    """The start-up lines: where the Socket.IO endpoint, the bridge, the API docs and health are."""
+    """The start-up lines: every URL the server answers on, as a client or an operator reaches it.
+
+    The plain-WebSocket bridge shares the Socket.IO path (an upgrade without
+    ``EIO`` in the query string). The admin UI and ``/metrics`` are listed when
+    they are on, with whether they want the admin token.
+    """
     ws = url.replace("http", "ws", 1)
+    token = settings.admin_token is not None
     lines = [
         f"{PROG} {__version__} listening on {url}",
         f"  Socket.IO   {url}{settings.path}",
-        f"  bridge      {ws}/bridge",
-        f"  API docs    {url}/api/ws/docs",
+        f"  bridge      {ws}{settings.path}",
+        f"  API docs    {url}/api/ws/docs" + ("  (admin token)" if token else ""),
         f"  health      {url}/api/ws/health",
     ]
+    if settings.admin_ui_enabled:
+        # The page itself is public (it holds no data); its form asks for the token.
+        sign_in = "  (sign in with the token)" if token else ""
+        lines.append(f"  admin UI    {url}/admin/{sign_in}")
+    if settings.metrics_enabled:
+        guarded = token and settings.metrics_require_token
+        lines.append(f"  metrics     {url}/metrics" + ("  (admin token)" if guarded else ""))
     if settings.auth_mode.value == "trust":
         lines.append("  auth mode   trust: ids are accepted as stated (development only)")
     return "\n".join(lines)
