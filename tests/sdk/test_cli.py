@@ -227,7 +227,8 @@ async def test_an_operators_disconnect_ends_listen_saying_so_with_status_3(
         assert await listener.exit_status() == 3
         errors = await listener.rest_of_stderr()
         [line] = [line for line in errors.splitlines() if "ended the connection" in line]
-        assert "the server" in line and "not reconnecting" in line, line
+        assert "the server" in line, line
+        assert "not reconnecting" in line, line
         assert "Traceback" not in errors
 
 
