@@ -344,7 +344,8 @@ async def _dashboard(config: ClientConfig, duration: float | None, connect_timeo
         from .dashboard import run_dashboard
     except ModuleNotFoundError as exc:
         print(
-            f"{PROG}: the dashboard needs {exc.name!r}: pip install 'intraday-live[dashboard]'",
+            f"{PROG}: the dashboard needs {exc.name!r}: "
+            "pip install -e '.[dashboard]' (from a checkout)",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import sys
 import types
 import typing
@@ -78,6 +79,25 @@ def _flag_options(annotation: Any) -> dict[str, Any]:
     return {}  # a string: pydantic validates it and names the flag in its message
 
 
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+"""A Sphinx role, ``:mod:`x.y``` (the target, x.y) or ``:class:`~x.Y``` (its last part, Y)."""
+
+
+def _plain_text(description: str) -> str:
+    """A settings docstring (reST) as a terminal shows it, without its markup.
+
+    Example:
+        >>> _plain_text("see :mod:`reference_server.logformat`; ``json`` lines")
+        'see reference_server.logformat; json lines'
+    """
+
+    def target(match: re.Match[str]) -> str:
+        short, name = match.groups()
+        return name.rsplit(".", 1)[-1] if short else name
+
+    return _ROLE.sub(target, description).replace("``", "")
+
+
 def _add_setting_flags(command: argparse.ArgumentParser, settings_cls: Any) -> None:
     group = command.add_argument_group("settings (also INTRADAY_<NAME> or --config)")
     for name, field in settings_cls.model_fields.items():
@@ -85,7 +105,8 @@ def _add_setting_flags(command: argparse.ArgumentParser, settings_cls: Any) -> N
         if isinstance(default, enum.Enum):
             default = default.value
         shown = "" if default is None else f" (default {default})"
-        help_text = (field.description or name.replace("_", " ")).replace("%", "%%") + shown
+        described = _plain_text(field.description or name.replace("_", " "))
+        help_text = described.replace("%", "%%") + shown
         options = _flag_options(field.annotation)
         if "choices" not in options and "action" not in options:
             options.setdefault("metavar", name.upper())

@@ -113,6 +113,10 @@ def test_every_setting_is_a_flag_of_serve_with_help() -> None:
     for name in ServerSettings.model_fields:
         assert f"--{name.replace('_', '-')}" in text, name
     assert "TCP port (0 picks a free one)" in text
+    # The settings' docstrings are reST; a terminal shows them plain (issue 21 item 11).
+    assert "``" not in text
+    assert not re.search(r":(mod|class|func|attr|data|meth):`", text), text
+    assert "json: one JSON object per line (see reference_server.logformat)" in text
 
 
 def test_flags_override_every_setting() -> None:
