@@ -168,16 +168,17 @@ def banner(url: str, settings: ServerSettings) -> str:
     """
     ws = url.replace("http", "ws", 1)
     token = settings.admin_token is not None
+    # The docs page and the admin UI are public (they hold no data); their forms
+    # ask for the token.
+    sign_in = "  (sign in with the token)" if token else ""
     lines = [
         f"{PROG} {__version__} listening on {url}",
         f"  Socket.IO   {url}{settings.path}",
         f"  bridge      {ws}{settings.path}",
-        f"  API docs    {url}/api/ws/docs" + ("  (admin token)" if token else ""),
+        f"  API docs    {url}/api/ws/docs{sign_in}",
         f"  health      {url}/api/ws/health",
     ]
     if settings.admin_ui_enabled:
-        # The page itself is public (it holds no data); its form asks for the token.
-        sign_in = "  (sign in with the token)" if token else ""
         lines.append(f"  admin UI    {url}/admin/{sign_in}")
     if settings.metrics_enabled:
         guarded = token and settings.metrics_require_token

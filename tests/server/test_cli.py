@@ -173,7 +173,9 @@ async def test_every_url_the_banner_prints_answers(token: str | None) -> None:
                     assert token is not None
                     assert (await http.get(url)).status_code == 401, (name, url)
         marked = {name for name, _, note in printed if "(admin token)" in note}
-        assert marked == ({"API docs", "metrics"} if token else set())
+        assert marked == ({"metrics"} if token else set())
+        signed = {name for name, _, note in printed if "sign in with the token" in note}
+        assert signed == ({"API docs", "admin UI"} if token else set())
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), PROCESS_TIMEOUT)

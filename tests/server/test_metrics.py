@@ -187,7 +187,7 @@ async def test_a_wrong_admin_token_is_not_a_client_error(
     # among the admin UI's client errors.
     server = await make_server(admin_token=TOKEN)
     async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
-        for path in ("/metrics", "/metrics", "/api/ws/stats", "/api/ws/docs"):
+        for path in ("/metrics", "/metrics", "/api/ws/stats", "/api/ws/openapi.json"):
             assert (await http.get(path)).status_code == 401
     found = await samples(server)
     assert value(found, "intraday_errors_total", code="AUTH_FAILED") == 0
