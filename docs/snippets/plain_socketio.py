@@ -14,12 +14,13 @@ async def main() -> None:
     received = 0
     enough = asyncio.Event()
 
-    @client.on("kpi:update")
     async def on_kpi(envelope: dict[str, object]) -> None:
         nonlocal received
         received += 1
         if received >= COUNT:
             enough.set()
+
+    client.on("kpi:update", on_kpi)
 
     # --8<-- [start:connect]
     # transports=["websocket"]: python-engineio's client gives up on a poll
