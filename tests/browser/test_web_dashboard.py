@@ -165,6 +165,27 @@ async def test_tiles_turn_grey_with_their_age_when_the_server_goes_away(
             )
 
 
+@pytest.mark.timeout(120)
+async def test_an_operators_disconnect_is_said_on_the_page(page: Any, tmp_path: Path) -> None:
+    # Issue 21 item 4: the client does not come back after a kick; the page says why.
+    _skip_without_nicegui()
+    async with (
+        running_server(admin_token="t") as server,
+        server.admin() as admin,
+        dashboard(server.url, tmp_path) as url,
+    ):
+        await page.goto(url)
+        state = page.locator("[data-testid=state]")
+        await state.filter(has_text="authenticated").wait_for(timeout=WAIT * 1000)
+        [connection] = (await admin.connections()).connections
+        await admin.disconnect(connection.socket_id)
+        problem = page.locator("[data-testid=problem]")
+        await problem.filter(has_text="the server ended the connection").wait_for(
+            timeout=WAIT * 1000
+        )
+        assert "disconnected" in await state.inner_text()
+
+
 def _imports_nicegui(node: ast.AST) -> bool:
     if isinstance(node, ast.Import):
         return any(alias.name.split(".")[0] == "nicegui" for alias in node.names)
