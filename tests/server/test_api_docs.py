@@ -28,11 +28,18 @@ import pytest
 from client_sdk.contract._samples import sample_payload
 from client_sdk.protocol import EVENT_CHANNEL, EVENT_PAYLOADS, BroadcastKind, ServerEvent
 from reference_server.api_docs import OPERATION_IDS
+from reference_server.app import ReferenceServer
 from tests.conftest import ServerFactory
 
 TOKEN = "docs-admin-token"
 BASE = "/api/ws"
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+def authorized(server: ReferenceServer) -> httpx.AsyncClient:
+    """An HTTP client of ``server`` that sends the admin token."""
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    return httpx.AsyncClient(base_url=server.url, timeout=5, headers=headers)
 
 
 async def test_the_description_follows_the_admin_token_and_the_page_holds_none(
@@ -77,8 +84,7 @@ async def test_description_documents_errors_security_and_payloads(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server(admin_token=TOKEN)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(base_url=server.url, timeout=5, headers=headers) as http:
+    async with authorized(server) as http:
         document = (await http.get(f"{BASE}/openapi.json")).json()
     assert document["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
     paths = document["paths"]
@@ -138,8 +144,7 @@ async def test_the_broadcast_bodies_are_described_as_strictly_as_the_server_chec
     # payload and ?event= name another channel's event; Schemathesis sent two
     # such schema-valid requests and the server rejected them.
     server = await make_server(admin_token=TOKEN)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(base_url=server.url, timeout=5, headers=headers) as http:
+    async with authorized(server) as http:
         document = (await http.get(f"{BASE}/openapi.json")).json()
         paths = document["paths"]
         assert f"{BASE}/broadcast/{{kind}}" not in paths
