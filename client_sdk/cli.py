@@ -13,10 +13,12 @@ connection attempt (its cause and the delay before the next) on stderr.
 ``INTRADAY_ORG`` and ``INTRADAY_TOKEN``. Once connected, both commands
 reconnect for ever; a first connection that does not succeed within
 ``--connect-timeout`` seconds ends the command with one line naming the
-cause (refused, HTTP 404 on the path, TLS mismatch, timeout). Exit status:
-0 after Ctrl-C, ``--duration`` seconds or a closed stdout (``| head``); 2 for
-bad arguments or credentials the server rejects; 1 for another failure,
-never having connected included.
+cause (refused, HTTP 404 on the path, TLS mismatch, timeout). A server that
+ends the connection itself (an operator's disconnect, its rate limit) ends
+the command too, with one line saying so. Exit status: 0 after Ctrl-C or
+SIGTERM, ``--duration`` seconds or a closed stdout (``| head``); 2 for bad
+arguments or credentials the server rejects; 3 when the server ended the
+connection; 1 for another failure, never having connected included.
 
 This module is a process entry point: :func:`main` runs its own event loop
 (``asyncio.run``); from code already in a loop, await :func:`listen` or
@@ -30,6 +32,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -57,7 +60,7 @@ from .protocol import (
 __all__ = ["describe", "listen", "main"]
 
 PROG = "intraday-live"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENDED = 0, 1, 2, 3
 CONNECT_TIMEOUT = 10.0
 """Seconds the first connection may take, retries included, before the command gives up."""
 
@@ -171,7 +174,9 @@ async def listen(
     Returns:
         0 when ``duration`` passed or ``out`` was closed (a pipe's reader
         left), 2 when the server refused the credentials or the
-        subscription, 1 for another failure (never connected included).
+        subscription, 3 when the server ended the connection (a kick: the
+        client does not come back), 1 for another failure (never connected
+        included).
     """
     out = out or sys.stdout
     err = err or sys.stderr
@@ -197,8 +202,9 @@ async def listen(
             flush=True,
         )
 
+    ended = _Ended(client)
     client.add_listener("*", show)
-    client.on(on_gap=gap)
+    client.on(on_gap=gap, on_disconnect=ended.lost, on_error=ended.error)
     client.state_changes.subscribe(lambda state: print(f"{PROG}: {state}", file=err, flush=True))
     deadline = asyncio.timeout(duration)
     connected = False
@@ -209,10 +215,13 @@ async def listen(
             await _subscribe(client, channels, where or Scope())
             names = ",".join(str(c) for c in channels)
             print(f"{PROG}: subscribed to {names}", file=err, flush=True)
-            await _first(client.wait_for_state(ConnectionState.FAILED), closed.wait())
+            await _first(client.wait_for_state(ConnectionState.FAILED), closed.wait(), ended.wait())
             if closed.is_set():
                 _mute(out)
                 return EXIT_OK
+            if ended.reason is not None:
+                print(f"{PROG}: {ended.describe()}", file=err, flush=True)
+                return EXIT_ENDED
             assert client.failure is not None
             return _exit_status(client.failure, err)
     except _NeverConnected:
@@ -227,6 +236,44 @@ async def listen(
         return _exit_status(exc, err)
     finally:
         await client.close()
+
+
+class _Ended:
+    """Watches for a final disconnect: the server ended the connection and the client stays out.
+
+    The SDK does not come back after a server's disconnect (an operator's
+    kick, the rate limit, the authentication timeout; see
+    :mod:`client_sdk._disconnect_policy`): the command must end then, saying
+    so, instead of idling for ever.
+    """
+
+    def __init__(self, client: IntradayClient) -> None:
+        self._client = client
+        self._event = asyncio.Event()
+        self.reason: str | None = None
+        self.last_server_error: ServerError | None = None
+
+    def lost(self, reason: str) -> None:
+        # The state is set before on_disconnect runs: DISCONNECTED means no retry.
+        if self._client.state is ConnectionState.DISCONNECTED:
+            self.reason = reason
+            self._event.set()
+
+    def error(self, error: IntradayError) -> None:
+        if isinstance(error, ServerError):
+            self.last_server_error = error
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def describe(self) -> str:
+        """The one line that says who ended the connection, and why if the server said."""
+        line = f"the server ended the connection ({self.reason}); not reconnecting"
+        if self.last_server_error is not None:
+            line += f"; its last error: {self.last_server_error}"
+        else:
+            line += " (an operator's disconnect, or the server's own limits)"
+        return line
 
 
 class _NeverConnected(Exception):
@@ -297,7 +344,8 @@ async def _dashboard(config: ClientConfig, duration: float | None, connect_timeo
         from .dashboard import run_dashboard
     except ModuleNotFoundError as exc:
         print(
-            f"{PROG}: the dashboard needs {exc.name!r}: pip install 'intraday-live[dashboard]'",
+            f"{PROG}: the dashboard needs {exc.name!r}: "
+            "pip install -e '.[dashboard]' (from a checkout)",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -309,6 +357,9 @@ async def _dashboard(config: ClientConfig, duration: float | None, connect_timeo
     except _NeverConnected:
         return _never_connected(client, connect_timeout, sys.stderr)
     except IntradayError as exc:
+        if client.failure is None and client.state is ConnectionState.DISCONNECTED:
+            print(f"{PROG}: {exc}", file=sys.stderr, flush=True)  # the server ended it
+            return EXIT_ENDED
         return _exit_status(exc, sys.stderr)
     finally:
         await client.close()
@@ -457,18 +508,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "listen":
             return asyncio.run(
-                listen(
-                    config,
-                    args.channels,
-                    where,
-                    as_json=args.json,
-                    duration=args.duration,
-                    connect_timeout=args.connect_timeout,
+                _until_terminated(
+                    listen(
+                        config,
+                        args.channels,
+                        where,
+                        as_json=args.json,
+                        duration=args.duration,
+                        connect_timeout=args.connect_timeout,
+                    )
                 )
             )
-        return asyncio.run(_dashboard(config, args.duration, args.connect_timeout))
+        return asyncio.run(
+            _until_terminated(_dashboard(config, args.duration, args.connect_timeout))
+        )
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+async def _until_terminated(command: Coroutine[Any, Any, int]) -> int:
+    """Run ``command``; SIGTERM stops it as Ctrl-C does (the client closes, the resume file kept).
+
+    Without a handler SIGTERM killed the process where it stood (exit 143),
+    before the client's close.
+    """
+    task = asyncio.ensure_future(command)
+    loop = asyncio.get_running_loop()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError):  # no signal handlers here (Windows)
+        return await task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not terminated:
+            raise
+        print(f"{PROG}: stopped by SIGTERM", file=sys.stderr, flush=True)
+        return EXIT_OK
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _version() -> str:

@@ -250,7 +250,11 @@ class IntradayClient:
 
     async def __aenter__(self) -> IntradayClient:
         if self._config.auto_connect:
-            await self.connect()
+            try:
+                await self.connect()
+            except BaseException:
+                await self.close()  # __aexit__ will not run: the resume file is closed here
+                raise
         return self
 
     async def __aexit__(self, *_: object) -> None:

@@ -25,7 +25,7 @@ import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
@@ -79,6 +79,12 @@ From it on they do when both fit at their natural width; otherwise they
 are stacked, so that a cell is cut (``Olde…``) only when even one table
 alone is wider than the console.
 """
+
+ENDED_BY_SERVER: Final = (
+    "the server ended the connection (server disconnect): "
+    "an operator's disconnect or its limits; not reconnecting"
+)
+"""What :func:`run_dashboard` says when the server disconnected the client for good."""
 
 _EVENT_STATUS: Final = {
     ServerEvent.ALERT_TRIGGERED: AlertStatus.TRIGGERED,
@@ -327,15 +333,41 @@ def _fit(table: Table) -> Table:
     return table
 
 
-def _kpi_table(state: DashboardState) -> Table:
-    table = Table(title="KPIs by queue", title_justify="left", expand=True)
+_Row = TypeVar("_Row")
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """How much of each table a frame shows: all of it, or what a short terminal holds."""
+
+    compact: bool = False
+    queue_rows: int | None = None
+    alert_rows: int = ALERT_ROWS
+
+
+def _table(title: str, fit: _Fit) -> Table:
+    # Compact: no outer edge (two lines fewer per table), for short terminals.
+    return Table(title=title, title_justify="left", expand=True, show_edge=not fit.compact)
+
+
+def _rows(rows: list[tuple[str, _Row]], fit: _Fit) -> tuple[list[tuple[str, _Row]], int]:
+    """The rows a frame shows, and how many it leaves out."""
+    if fit.queue_rows is None or len(rows) <= fit.queue_rows:
+        return rows, 0
+    shown = max(fit.queue_rows - 1, 0)  # one row says how many more there are
+    return rows[:shown], len(rows) - shown
+
+
+def _kpi_table(state: DashboardState, fit: _Fit = _Fit()) -> Table:
+    table = _table("KPIs by queue", fit)
     table.add_column("Queue", no_wrap=True)
     table.add_column("Util %", justify="right")
     table.add_column("SL %", justify="right")
     table.add_column("Health", justify="right")
     table.add_column("HC gap", justify="right")
     table.add_column("SLA risk")
-    for queue, row in sorted(state.kpis.items()):
+    rows, hidden = _rows(sorted(state.kpis.items()), fit)
+    for queue, row in rows:
         table.add_row(
             queue,
             _number(row.utilization),
@@ -344,18 +376,21 @@ def _kpi_table(state: DashboardState) -> Table:
             _number(row.headcount_gap, "{:+.1f}"),
             _severity(row.sla_risk),
         )
+    if hidden:
+        table.add_row(Text(f"+{hidden} more", style="dim"), "", "", "", "", "")
     if not state.kpis:
         table.add_row("waiting for kpi:update", "", "", "", "", "")
     return _fit(table)
 
 
-def _backlog_table(state: DashboardState) -> Table:
-    table = Table(title="Backlog by queue", title_justify="left", expand=True)
+def _backlog_table(state: DashboardState, fit: _Fit = _Fit()) -> Table:
+    table = _table("Backlog by queue", fit)
     table.add_column("Queue", no_wrap=True)
     table.add_column("Items", justify="right")
     table.add_column("Oldest", justify="right")
     table.add_column("Breaches", justify="right")
-    for queue, row in sorted(state.backlogs.items()):
+    rows, hidden = _rows(sorted(state.backlogs.items()), fit)
+    for queue, row in rows:
         breaches = Text(
             _number(row.sla_breaches, "{}"),
             style="bold red" if row.sla_breaches else "",
@@ -366,20 +401,22 @@ def _backlog_table(state: DashboardState) -> Table:
             _age(row.oldest_item_age_seconds),
             breaches,
         )
+    if hidden:
+        table.add_row(Text(f"+{hidden} more", style="dim"), "", "", "")
     if not state.backlogs:
         table.add_row("waiting for backlog:update", "", "", "")
     return _fit(table)
 
 
-def _alert_table(state: DashboardState) -> Table:
+def _alert_table(state: DashboardState, fit: _Fit = _Fit()) -> Table:
     title = f"Alerts: {state.alert_events} events, {state.open_alerts} open"
-    table = Table(title=title, title_justify="left", expand=True)
+    table = _table(title, fit)
     table.add_column("Time", no_wrap=True)
     table.add_column("Severity")
     table.add_column("Rule")
     table.add_column("Queue", no_wrap=True)
     table.add_column("Status")
-    for row in state.latest_alerts():
+    for row in state.latest_alerts(fit.alert_rows):
         table.add_row(
             row.updated_at.strftime("%H:%M:%S"),
             _severity(row.severity),
@@ -392,36 +429,77 @@ def _alert_table(state: DashboardState) -> Table:
     return _fit(table)
 
 
+_MIN_ALERT_ROWS: Final = 3
+"""A short terminal still shows this many alerts; queue rows give way first."""
+
+
 @dataclass(frozen=True)
 class _Dashboard:
-    """The drawn dashboard: the tables side by side when the console is wide enough."""
+    """The drawn dashboard: the tables side by side when the console is wide enough.
 
-    header: Panel
-    kpis: Table
-    backlog: Table
-    alerts: Table
+    Given a ``height`` (a terminal's), the frame is made to fit it, so that
+    the bottom of the screen (the alerts) is never cut: the tables lose their
+    outer edges first, then alert rows down to three, then queue rows (a
+    "+N more" row says how many are left out).
+    """
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        yield self.header
-        natural = sum(
-            Measurement.get(console, options, table).maximum for table in (self.kpis, self.backlog)
-        )
+    state: DashboardState
+    now: datetime
+    height: int | None = None
+
+    def _parts(self, fit: _Fit) -> tuple[Table, Table, Table]:
+        state = self.state
+        return _kpi_table(state, fit), _backlog_table(state, fit), _alert_table(state, fit)
+
+    def _lines(self, console: Console, options: ConsoleOptions, fit: _Fit) -> list[RenderableType]:
+        kpis, backlog, alerts = self._parts(fit)
+        natural = sum(Measurement.get(console, options, table).maximum for table in (kpis, backlog))
         if options.max_width >= WIDE and natural + 1 <= options.max_width:
             grid = Table.grid(expand=True, padding=(0, 1))
             grid.add_column(ratio=3)
             grid.add_column(ratio=2)
-            grid.add_row(self.kpis, self.backlog)
-            yield grid
-        else:
-            yield self.kpis
-            yield self.backlog
-        yield self.alerts
+            grid.add_row(kpis, backlog)
+            return [_header(state=self.state, now=self.now), grid, alerts]
+        return [_header(state=self.state, now=self.now), kpis, backlog, alerts]
+
+    def _fits(self, console: Console, options: ConsoleOptions, fit: _Fit) -> bool:
+        assert self.height is not None
+        height = sum(
+            len(console.render_lines(part, options, pad=False))
+            for part in self._lines(console, options, fit)
+        )
+        return height <= self.height
+
+    def _fit(self, console: Console, options: ConsoleOptions) -> _Fit:
+        if self.height is None or self._fits(console, options, _Fit()):
+            return _Fit()
+        queues = max(len(self.state.kpis), len(self.state.backlogs), 1)
+        for alert_rows in range(ALERT_ROWS, _MIN_ALERT_ROWS - 1, -1):
+            fit = _Fit(compact=True, alert_rows=alert_rows)
+            if self._fits(console, options, fit):
+                return fit
+        for queue_rows in range(queues, 0, -1):
+            fit = _Fit(compact=True, alert_rows=_MIN_ALERT_ROWS, queue_rows=queue_rows)
+            if self._fits(console, options, fit):
+                return fit
+        return _Fit(compact=True, alert_rows=_MIN_ALERT_ROWS, queue_rows=1)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield from self._lines(console, options, self._fit(console, options))
 
 
-def render(state: DashboardState, now: datetime | None = None) -> RenderableType:
-    """The dashboard for ``state`` at ``now``: a pure function, printable on any rich console."""
-    header = _header(state, now or datetime.now(UTC))
-    return _Dashboard(header, _kpi_table(state), _backlog_table(state), _alert_table(state))
+def render(
+    state: DashboardState, now: datetime | None = None, *, height: int | None = None
+) -> RenderableType:
+    """The dashboard for ``state`` at ``now``: a pure function, printable on any rich console.
+
+    Args:
+        state: what to draw.
+        now: the time the data's age is measured against (default: now).
+        height: fit the frame into this many lines (a terminal's height), the
+            alerts kept in view; ``None``: draw everything.
+    """
+    return _Dashboard(state, now or datetime.now(UTC), height)
 
 
 # -- running it ------------------------------------------------------------------
@@ -461,6 +539,8 @@ async def run_dashboard(
     Raises:
         ServerError: the server refused the credentials or a subscription.
         ReconnectFailedError: the client gave up reconnecting.
+        ConnectionLostError: the server ended the connection for good (an
+            operator's disconnect: the client does not come back by itself).
     """
     state = DashboardState(organization_id=organization_id, url=client.config.url)
     problems: list[Exception] = []
@@ -481,6 +561,12 @@ async def run_dashboard(
     period = 1 / refresh_per_second
     try:
         with Live(render(state), console=console, auto_refresh=False) as live:
+
+            def frame() -> RenderableType:
+                # A terminal's frame fits its height (rich would cut the bottom: the alerts).
+                terminal = live.console.is_terminal
+                return render(state, height=live.console.size.height if terminal else None)
+
             try:
                 async with asyncio.timeout(duration):
                     while True:
@@ -492,9 +578,11 @@ async def run_dashboard(
                             raise problems[0]
                         if client.state is ConnectionState.FAILED:
                             raise client.failure or ConnectionLostError("connection failed")
+                        if connecting is None and client.state is ConnectionState.DISCONNECTED:
+                            raise ConnectionLostError(ENDED_BY_SERVER)
                         last_error = client.statistics().last_error
                         state.last_error = None if last_error is None else str(last_error)
-                        live.update(render(state), refresh=True)
+                        live.update(frame(), refresh=True)
                         if connecting is None:
                             await asyncio.sleep(period)
                         else:
@@ -502,7 +590,7 @@ async def run_dashboard(
             except TimeoutError:
                 pass  # the duration is over
             finally:
-                live.update(render(state), refresh=True)
+                live.update(frame(), refresh=True)
             if not live.console.is_terminal:
                 live.console.line()  # rich leaves the last frame's line open
     finally:

@@ -157,7 +157,11 @@ class LiveTable(LiveView[P]):
 
 
 class LiveChart(LiveView[P]):
-    """A matplotlib line chart of one value per queue over time (the last ``window`` points)."""
+    """A matplotlib line chart of one value per queue over time (the last ``window`` points).
+
+    Both axes are labelled: the messages' time (UTC) along, ``y_label`` (or
+    the title) up the side.
+    """
 
     def __init__(
         self,
@@ -165,12 +169,14 @@ class LiveChart(LiveView[P]):
         value: Callable[[Message[P]], float | None],
         *,
         title: str = "",
+        y_label: str = "",
         window: int = 200,
         interval: float = 1.0,
     ) -> None:
         super().__init__(hook, interval=interval)
         self._value = value
         self.title = title
+        self.y_label = y_label
         self._series: dict[str, deque[tuple[datetime, float]]] = {}
         self._window = window
 
@@ -183,22 +189,33 @@ class LiveChart(LiveView[P]):
         series = self._series.setdefault(label, deque(maxlen=self._window))
         series.append((message.timestamp, float(value)))
 
-    def render(self) -> Any:
-        from IPython.display import Image as UntypedImage
+    def figure(self) -> Any:
+        """The chart as a matplotlib ``Figure`` (what :meth:`render` draws as a PNG)."""
+        from matplotlib.dates import DateFormatter as UntypedDateFormatter
         from matplotlib.figure import Figure
 
-        image: Callable[..., Any] = UntypedImage
+        date_formatter: Callable[[str], Any] = UntypedDateFormatter
 
-        figure = Figure(figsize=(8, 3))
+        figure = Figure(figsize=(8, 3), layout="constrained")
         axes = figure.subplots()
         for label, points in sorted(self._series.items()):
             axes.plot([t for t, _ in points], [v for _, v in points], label=label)
         if self._series:
             axes.legend(loc="lower left", fontsize="small")
+            axes.xaxis.set_major_formatter(date_formatter("%H:%M:%S"))
         else:
             axes.text(0.5, 0.5, "waiting for the first message...", ha="center")
         axes.set_title(self.title)
-        figure.autofmt_xdate()
+        axes.set_xlabel("time (UTC)")
+        axes.set_ylabel(self.y_label or self.title)
+        axes.grid(alpha=0.3)
+        return figure
+
+    def render(self) -> Any:
+        from IPython.display import Image as UntypedImage
+
+        image: Callable[..., Any] = UntypedImage
+        figure = self.figure()
         png = io.BytesIO()
         with contextlib.suppress(ValueError):
             figure.savefig(png, format="png")
@@ -220,8 +237,12 @@ def live_chart(
     value: Callable[[Message[P]], float | None],
     *,
     title: str = "",
+    y_label: str = "",
     window: int = 200,
     interval: float = 1.0,
 ) -> LiveChart[P]:
-    """A live chart of ``value(message)`` per queue over the last ``window`` messages."""
-    return LiveChart(hook, value, title=title, window=window, interval=interval)
+    """A live chart of ``value(message)`` per queue over the last ``window`` messages.
+
+    ``y_label`` names the value's axis (default: the title); time runs along.
+    """
+    return LiveChart(hook, value, title=title, y_label=y_label, window=window, interval=interval)

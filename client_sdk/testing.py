@@ -2,7 +2,7 @@
 
 :func:`running_server` starts a real reference server in the running event
 loop, on a free port, and stops it afterwards. It needs the server extra
-(``pip install 'intraday-live[server]'``) and nothing else: no pytest, so it
+(``pip install -e '.[server]'`` from a checkout) and nothing else: no pytest, so it
 works as well from :class:`unittest.IsolatedAsyncioTestCase` as from a pytest
 fixture.
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVER_EXTRA_HINT", "RunningServer", "running_server"]
 
-SERVER_EXTRA_HINT: Final = "pip install 'intraday-live[server]'"
+SERVER_EXTRA_HINT: Final = "pip install -e '.[server]' (from a checkout)"
 """How to install what :func:`running_server` needs."""
 
 

@@ -7,19 +7,22 @@ hooks (see ``client_sdk.dashboard``); this file only wires a client to it.
     python examples/live_dashboard.py --url http://localhost:5000 --org acme --duration 30
 
 Options fall back to the environment: INTRADAY_URL, INTRADAY_ORG, DURATION.
+It comes back by itself after an outage, but not after the server ended the
+connection on purpose (an operator's disconnect): it then exits with status 3
+and one line saying so.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
+import sys
 
 from rich.console import Console
 
-from client_sdk import ClientConfig, IntradayClient
-from client_sdk.dashboard import DashboardState, run_dashboard
+from client_sdk import ClientConfig, IntradayClient, IntradayError
+from client_sdk.dashboard import ENDED_BY_SERVER, DashboardState, run_dashboard
 
 
 async def main(
@@ -47,7 +50,17 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-if __name__ == "__main__":
-    args = _arguments()
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a wall screen stops
+def _exit_status(args: argparse.Namespace) -> int:
+    """Run until Ctrl-C (0); 3 when the server ended the connection, 1 for another failure."""
+    try:
         asyncio.run(main(args.url, args.org, args.duration))
+    except KeyboardInterrupt:  # Ctrl-C is how a wall screen stops
+        return 0
+    except IntradayError as exc:
+        print(f"live_dashboard: {exc}", file=sys.stderr)
+        return 3 if str(exc) == ENDED_BY_SERVER else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_exit_status(_arguments()))

@@ -4,6 +4,12 @@ NiceGUI runs on asyncio (FastAPI and uvicorn underneath), so the SDK's client
 and its hooks live in the dashboard's own event loop: no thread, no queue in
 between. The page redraws itself from the hooks' keyed views twice a second.
 
+It says what it is missing: until connected, why the last attempt failed
+(``statistics().last_error``: refused, HTTP 404, TLS...); when the server
+goes away, the tiles turn grey and the header gives the age of the data; if
+the server ends the connection on purpose (an operator's disconnect), a line
+says so, as the client does not come back by itself.
+
 ::
 
     pip install -e '.[server,web]'            # from a checkout
@@ -16,12 +22,14 @@ Environment: ``INTRADAY_URL`` (default http://127.0.0.1:5000), ``INTRADAY_ORG``
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from typing import Any
 
 from nicegui import app, ui
 
-from client_sdk import IntradayClient
+from client_sdk import ConnectionState, IntradayClient
 from client_sdk.hooks import alert_notifications, backlog_updates, kpi_updates
 from client_sdk.protocol import BacklogPayload, KpiPayload
 
@@ -36,16 +44,39 @@ kpis = kpi_updates(client, organization_id=ORG)
 backlogs = backlog_updates(client, organization_id=ORG)
 alerts = alert_notifications(client, organization_id=ORG)
 observing: list[Any] = []
+connecting: list[asyncio.Task[None]] = []
+ended: list[str] = []
+"""Why the server ended the connection for good, once it has."""
+
+
+def _on_disconnect(reason: str) -> None:
+    if client.state is ConnectionState.DISCONNECTED:  # not retried: the server's decision
+        ended.append(f"the server ended the connection ({reason}); not reconnecting")
+        print(f"web_dashboard: {ended[-1]}", file=sys.stderr, flush=True)
+
+
+async def _connect() -> None:
+    try:
+        await client.connect()  # retries for ever; the page shows each failure's cause
+    except Exception as exc:  # refused credentials: said on the page
+        print(f"web_dashboard: {exc}", file=sys.stderr, flush=True)
 
 
 async def start() -> None:
-    """Connect and observe the hooks (each one subscribes on the server)."""
-    await client.connect()
+    """Observe the hooks (each one subscribes on the server once connected) and connect.
+
+    The connection is made in the background: the page serves (and says why
+    it is not connected) while the server cannot be reached.
+    """
+    client.on(on_disconnect=_on_disconnect)
     for hook in (kpis, backlogs, alerts):
         observing.append(hook.subscribe(lambda _: None))
+    connecting.append(asyncio.create_task(_connect()))
 
 
 async def stop() -> None:
+    for task in connecting:
+        task.cancel()
     for observer in observing:
         observer.dispose()
     await client.close()
@@ -65,15 +96,35 @@ def _health_color(score: float | None) -> str:
     return "positive" if score >= 80 else "warning" if score >= 60 else "negative"
 
 
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "no data yet"
+    return f"data {seconds:.0f} s old" if seconds >= 1 else "data live"
+
+
+def _problem() -> str:
+    """What keeps the page from being live, in one line ("" when it is live)."""
+    if ended:
+        return ended[-1]
+    if client.failure is not None:
+        return f"failed: {client.failure}"
+    if client.state is ConnectionState.AUTHENTICATED:
+        return ""
+    last_error = client.statistics().last_error
+    return f"last error: {last_error}" if last_error is not None else ""
+
+
 @ui.page("/")
 def index() -> None:
     """The dashboard page: one per browser tab, all fed by the same hooks."""
     with ui.row().classes("items-center w-full"):
         ui.label(f"intraday-live · {ORG}").classes("text-h5")
         state = ui.label().props("data-testid=state")
+        age = ui.label().props("data-testid=age").classes("text-grey")
         ui.space()
         with ui.button(icon="notifications").props("flat round data-testid=bell"):
             bell = ui.badge("0", color="red").props("floating data-testid=alert-count")
+    problem = ui.label().props("data-testid=problem").classes("text-negative")
     tiles = ui.row().classes("w-full")
     columns = [
         {"name": "queue", "label": "Queue", "field": "queue", "align": "left"},
@@ -86,7 +137,10 @@ def index() -> None:
     latest_alert = ui.label().props("data-testid=latest-alert")
 
     def refresh() -> None:
+        live = client.state is ConnectionState.AUTHENTICATED
         state.text = f"● {client.state}"
+        age.text = _age(client.statistics().last_event_age_seconds)
+        problem.text = _problem()
         bell.text = str(alerts.alert_count)
         tiles.clear()
         with tiles:
@@ -94,12 +148,13 @@ def index() -> None:
                 kpi = message.payload
                 if not isinstance(kpi, KpiPayload):
                     continue
-                with ui.card().props("data-testid=kpi-tile").classes("w-56"):
+                # Not live: the figures are the last ones known, greyed out and marked.
+                card = ui.card().props(f"data-testid=kpi-tile data-stale={str(not live).lower()}")
+                with card.classes("w-56" if live else "w-56 opacity-50 grayscale"):
                     ui.label(_queue(key)).classes("text-subtitle1")
                     health = "-" if kpi.health_score is None else f"{kpi.health_score:.0f}"
-                    ui.label(f"health {health}").classes(
-                        f"text-h4 text-{_health_color(kpi.health_score)}"
-                    )
+                    color = _health_color(kpi.health_score if live else None)
+                    ui.label(f"health {health}").classes(f"text-h4 text-{color}")
                     if kpi.utilization is not None:
                         ui.label(f"utilization {kpi.utilization.current_utilization:.1f}%")
                     if kpi.service_level is not None:

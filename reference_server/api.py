@@ -135,6 +135,15 @@ class LocalHostsOnly:
         await _failure(403, ErrorCode.UNAUTHORIZED, message)(scope, receive, send)
 
 
+class AdminTokenRefused(ProtocolError):
+    """A request without the right admin token: an operator's or a scraper's, not a client's.
+
+    Counted in ``intraday_admin_auth_failures_total``, not among the errors
+    answered to clients (``/stats`` ``error_count``, ``intraday_errors_total``):
+    a Prometheus job without the token must not show up as client failures.
+    """
+
+
 async def require_admin(request: Request, parts: Parts) -> None:
     """The admin-token check of every endpoint but ``/health`` (none without a token set).
 
@@ -149,7 +158,9 @@ async def require_admin(request: Request, parts: Parts) -> None:
     expected = token.get_secret_value().encode()
     # compare_digest: the time taken must not tell how much of a guess was right.
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
-        raise ProtocolError(ErrorCode.AUTH_FAILED, "admin bearer token required")
+        if parts.metrics is not None:
+            parts.metrics.record_admin_refusal(request.url.path)
+        raise AdminTokenRefused(ErrorCode.AUTH_FAILED, "admin bearer token required")
 
 
 # The handlers below answer every failure; each counts as an error in /stats
@@ -162,7 +173,8 @@ async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
 
 
 async def _protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
-    api_parts(request).stats.record_error(exc.code)
+    if not isinstance(exc, AdminTokenRefused):  # counted apart (see there)
+        api_parts(request).stats.record_error(exc.code)
     # A store that is down is a 503 (retry later), not a 500 (a bug of ours).
     status = getattr(exc, "http_status", None) or HTTP_STATUS[exc.code]
     return JSONResponse({"success": False, "error": exc.to_wire()}, status_code=status)

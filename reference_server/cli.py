@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import re
 import sys
 import types
 import typing
@@ -78,6 +79,25 @@ def _flag_options(annotation: Any) -> dict[str, Any]:
     return {}  # a string: pydantic validates it and names the flag in its message
 
 
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+"""A Sphinx role, ``:mod:`x.y``` (the target, x.y) or ``:class:`~x.Y``` (its last part, Y)."""
+
+
+def _plain_text(description: str) -> str:
+    """A settings docstring (reST) as a terminal shows it, without its markup.
+
+    Example:
+        >>> _plain_text("see :mod:`reference_server.logformat`; ``json`` lines")
+        'see reference_server.logformat; json lines'
+    """
+
+    def target(match: re.Match[str]) -> str:
+        short, name = match.groups()
+        return name.rsplit(".", 1)[-1] if short else name
+
+    return _ROLE.sub(target, description).replace("``", "")
+
+
 def _add_setting_flags(command: argparse.ArgumentParser, settings_cls: Any) -> None:
     group = command.add_argument_group("settings (also INTRADAY_<NAME> or --config)")
     for name, field in settings_cls.model_fields.items():
@@ -85,7 +105,8 @@ def _add_setting_flags(command: argparse.ArgumentParser, settings_cls: Any) -> N
         if isinstance(default, enum.Enum):
             default = default.value
         shown = "" if default is None else f" (default {default})"
-        help_text = (field.description or name.replace("_", " ")).replace("%", "%%") + shown
+        described = _plain_text(field.description or name.replace("_", " "))
+        help_text = described.replace("%", "%%") + shown
         options = _flag_options(field.annotation)
         if "choices" not in options and "action" not in options:
             options.setdefault("metavar", name.upper())
@@ -139,15 +160,29 @@ def _configure_logging(settings: ServerSettings) -> None:
 
 
 def banner(url: str, settings: ServerSettings) -> str:
-    """The start-up lines: where the Socket.IO endpoint, the bridge, the API docs and health are."""
+    """The start-up lines: every URL the server answers on, as a client or an operator reaches it.
+
+    The plain-WebSocket bridge shares the Socket.IO path (an upgrade without
+    ``EIO`` in the query string). The admin UI and ``/metrics`` are listed when
+    they are on, with whether they want the admin token.
+    """
     ws = url.replace("http", "ws", 1)
+    token = settings.admin_token is not None
+    # The docs page and the admin UI are public (they hold no data); their forms
+    # ask for the token.
+    sign_in = "  (sign in with the token)" if token else ""
     lines = [
         f"{PROG} {__version__} listening on {url}",
         f"  Socket.IO   {url}{settings.path}",
-        f"  bridge      {ws}/bridge",
-        f"  API docs    {url}/api/ws/docs",
+        f"  bridge      {ws}{settings.path}",
+        f"  API docs    {url}/api/ws/docs{sign_in}",
         f"  health      {url}/api/ws/health",
     ]
+    if settings.admin_ui_enabled:
+        lines.append(f"  admin UI    {url}/admin/{sign_in}")
+    if settings.metrics_enabled:
+        guarded = token and settings.metrics_require_token
+        lines.append(f"  metrics     {url}/metrics" + ("  (admin token)" if guarded else ""))
     if settings.auth_mode.value == "trust":
         lines.append("  auth mode   trust: ids are accepted as stated (development only)")
     return "\n".join(lines)

@@ -14,7 +14,17 @@ measured. Two kinds of figure:
   refusals, disconnects by reason, replays and snapshots.
 
 Every server (and every test server in one process) has its own
-:class:`prometheus_client.CollectorRegistry`, so that figures never mix.
+:class:`prometheus_client.CollectorRegistry`, so that figures never mix. It
+also holds prometheus-client's standard ``process_*`` (CPU, resident memory,
+open file descriptors) and ``python_*`` (garbage collections, version)
+collectors, which every Prometheus user expects of a Python process. The
+``_created`` series of counters and histograms (about a fifth of a scrape, of
+use to no dashboard) are switched off.
+
+An operator who sends a wrong admin token (a Prometheus job scraping
+``/metrics`` without it, a mistyped login in the admin UI) is counted in
+``intraday_admin_auth_failures_total``, never among the errors answered to
+clients (``intraday_errors_total``): those are what "Errors by code" shows.
 With ``metrics_enabled = false`` the ``record_*`` methods return at once;
 that is the "off" side of ``bench/fanout_transport.py --variants
 reference,reference-nometrics``.
@@ -35,7 +45,16 @@ from collections import Counter as TallyCounter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client import generate_latest as render
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -45,7 +64,18 @@ from client_sdk.protocol import parse_room
 from .connections import Registry
 from .stats import ServerStats
 
-__all__ = ["CONTENT_TYPE", "METRIC_NAMES", "DisconnectReason", "ServerMetrics"]
+__all__ = [
+    "CONTENT_TYPE",
+    "METRIC_NAMES",
+    "STANDARD_PREFIXES",
+    "AdminRoute",
+    "DisconnectReason",
+    "ServerMetrics",
+]
+
+# Process-wide in prometheus-client (a module flag): no registry of this
+# process renders ``_created`` series after this import.
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream
 
 CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
 """The media type of :meth:`ServerMetrics.exposition` (text format 0.0.4)."""
@@ -87,6 +117,7 @@ METRIC_NAMES: Final = frozenset(
         "intraday_rooms",
         "intraday_messages_published_total",
         "intraday_errors_total",
+        "intraday_admin_auth_failures_total",
         "intraday_authentications_total",
         "intraday_messages_delivered_total",
         "intraday_broadcast_fanout",
@@ -103,6 +134,12 @@ METRIC_NAMES: Final = frozenset(
 """Every family this module exports (histograms add ``_bucket``, ``_sum``, ``_count``;
 counters are named with their ``_total``). The Grafana dashboard test checks
 its expressions against a live scrape, which this list must match."""
+
+STANDARD_PREFIXES: Final = ("process_", "python_")
+"""The families of prometheus-client's own process, platform and GC collectors."""
+
+AdminRoute = str
+"""Where a wrong admin token was sent: ``metrics``, ``docs`` or ``api`` (the label's values)."""
 
 
 class _LiveFigures(Collector):
@@ -199,6 +236,10 @@ class ServerMetrics:
     def __init__(self, registry: Registry, stats: ServerStats, *, enabled: bool = True) -> None:
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=False)
+        # The standard collectors, registered on this server's own registry too
+        # (they read /proc and the gc module at scrape time; nothing is shared).
+        for standard in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(standard)
         self._store_size: Callable[[], float] | None = None
         self._client_gone = 0
         self.registry.register(
@@ -236,6 +277,13 @@ class ServerMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self._admin_refused = Counter(
+            "intraday_admin_auth_failures",
+            "Requests refused for a missing or wrong admin token, by route "
+            "(metrics, docs, api): operators and scrapers, not clients.",
+            ["route"],
+            registry=r,
+        )
         self._rate_limited = Counter(
             "intraday_rate_limited", "Events refused for exceeding the rate limit.", registry=r
         )
@@ -255,6 +303,18 @@ class ServerMetrics:
         """One authentication: ``success`` or the refusal's protocol code."""
         if self.enabled:
             self._auth.labels(result).inc()
+
+    def record_admin_refusal(self, path: str) -> None:
+        """One request refused for its admin token (``path``: the URL path it asked for)."""
+        if not self.enabled:
+            return
+        if path == "/metrics":
+            route = "metrics"
+        elif path.startswith(("/api/ws/docs", "/api/ws/openapi")):
+            route = "docs"
+        else:
+            route = "api"
+        self._admin_refused.labels(route).inc()
 
     def record_delivery(self, event: str, recipients: int, seconds: float) -> None:
         """One published message handed to ``recipients`` sockets in ``seconds``."""

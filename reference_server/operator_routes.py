@@ -6,7 +6,8 @@ unless ``metrics_require_token`` is off. The admin UI is static files (HTML, a
 script, a style sheet) served from ``/admin/``: they hold no data and need no
 token, because everything they show comes from the management API, which the
 page calls with the token the operator typed into its login form (kept in the
-tab's ``sessionStorage``, never in a URL).
+tab's ``sessionStorage``, never in a URL; the form posts and its input has no
+name, so even submitted without JavaScript the token goes nowhere).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -62,10 +63,21 @@ class _AdminFiles(StaticFiles):
 
 
 def mount_admin_ui(app: FastAPI) -> None:
-    """Serve the admin UI at ``/admin/`` (``/admin`` redirects there)."""
+    """Serve the admin UI at ``/admin/`` (``/admin`` redirects there).
+
+    ``/admin/settings.json`` tells the page whether the server has an admin
+    token: without one the page does not ask for a token (any string would
+    pass) and says instead that the API is open to whoever reaches it.
+    """
 
     async def to_index() -> RedirectResponse:
         return RedirectResponse(f"{ADMIN_UI_PATH}/")
 
+    async def ui_settings(request: Request) -> JSONResponse:
+        token = api_parts(request).settings.admin_token is not None
+        return JSONResponse({"admin_token": token}, headers={"Cache-Control": "no-store"})
+
     app.add_api_route(ADMIN_UI_PATH, to_index, include_in_schema=False)
+    # Before the mount, which would otherwise answer every path under /admin/.
+    app.add_api_route(f"{ADMIN_UI_PATH}/settings.json", ui_settings, include_in_schema=False)
     app.mount(ADMIN_UI_PATH, _AdminFiles(directory=ADMIN_UI_DIR, html=True), name="admin-ui")

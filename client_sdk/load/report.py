@@ -69,30 +69,55 @@ def render_table(figures: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def _tick(value: float) -> str:
+    return f"{value:.3g}"
+
+
 def _svg_plot(title: str, points: list[tuple[float, float]], unit: str) -> str:
-    width, height, pad = 640, 200, 40
+    """A line plot with both axes labelled: three values up the side, three times along."""
+    width, height = 640, 220
+    left, right, top, bottom = 64, 16, 16, 44
     if not points:
         return f"<h2>{html.escape(title)}</h2><p>no data</p>"
     xs = [p[0] for p in points]
     ys = [p[1] for p in points]
     x_max = max(max(xs), 1.0)
     y_max = max(max(ys), 1e-9)
+    plot_w, plot_h = width - left - right, height - top - bottom
 
-    def at(x: float, y: float) -> str:
-        px = pad + x / x_max * (width - 2 * pad)
-        py = height - pad - y / y_max * (height - 2 * pad)
-        return f"{px:.1f},{py:.1f}"
+    def px(x: float) -> float:
+        return left + x / x_max * plot_w
 
-    line = " ".join(at(x, y) for x, y in points)
+    def py(y: float) -> float:
+        return top + plot_h - y / y_max * plot_h
+
+    line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
+    axes: list[str] = []
+    for fraction in (0.0, 0.5, 1.0):
+        y = py(fraction * y_max)
+        axes.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e3e6ea"/>'
+            f'<text class="y-tick" x="{left - 6}" y="{y + 4:.1f}" font-size="11" '
+            f'text-anchor="end">{_tick(fraction * y_max)}</text>'
+        )
+        x = px(fraction * x_max)
+        axes.append(
+            f'<text class="x-tick" x="{x:.1f}" y="{top + plot_h + 16}" font-size="11" '
+            f'text-anchor="middle">{_tick(fraction * x_max)} s</text>'
+        )
+    unit_label = html.escape(unit)
+    middle = top + plot_h / 2
     return (
         f"<h2>{html.escape(title)}</h2>"
         f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">'
-        f'<rect x="{pad}" y="{pad}" width="{width - 2 * pad}" height="{height - 2 * pad}" '
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" '
         'fill="#fbfcfd" stroke="#ccc"/>'
+        f"{''.join(axes)}"
         f'<polyline points="{line}" fill="none" stroke="#2563eb" stroke-width="2"/>'
-        f'<text x="{pad}" y="{pad - 8}" font-size="12">max {y_max:.1f} {html.escape(unit)}</text>'
-        f'<text x="{width - pad}" y="{height - 12}" font-size="12" text-anchor="end">'
-        f"{x_max:.0f} s</text></svg>"
+        f'<text class="y-title" x="14" y="{middle:.1f}" font-size="12" '
+        f'text-anchor="middle" transform="rotate(-90 14 {middle:.1f})">{unit_label}</text>'
+        f'<text class="x-title" x="{left + plot_w / 2:.1f}" y="{height - 6}" font-size="12" '
+        'text-anchor="middle">seconds since the start</text></svg>'
     )
 
 

@@ -25,7 +25,7 @@ from .api import (
     StoreInfo,
 )
 from .bridge import BridgeFrame, ack_frame, event_frame
-from .envelope import Envelope, Priority, build_envelope
+from .envelope import Batch, Envelope, Priority, build_envelope
 from .errors import (
     DEFAULT_RETRYABLE,
     HTTP_STATUS,
@@ -128,6 +128,7 @@ __all__ = [
     "BacklogItem",
     "BacklogPayload",
     "BacklogSnapshotPayload",
+    "Batch",
     "BridgeFrame",
     "BroadcastKind",
     "BroadcastRequest",

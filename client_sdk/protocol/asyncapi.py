@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .bridge import BridgeFrame
-from .envelope import Envelope
+from .envelope import Batch, Envelope
 from .errors import ErrorInfo, FailureAck
 from .events import EVENT_CHANNEL, Channel, ClientEvent, ControlEvent, ServerEvent
 from .payloads import EVENT_PAYLOADS
@@ -67,6 +67,7 @@ _CONTROLS: Final[dict[ControlEvent, type[BaseModel]]] = {
     ControlEvent.PONG: Pong,
     ControlEvent.SUBSCRIBED: RoomsNotice,
     ControlEvent.UNSUBSCRIBED: RoomsNotice,
+    ControlEvent.BATCH: Batch,
 }
 
 
@@ -93,7 +94,7 @@ def _adapt(node: Any) -> Any:
 def _schemas() -> tuple[dict[str, Any], dict[str, Any]]:
     """Every model's schema, hoisted into components: (model name -> ref, components)."""
     models: list[type[BaseModel]] = [
-        Envelope, ErrorInfo, FailureAck, BridgeFrame, Pong, RoomsNotice,
+        Envelope, Batch, ErrorInfo, FailureAck, BridgeFrame, Pong, RoomsNotice,
         *EVENT_PAYLOADS.values(),
         *(model for pair in _REQUESTS.values() for model in pair),
     ]  # fmt: skip
@@ -189,8 +190,9 @@ def asyncapi_document() -> dict[str, Any]:
         }
     for control, notice in _CONTROLS.items():
         name = f"control.{_key(control.value)}"
+        what = (notice.__doc__ or "").strip().splitlines()[0]
         messages[name] = _message(
-            control.value, control.value, f"`{control.value}`, sent by the server",
+            control.value, control.value, f"`{control.value}`, sent by the server: {what}",
             refs[notice.__name__],
         )  # fmt: skip
         session[name] = {"$ref": f"#/components/messages/{name}"}

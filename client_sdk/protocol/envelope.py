@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, InstanceOf, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 from .events import EVENT_CHANNEL, Channel, ServerEvent
 from .ranked import RankedStrEnum
 from .rooms import Scope
 from .timestamps import Timestamp
 
-__all__ = ["Envelope", "Priority", "build_envelope"]
+__all__ = ["Batch", "Envelope", "Priority", "build_envelope"]
 
 
 class Priority(RankedStrEnum):
@@ -80,6 +87,18 @@ class Envelope(BaseModel):
             if wire.get(optional) is None:
                 wire.pop(optional, None)
         return wire
+
+
+class Batch(BaseModel):
+    """``batch``: envelopes gathered within a short window, in order (capability ``batch``).
+
+    Sent only to clients that announced the capability (section 5); each
+    envelope is what the single event would have carried.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    messages: Annotated[list[Envelope], Field(min_length=1)]
 
 
 def build_envelope(

@@ -39,7 +39,7 @@ from .api import (
     Stats,
 )
 from .bridge import BridgeFrame
-from .envelope import Envelope
+from .envelope import Batch, Envelope
 from .errors import ErrorInfo, FailureAck
 from .events import EVENT_CHANNEL, ClientEvent, ControlEvent, ServerEvent
 from .payloads import EVENT_PAYLOADS
@@ -153,6 +153,7 @@ def _entries() -> dict[str, _Entry]:
         ControlEvent.PONG: Pong,
         ControlEvent.SUBSCRIBED: RoomsNotice,
         ControlEvent.UNSUBSCRIBED: RoomsNotice,
+        ControlEvent.BATCH: Batch,
     }
     for control, notice in controls.items():
         entries[f"event.{control.value.replace(':', '.')}.json"] = _Entry(

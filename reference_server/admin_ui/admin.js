@@ -45,6 +45,17 @@ function ago(stamp) {
 
 // -- login ----------------------------------------------------------------
 
+// A server without an admin token needs no login: the page says the API is open
+// instead of accepting any string as a "token".
+async function tokenRequired() {
+  try {
+    const response = await fetch("settings.json");
+    return (await response.json()).admin_token !== false;
+  } catch (_) {
+    return true;
+  }
+}
+
 async function logIn(event) {
   event.preventDefault();
   sessionStorage.setItem(KEY, $("token").value);
@@ -64,10 +75,12 @@ function logOut() {
   show(false);
 }
 
+let openServer = false; // no admin token on this server: nothing to log in or out of
+
 function show(loggedIn) {
   $("login-view").hidden = loggedIn;
   $("dashboard").hidden = !loggedIn;
-  $("logout").hidden = !loggedIn;
+  $("logout").hidden = !loggedIn || openServer;
   $("login-error").textContent = "";
   clearInterval(timer);
   if (loggedIn) {
@@ -89,7 +102,7 @@ async function refresh() {
     if (selected) await renderDetail(selected);
     renderErrors(await call("/metrics").catch(() => ""));
   } catch (error) {
-    if (error instanceof Refused) logOut();
+    if (error instanceof Refused && !openServer) logOut();
   }
   renderHealth();
 }
@@ -118,22 +131,62 @@ function renderStats(stats) {
   drawChart();
 }
 
+// The chart's plot area inside the 600x180 viewBox: room for the axes' values.
+const PLOT = { left: 48, right: 552, top: 10, bottom: 150 };
+const SVG = "http://www.w3.org/2000/svg";
+
+function svgElement(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+function y(value, scale) {
+  return PLOT.bottom - (value / scale) * (PLOT.bottom - PLOT.top);
+}
+
 function line(values, scale, className) {
-  const svg = "http://www.w3.org/2000/svg";
-  const path = document.createElementNS(svg, "polyline");
-  const step = 600 / (HISTORY - 1);
+  const step = (PLOT.right - PLOT.left) / (HISTORY - 1);
   const start = HISTORY - values.length;
-  path.setAttribute("points", values.map((v, i) => `${(start + i) * step},${150 - (v / scale) * 140}`).join(" "));
-  path.setAttribute("class", className);
-  return path;
+  const points = values.map((v, i) => `${PLOT.left + (start + i) * step},${y(v, scale)}`);
+  return svgElement("polyline", { points: points.join(" "), class: className });
+}
+
+// A round top for an axis: 1, 2 or 5 times a power of ten, at least the largest value.
+function niceMax(values) {
+  const top = Math.max(...values, 0);
+  if (top <= 0) return 1;
+  const power = 10 ** Math.floor(Math.log10(top));
+  return [1, 2, 5, 10].map((m) => m * power).find((m) => m >= top);
+}
+
+function axes(rateMax, latencyMax) {
+  const parts = [];
+  for (const fraction of [0, 0.5, 1]) {
+    const at = y(fraction * rateMax, rateMax);
+    parts.push(svgElement("line", { x1: PLOT.left, x2: PLOT.right, y1: at, y2: at, class: "grid" }));
+    parts.push(svgElement("text", { x: PLOT.left - 6, y: at + 4, "text-anchor": "end", class: "axis rate" },
+      `${+(fraction * rateMax).toPrecision(3)}`));
+    parts.push(svgElement("text", { x: PLOT.right + 6, y: at + 4, "text-anchor": "start", class: "axis latency" },
+      `${+(fraction * latencyMax).toPrecision(3)}`));
+  }
+  const minutes = (HISTORY * REFRESH_MS) / 60000;
+  for (const [fraction, label] of [[0, `-${minutes} min`], [0.5, `-${minutes / 2} min`], [1, "now"]]) {
+    const x = PLOT.left + fraction * (PLOT.right - PLOT.left);
+    parts.push(svgElement("text", { x, y: PLOT.bottom + 18, "text-anchor": "middle", class: "axis" }, label));
+  }
+  return parts;
 }
 
 function drawChart() {
   const chart = $("chart");
-  chart.replaceChildren();
   const rates = history.map((h) => h.rate);
   const latencies = history.map((h) => h.latency);
-  chart.append(line(rates, Math.max(1, ...rates), "rate"), line(latencies, Math.max(1, ...latencies), "latency"));
+  const rateMax = niceMax(rates);
+  const latencyMax = niceMax(latencies);
+  chart.replaceChildren(...axes(rateMax, latencyMax),
+    line(rates, rateMax, "rate"), line(latencies, latencyMax, "latency"));
 }
 
 function renderConnections(all) {
@@ -229,6 +282,11 @@ function renderErrors(exposition) {
     cell(row, String(Number(count)));
   }
   if (!counts.length) cell(body.insertRow(), "none", "muted");
+  // Wrong admin tokens are operators' (or a scraper's), not clients' errors: apart.
+  const refused = [...exposition.matchAll(/^intraday_admin_auth_failures_total\{route="(\w+)"\} ([0-9.e+]+)$/gm)]
+    .reduce((sum, [, , count]) => sum + Number(count), 0);
+  $("admin-refused").textContent = refused
+    ? `Requests refused for a wrong admin token (not client errors): ${refused}` : "";
 }
 
 // -- sending --------------------------------------------------------------
@@ -251,12 +309,14 @@ async function send(event) {
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => {
+document.addEventListener("DOMContentLoaded", async () => {
   $("login").addEventListener("submit", logIn);
   $("logout").addEventListener("click", logOut);
   $("send").addEventListener("submit", send);
   $("disconnect").addEventListener("click", disconnectSelected);
   for (const id of ["f-org", "f-user", "f-transport", "f-sort"]) $(id).addEventListener("input", refresh);
   renderHealth();
-  if (sessionStorage.getItem(KEY)) show(true);
+  openServer = !(await tokenRequired());
+  $("open-warning").hidden = !openServer;
+  if (openServer || sessionStorage.getItem(KEY)) show(true);
 });

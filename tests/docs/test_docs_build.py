@@ -94,6 +94,33 @@ def test_site_builds_strictly_with_every_page(site: Path) -> None:
 
 
 @pytest.mark.timeout(BUILD_SECONDS + 30)
+def test_no_page_loads_anything_from_another_origin_and_code_is_coloured(site: Path) -> None:
+    # Issue 21 item 11: the theme's highlight.js came from a CDN: offline, no
+    # colours and a page error. Pygments colours the code at build time now.
+    outside = re.compile(r"<(?:script|link)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
+    pages = sorted(site.rglob("*.html"))
+    assert pages
+    loading = [str(page.relative_to(site)) for page in pages if outside.search(page.read_text())]
+    assert loading == []
+    quickstart = (site / "quickstart" / "index.html").read_text()
+    assert 'class="highlight"' in quickstart
+    assert re.search(r'<span class="k">(async|def|import)</span>', quickstart)
+    assert "css/pygments.css" in quickstart
+    assert (site / "css" / "pygments.css").is_file()
+
+
+@pytest.mark.timeout(BUILD_SECONDS + 30)
+def test_the_client_reference_opens_with_the_client(site: Path) -> None:
+    # Issue 21 item 11: the page opened with Listener, before IntradayClient.
+    page = (site / "reference" / "client" / "index.html").read_text()
+    entries = re.findall(r'<h[23] id="(client_sdk\.[\w.]+)"', page)
+    assert entries[:2] == ["client_sdk.client", "client_sdk.client.IntradayClient"], entries
+    assert entries.index("client_sdk.config.ClientConfig") < entries.index(
+        "client_sdk.config.TokenProvider"
+    )
+
+
+@pytest.mark.timeout(BUILD_SECONDS + 30)
 @pytest.mark.parametrize("module", ["client_sdk.hooks", "client_sdk.admin"])
 def test_module_exports_are_in_the_reference(site: Path, module: str) -> None:
     ids = _reference_ids(site)

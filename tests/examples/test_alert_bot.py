@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +109,14 @@ async def test_alert_bot_filters_throttles_posts_and_survives_a_restart(tmp_path
             )
             assert len(outage) == 1
             assert outage[0]["disconnected_at"] <= outage[0]["reconnected_at"]
-            assert "not delivered" in outage[0]["note"]
+            assert "replayed" in outage[0]["note"]
+            # The server kept its log in memory: what it lost is a real gap, said once.
+            gaps = await eventually(
+                lambda: [line for line in read_jsonl(log) if line["kind"] == "gap"],
+                what="the gap logged",
+                unless_done=task,
+            )
+            assert [gap["reason"] for gap in gaps] == ["epoch_changed"], gaps
 
             async with AdminClient(server.url, token=TOKEN) as admin:
                 await eventually(
@@ -188,3 +197,88 @@ async def test_refused_credentials_end_the_run_with_the_error(tmp_path: Path) ->
         )
         with pytest.raises(AuthenticationError):
             await asyncio.wait_for(bot.run_bot(options), WAIT)
+
+
+@contextlib.asynccontextmanager
+async def bot_running(options: Any, admin: AdminClient) -> AsyncIterator[asyncio.Task[None]]:
+    """The bot as a task, subscribed on entry, stopped cleanly on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(bot.run_bot(options, stop))
+    try:
+        await eventually(
+            lambda: subscribed(admin, f"alerts:org:{ORG}"), what="subscribed", unless_done=task
+        )
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+
+
+async def test_a_restarted_bot_gets_what_it_missed_and_repeats_nothing(tmp_path: Path) -> None:
+    # Issue 21 item 3: the bot said "the server does not replay" while it was
+    # being replayed to, and re-notified every open alert of the snapshot.
+    log = tmp_path / "incidents.jsonl"
+    async with (
+        WebhookRecorder.running() as webhook,
+        running_server(admin_token=TOKEN) as server,
+        server.admin() as admin,
+    ):
+        options = bot.parse_args(
+            ["--url", server.url, "--org", ORG, "--webhook", webhook.url, "--log", str(log),
+             "--throttle", "0"]
+        )  # fmt: skip
+        assert options.state == tmp_path / "incidents.jsonl.resume"
+        async with bot_running(options, admin) as task:
+            await admin.publish_alert(alert("a1", "support", "critical"))
+            await eventually(
+                lambda: "a1" in ids(read_jsonl(log), "notified"), what="a1", unless_done=task
+            )
+        # While the bot is away: one more on the same queue, one elsewhere.
+        await admin.publish_alert(alert("a2", "support", "critical"))
+        await admin.publish_alert(alert("b1", "billing", "high"))
+        async with bot_running(options, admin) as task:
+            await eventually(
+                lambda: {"a2", "b1"} <= set(ids(read_jsonl(log), "notified")),
+                what="the missed alerts posted",
+                unless_done=task,
+            )
+    lines = read_jsonl(log)
+    assert [post["alert"]["alert_id"] for post in webhook.posts] == ["a1", "a2", "b1"]
+    assert ids(lines, "alert") == ["a1", "a2", "b1"]
+    assert [line["replayed"] for line in lines if line["kind"] == "alert"] == [False, True, True]
+    assert not [line for line in lines if line["kind"] in {"gap", "outage"}], lines
+
+
+async def test_throttle_0_posts_every_alert(tmp_path: Path) -> None:
+    # throttle_first refuses a window of 0 with an error: every alert was dropped.
+    log = tmp_path / "incidents.jsonl"
+    async with running_server(admin_token=TOKEN) as server, server.admin() as admin:
+        options = bot.parse_args(
+            ["--url", server.url, "--org", ORG, "--log", str(log), "--throttle", "0"]
+        )
+        async with bot_running(options, admin) as task:
+            for n in range(3):
+                await admin.publish_alert(alert(f"t{n}", "support", "critical"))
+            await eventually(
+                lambda: len(ids(read_jsonl(log), "notified")) == 3,
+                what="three posts",
+                unless_done=task,
+            )
+    assert ids(read_jsonl(log), "notified") == ["t0", "t1", "t2"]
+
+
+async def test_an_operators_disconnect_ends_the_bot_saying_so(tmp_path: Path) -> None:
+    # Issue 21 item 4: a kicked bot idled for ever in silence.
+    log = tmp_path / "incidents.jsonl"
+    async with running_server(admin_token=TOKEN) as server, server.admin() as admin:
+        options = bot.parse_args(["--url", server.url, "--org", ORG, "--log", str(log)])
+        task = asyncio.create_task(bot.run_bot(options))
+        await eventually(
+            lambda: subscribed(admin, f"alerts:org:{ORG}"), what="subscribed", unless_done=task
+        )
+        [connection] = (await admin.connections()).connections
+        await admin.disconnect(connection.socket_id)
+        with pytest.raises(bot.ServerEndedConnection, match="server ended the connection"):
+            await asyncio.wait_for(task, WAIT)
+    [ended] = [line for line in read_jsonl(log) if line["kind"] == "ended_by_server"]
+    assert ended["reason"] == "server disconnect"

@@ -14,7 +14,7 @@ import httpx
 import jsonschema
 import pytest
 
-from client_sdk.protocol import EVENT_PAYLOADS, ClientEvent
+from client_sdk.protocol import EVENT_PAYLOADS, ClientEvent, ControlEvent
 from client_sdk.protocol.asyncapi import asyncapi_document, render
 from reference_server.app import ReferenceServer
 
@@ -114,3 +114,16 @@ async def test_with_an_admin_token_the_document_needs_it(make_server: Any) -> No
         )
     assert refused.status_code == 401
     assert allowed.status_code == 200
+
+
+def test_every_control_event_of_the_socketio_path_is_described() -> None:
+    # Issue 21 item 10: the document lacked the `batch` event. (``ack`` is not
+    # a Socket.IO event: only the bridge's answer to a frame with an id.)
+    names = {message["name"] for message in COMMITTED_DOC["components"]["messages"].values()}
+    for control in ControlEvent:
+        if control is not ControlEvent.ACK:
+            assert control.value in names, control
+    batch = COMMITTED_DOC["components"]["messages"]["control.batch"]
+    items = COMMITTED_DOC["components"]["schemas"]["Batch"]["properties"]["messages"]["items"]
+    assert batch["payload"] == {"$ref": "#/components/schemas/Batch"}
+    assert items == {"$ref": "#/components/schemas/Envelope"}

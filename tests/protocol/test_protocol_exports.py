@@ -24,6 +24,7 @@ EXPORTS = [
     "BacklogItem",
     "BacklogPayload",
     "BacklogSnapshotPayload",
+    "Batch",
     "BridgeFrame",
     "BroadcastKind",
     "BroadcastRequest",

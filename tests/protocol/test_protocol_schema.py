@@ -90,6 +90,7 @@ def test_file_set() -> None:
         "event.client.pong.json",
         "event.client.subscribe.json",
         "event.client.unsubscribe.json",
+        "event.batch.json",
         "api.broadcast.request.json",
         "api.broadcast.response.json",
         "api.stats.json",

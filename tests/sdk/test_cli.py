@@ -213,3 +213,38 @@ async def test_listen_since_last_resumes_where_the_last_run_stopped(
         again.process.send_signal(signal.SIGINT)
         assert await again.exit_status() == 0
         assert "Traceback" not in await again.rest_of_stderr()
+
+
+async def test_an_operators_disconnect_ends_listen_saying_so_with_status_3(
+    server: ReferenceServer, api: httpx.AsyncClient
+) -> None:
+    # Issue 21 item 4: a kicked listen printed "disconnected" and idled for ever.
+    async with run_listen("--url", server.url, "--org", "org_a", "--duration", "60") as listener:
+        await listener.stderr_until("subscribed to")
+        [connection] = (await api.get("/api/ws/connections")).json()["connections"]
+        response = await api.delete(f"/api/ws/connections/{connection['socket_id']}")
+        assert response.status_code == 200
+        assert await listener.exit_status() == 3
+        errors = await listener.rest_of_stderr()
+        [line] = [line for line in errors.splitlines() if "ended the connection" in line]
+        assert "the server" in line, line
+        assert "not reconnecting" in line, line
+        assert "Traceback" not in errors
+
+
+async def test_sigterm_stops_listen_cleanly_and_keeps_its_resume_file(
+    server: ReferenceServer, api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    # Without a handler SIGTERM exited 143 before the client closed.
+    resume = tmp_path / "listen.resume"
+    args = ("--url", server.url, "--org", "org_a", "--channels", "kpi", "--since-last", str(resume))
+    async with run_listen(*args) as listener:
+        await listener.stderr_until("subscribed to kpi")
+        await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", health_score=11))
+        assert "11" in await listener.stdout_line()
+        listener.process.send_signal(signal.SIGTERM)
+        assert await listener.exit_status() == 0
+        errors = await listener.rest_of_stderr()
+        assert "stopped by SIGTERM" in errors
+        assert "Traceback" not in errors
+    assert resume.stat().st_size > 0

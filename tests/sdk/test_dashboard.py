@@ -17,7 +17,14 @@ import pytest
 from rich.console import Console
 
 from client_sdk import AuthenticationError, ConnectionState, IntradayClient, Message
-from client_sdk.dashboard import DashboardState, render, run_dashboard
+from client_sdk.dashboard import (
+    AlertRow,
+    BacklogRow,
+    DashboardState,
+    KpiRow,
+    render,
+    run_dashboard,
+)
 from client_sdk.gaps import Gap, GapReason
 from client_sdk.protocol import AlertStatus, Payload, Severity
 from reference_server.app import ReferenceServer
@@ -324,3 +331,66 @@ def test_a_gap_is_a_banner_in_the_header() -> None:
     gap = Gap("kpi:acme", 41, "e1", GapReason.EPOCH_CHANGED)
     state.record_gap(gap, now=datetime(2026, 11, 25, 10, 30, tzinfo=UTC))
     assert "gap: 10:30:00 messages of kpi:acme may be missing (epoch_changed)" in text_of(state)
+
+
+def _busy_state(queues: int = 4, alerts: int = 10) -> DashboardState:
+    state = DashboardState(organization_id="acme", connection=ConnectionState.AUTHENTICATED)
+    for n in range(queues):
+        state.kpis[f"care/queue_{n}"] = KpiRow(utilization=80 + n, health_score=90)
+        state.backlogs[f"care/queue_{n}"] = BacklogRow(total_items=10 + n)
+    stamp = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)
+    for n in range(alerts):
+        state.alerts[f"a-{n}"] = AlertRow(
+            f"a-{n}", Severity.CRITICAL, f"rule_{n}", "care/queue_0", AlertStatus.TRIGGERED, stamp
+        )
+    return state
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (100, 30), (120, 24)])
+def test_a_short_terminal_still_shows_the_latest_alerts(width: int, height: int) -> None:
+    # Issue 21 item 11: at 80x24 the frame was taller than the terminal and
+    # rich cut its bottom, the alerts table.
+    state = _busy_state()
+    console = Console(record=True, width=width, height=height, file=io.StringIO())
+    console.print(render(state, height=height))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= height, "\n".join(lines)
+    text = "\n".join(lines)
+    assert "Alerts: 0 events, 10 open" in text
+    for latest in ("rule_9", "rule_8", "rule_7"):  # latest first, at least three
+        assert latest in text, text
+    assert "…" not in text, text
+
+
+def test_without_a_height_everything_is_drawn() -> None:
+    text = text_of(_busy_state(queues=12), width=80)
+    assert all(f"queue_{n}" in text for n in range(12))
+    assert "more" not in text
+
+
+async def test_an_operators_disconnect_ends_the_dashboard_command_with_status_3(
+    server: ReferenceServer, api: httpx.AsyncClient
+) -> None:
+    # Issue 21 item 4: after a kick the dashboard showed "disconnected" for ever.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client_sdk.cli", "dashboard", "--url", server.url,
+        "--org", "org_a", "--duration", "60",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "COLUMNS": "120"},
+    )  # fmt: skip
+    try:
+
+        async def connected() -> bool:
+            return bool((await api.get("/api/ws/connections")).json()["connections"])
+
+        await eventually(connected, timeout=30)
+        [connection] = (await api.get("/api/ws/connections")).json()["connections"]
+        await api.delete(f"/api/ws/connections/{connection['socket_id']}")
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 3, err.decode()
+    assert "the server ended the connection" in err.decode()
+    assert "Traceback" not in err.decode()

@@ -53,6 +53,13 @@ async def test_a_small_run_delivers_everything_and_reports_it(
     page = (tmp_path / "run.html").read_text()
     assert "<svg" in page
     assert "http" not in page.replace("http://127.0.0.1", "")  # loads nothing from anywhere
+    # Every plot has values on both axes and says what they are (issue 21 item 11).
+    plots = page.count("<svg")
+    assert plots >= 4  # deliveries, mean and max latency, server RSS
+    assert page.count('class="y-tick"') == page.count('class="x-tick"') == 3 * plots
+    assert page.count("seconds since the start") == plots
+    assert ">MiB</text>" in page
+    assert ">ms</text>" in page
 
 
 @pytest.mark.timeout(120)

@@ -42,7 +42,7 @@ async def test_a_live_table_and_chart_return_at_once_and_update_in_place() -> No
         await client.connect()
         hook = kpi_updates(client)
         table = live_table(hook, lambda m: {"health": m.payload.health_score}, interval=0.01)
-        chart = live_chart(hook, lambda m: m.payload.health_score, interval=0.01)
+        chart = live_chart(hook, lambda m: m.payload.health_score, y_label="health", interval=0.01)
         with capture_output() as captured:
             display(table)  # synchronous: it cannot wait for the network
             display(chart)
@@ -60,6 +60,11 @@ async def test_a_live_table_and_chart_return_at_once_and_update_in_place() -> No
     assert all(o.update for o in table_updates)  # in place: update_display_data
     assert "support" in table_updates[-1].data["text/html"]
     assert any("image/png" in o.data and o.update for o in updates)
+    # Both axes say what they are (issue 21 item 11).
+    [axes] = chart.figure().axes
+    assert axes.get_xlabel() == "time (UTC)"
+    assert axes.get_ylabel() == "health"
+    assert [line.get_label() for line in axes.get_lines()] == ["support"]
 
 
 async def _publish(admin: AdminClient) -> None:

@@ -497,7 +497,11 @@ async def test_openapi_description_lists_the_routes(server, api: httpx.AsyncClie
         "/connections/{socket_id}",
         "/rooms",
         "/broadcast",
-        "/broadcast/{kind}",
+        # /broadcast/{kind}: described one path per kind, each with its own payload.
+        "/broadcast/kpi",
+        "/broadcast/backlog",
+        "/broadcast/attendance",
+        "/broadcast/alert",
     ):
         assert BASE + route in paths, sorted(paths)
     assert "delete" in paths[f"{BASE}/connections/{{socket_id}}"]

@@ -6,6 +6,7 @@ Subprocess tests: the exit status, the line on stderr, and no traceback.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -15,6 +16,8 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
+import websockets
 
 from reference_server.config import ServerSettings, load_settings
 
@@ -110,6 +113,10 @@ def test_every_setting_is_a_flag_of_serve_with_help() -> None:
     for name in ServerSettings.model_fields:
         assert f"--{name.replace('_', '-')}" in text, name
     assert "TCP port (0 picks a free one)" in text
+    # The settings' docstrings are reST; a terminal shows them plain (issue 21 item 11).
+    assert "``" not in text
+    assert not re.search(r":(mod|class|func|attr|data|meth):`", text), text
+    assert "json: one JSON object per line (see reference_server.logformat)" in text
 
 
 def test_flags_override_every_setting() -> None:
@@ -127,26 +134,48 @@ def test_version() -> None:
     assert result.stdout.strip() == "intraday-live-server 0.1.0"
 
 
-async def test_the_banner_lists_urls_that_answer() -> None:
+@pytest.mark.parametrize("token", [None, "banner-token"])
+async def test_every_url_the_banner_prints_answers(token: str | None) -> None:
+    # Issue 21 item 6: the banner printed ws://HOST:PORT/bridge, refused 403
+    # (the bridge is on the Socket.IO path), and left /admin and /metrics out.
+    extra = ["--admin-token", token] if token else []
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "reference_server.cli", "serve", "--port", "0",
+        sys.executable, "-m", "reference_server.cli", "serve", "--port", "0", *extra,
         stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=_environment(),
     )  # fmt: skip
     assert process.stderr is not None
     lines: list[str] = []
     try:
-        while not any(line.lstrip().startswith("health") for line in lines):
+        while not any(line.lstrip().startswith("metrics") for line in lines):
             line = await asyncio.wait_for(process.stderr.readline(), PROCESS_TIMEOUT)
             assert line, lines
             lines.append(line.decode())
-        urls = dict(
-            re.findall(r"^\s+(Socket\.IO|bridge|API docs|health)\s+(\S+)", "".join(lines), re.M)
+        printed = re.findall(
+            r"^\s+(\w[\w. ]*?)\s{2,}((?:https?|wss?)://\S+)(.*)$", "".join(lines), re.M
         )
-        assert set(urls) == {"Socket.IO", "bridge", "API docs", "health"}
+        names = [name for name, _, _ in printed]
+        assert names == ["Socket.IO", "bridge", "API docs", "health", "admin UI", "metrics"]
         async with httpx.AsyncClient() as http:
-            assert (await http.get(urls["health"])).status_code == 200
-            assert (await http.get(urls["API docs"])).status_code == 200
-        assert urls["bridge"].startswith("ws://")
+            for name, url, note in printed:
+                if url.startswith("ws"):
+                    async with websockets.connect(url, open_timeout=PROCESS_TIMEOUT) as bridge:
+                        await bridge.send(json.dumps({"event": "ping", "data": {}, "id": 1}))
+                        answer = json.loads(await asyncio.wait_for(bridge.recv(), PROCESS_TIMEOUT))
+                        assert answer["event"] == "ack", answer
+                        assert answer["id"] == 1, answer
+                    continue
+                query = {"EIO": "4", "transport": "polling"} if name == "Socket.IO" else {}
+                guarded = "(admin token)" in note
+                headers = {"Authorization": f"Bearer {token}"} if guarded else {}
+                response = await http.get(url, params=query, headers=headers)
+                assert response.status_code == 200, (name, url, response.status_code)
+                if guarded:
+                    assert token is not None
+                    assert (await http.get(url)).status_code == 401, (name, url)
+        marked = {name for name, _, note in printed if "(admin token)" in note}
+        assert marked == ({"metrics"} if token else set())
+        signed = {name for name, _, note in printed if "sign in with the token" in note}
+        assert signed == ({"API docs", "admin UI"} if token else set())
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), PROCESS_TIMEOUT)

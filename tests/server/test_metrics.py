@@ -15,7 +15,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from reference_server.app import ReferenceServer
-from reference_server.metrics import METRIC_NAMES
+from reference_server.metrics import METRIC_NAMES, STANDARD_PREFIXES
 
 from ..conftest import WAIT, ServerFactory, SioClient, eventually, kpi
 
@@ -156,13 +156,52 @@ async def test_the_replay_seam_feeds_replay_and_snapshot_counts(
 async def test_every_family_the_module_lists_is_exported(make_server: ServerFactory) -> None:
     server = await make_server(admin_token=TOKEN)  # the memory store reports its size
     text = (await scrape(server)).text
-    # prometheus-client adds a ``_created`` series per counter and histogram.
     families = {
-        f.name for f in text_string_to_metric_families(text) if not f.name.endswith("_created")
+        f.name for f in text_string_to_metric_families(text) if f.name.startswith("intraday_")
     }
     # The parser names counters without their _total; the module lists them with it.
     listed = {name.removesuffix("_total") for name in METRIC_NAMES}
     assert families == listed
+
+
+async def test_the_standard_process_families_are_there_and_no_created_series(
+    make_server: ServerFactory,
+) -> None:
+    # Issue 21 item 8: no process_*/python_* families; ~20% of series were _created.
+    server = await make_server(admin_token=TOKEN)
+    text = (await scrape(server)).text
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    for expected in ("process_resident_memory_bytes", "process_cpu_seconds_total", "python_info"):
+        assert expected in names, sorted(names)
+    assert any(name.startswith("python_gc_") for name in names)
+    assert not [name for name in names if name.endswith("_created")]
+    families = {f.name for f in text_string_to_metric_families(text)}
+    assert all(name.startswith(("intraday_", *STANDARD_PREFIXES)) for name in families), families
+
+
+async def test_a_wrong_admin_token_is_not_a_client_error(
+    make_server: ServerFactory, make_client: Callable[[ReferenceServer], SioClient]
+) -> None:
+    # Issue 21 item 8: a Prometheus job without the token added 0.5 errors/s to
+    # "Errors by code" as AUTH_FAILED, and an operator's wrong login counted
+    # among the admin UI's client errors.
+    server = await make_server(admin_token=TOKEN)
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT) as http:
+        for path in ("/metrics", "/metrics", "/api/ws/stats", "/api/ws/openapi.json"):
+            assert (await http.get(path)).status_code == 401
+    found = await samples(server)
+    assert value(found, "intraday_errors_total", code="AUTH_FAILED") == 0
+    assert value(found, "intraday_admin_auth_failures_total", route="metrics") == 2
+    assert value(found, "intraday_admin_auth_failures_total", route="api") == 1
+    assert value(found, "intraday_admin_auth_failures_total", route="docs") == 1
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT, headers=AUTH) as http:
+        assert (await http.get("/api/ws/stats")).json()["error_count"] == 0
+    # A client's refused authentication still is a client error.
+    client = make_client(server)
+    await client.connect()
+    await client.call("authenticate", {"user_id": "", "organization_id": "org_a"})
+    found = await samples(server)
+    assert sum(v for (name, _), v in found.items() if name == "intraday_errors_total") == 1
 
 
 def dashboard_expressions() -> list[str]:

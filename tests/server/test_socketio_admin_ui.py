@@ -78,3 +78,24 @@ async def test_a_server_started_after_an_instrumented_one_stopped_works(
         assert client.connected
     finally:
         await client.disconnect()
+
+
+async def test_it_runs_in_production_mode_as_the_docs_say(make_server: ServerFactory) -> None:
+    # docs/operations.md says the Sockets, Rooms and Events pages stay empty
+    # (issue 21 item 9): the UI learns that from the features the server announces.
+    server = await make_server(admin_token=TOKEN, socketio_admin_ui=True)
+    config: asyncio.Future[dict[str, list[str]]] = asyncio.get_running_loop().create_future()
+    sockets: list[object] = []
+    client = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+    client.on("config", lambda data: config.done() or config.set_result(data), namespace="/admin")
+    client.on("all_sockets", sockets.append, namespace="/admin")
+    try:
+        await client.connect(
+            server.url, socketio_path="ws", namespaces=["/admin"], transports=["websocket"],
+            auth={"username": "admin", "password": TOKEN}, wait_timeout=WAIT,
+        )  # fmt: skip
+        features = (await asyncio.wait_for(config, WAIT))["supportedFeatures"]
+        assert "ALL_EVENTS" not in features  # production mode: no socket, room or event lists
+        assert sockets == []
+    finally:
+        await client.disconnect()
