@@ -2,6 +2,10 @@
 PYTHON ?= $(shell scripts/find-python)
 VENV := .venv
 BIN := $(VENV)/bin
+# The oldest supported Python (requires-python), beside the newest: make test runs the suite on both.
+PYTHON_OLDEST ?= $(shell scripts/find-python --oldest)
+VENV_OLDEST := .venv-oldest
+BIN_OLDEST := $(VENV_OLDEST)/bin
 INTEROP := tests/interop
 BENCH_NODE := bench/node
 DURATION ?=
@@ -14,6 +18,12 @@ $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(BIN_OLDEST)/.installed: pyproject.toml
+	@test -x $(BIN_OLDEST)/python || $(PYTHON_OLDEST) -m venv $(VENV_OLDEST)
+	$(BIN_OLDEST)/python -m pip install --quiet --upgrade pip
+	$(BIN_OLDEST)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-lock.json
@@ -43,9 +53,11 @@ interop-deps: $(INTEROP)/node_modules/.installed
 system-deps:
 	@scripts/install-system-deps
 
-# With branch coverage, failing below [tool.coverage.report] fail_under (pyproject.toml).
-test: $(BIN)/.installed interop-deps system-deps lint typecheck
-	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --durations=20
+# The whole suite on the newest Python (with branch coverage, failing below
+# [tool.coverage.report] fail_under in pyproject.toml) and on the oldest supported one, both at
+# once (scripts/test-pythons): a race that one interpreter hides, the other shows.
+test: $(BIN)/.installed $(BIN_OLDEST)/.installed interop-deps system-deps lint typecheck
+	scripts/test-pythons $(BIN)/python $(BIN_OLDEST)/python
 
 # The sdist and the wheel, into dist/ (install with: pip install 'dist/intraday_live-*.whl[server]').
 dist: $(BIN)/.installed
@@ -85,4 +97,4 @@ bench-replay: $(BIN)/.bench-installed system-deps
 	$(BIN)/python bench/replay.py
 
 clean:
-	rm -rf $(VENV) dist $(INTEROP)/node_modules $(BENCH_NODE)/node_modules .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) $(VENV_OLDEST) dist $(INTEROP)/node_modules $(BENCH_NODE)/node_modules .mypy_cache .ruff_cache .pytest_cache .coverage
