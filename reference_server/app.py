@@ -20,7 +20,6 @@ from types import FrameType, MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
-import socketio
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
@@ -29,26 +28,30 @@ from client_sdk.protocol import BroadcastRequest, ProtocolError, ServerEvent
 from . import __version__
 from .api import ApiParts, create_api
 from .auth import Authenticator, mode_warning
-from .bridge import serve_bridge
 from .config import ServerSettings
 from .connections import Registry
-from .engineio_guard import EngineIOGuard
-from .frame_emit import FrameWritingManager, WebSocketIndex
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
 from .resume import Resumer, ResumerWrapper
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
-from .socketio_transport import (
-    IntradaySocketServer,
-    SocketIOFanout,
-    create_socketio_server,
-    instrument_for_admin_ui,
-)
 from .stats import ServerStats
 from .store import MemoryStore, StoreWrapper, open_store
-from .ws_compression import websocket_protocol
+from .transport import (
+    BridgeLink,
+    EngineIOGuard,
+    IntradaySocketServer,
+    Outbox,
+    OutboxFanout,
+    WebSocketIndex,
+    create_socketio_server,
+    flush_batches,
+    instrument_for_admin_ui,
+    serve_bridge,
+    websocket_protocol,
+)
+from .transport.guard import engineio_asgi_app
 
 if TYPE_CHECKING:
     from .cluster import ClusterNode
@@ -104,7 +107,7 @@ class IntradayApp:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
-        # Which uvicorn protocol carries each WebSocket, for the frame-writing emits.
+        # Which uvicorn protocol carries each WebSocket, for the outboxes' direct writes.
         self._websockets = WebSocketIndex()
         self.cluster: ClusterNode | None = None
         if settings.cluster is not None:
@@ -138,17 +141,17 @@ class IntradayApp:
         if wrap_screen is not None:
             screen = wrap_screen(screen, settings)
         self._screen = screen
-        manager: FrameWritingManager = (
-            self.cluster.manager if self.cluster is not None else FrameWritingManager()
-        )
-        manager.attach(self._websockets)
         self.sio: IntradaySocketServer = create_socketio_server(
-            settings, self.hub, screen, client_manager=manager
+            settings,
+            self.hub,
+            screen,
+            websockets=self._websockets,
+            client_manager=self.cluster.manager if self.cluster is not None else None,
         )
         self._instrumented: Any = None
         if settings.socketio_admin_ui:
             self._instrumented = instrument_for_admin_ui(self.sio, settings)
-        fanout: Fanout = SocketIOFanout(self.sio)
+        fanout: Fanout = OutboxFanout(self.registry)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
         log_and_publish = None
@@ -171,10 +174,11 @@ class IntradayApp:
                 pending_sessions=lambda: self.hub.reserved,
             )
         self._engineio = EngineIOGuard(
-            socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
+            engineio_asgi_app(self.sio, settings.path),
             limit=settings.transport_message_limit,
             stats=self.stats,
             websockets=self._websockets,
+            abandon=self.sio.abandon,
         )
         self._api = create_api(
             ApiParts(
@@ -201,11 +205,16 @@ class IntradayApp:
         if path in (self._path, self._path + "/"):
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             if kind == "websocket" and "EIO" not in query:
-                await serve_bridge(self.hub, self._screen, scope, receive, send)
+                policy = self.sio.outbox_policy
+                await serve_bridge(self.hub, self._screen, scope, receive, send, policy)
             else:
                 await self._engineio(scope, receive, send)
             return
         await self._api(scope, receive, send)
+
+    def _outboxes(self) -> list[Outbox]:
+        bridged = [c.link.outbox for c in self.registry if isinstance(c.link, BridgeLink)]
+        return self.sio.outboxes() + bridged
 
     async def _kick_here(self, socket_id: str) -> None:
         connection = self.registry.get(socket_id)
@@ -251,10 +260,10 @@ class IntradayApp:
                 notice = dict(SHUTDOWN_NOTICE)
                 await self.publisher.notify_all(ServerEvent.SYSTEM_MAINTENANCE, notice)
             # The notice is urgent: it does not wait for a batch window.
-            self.sio.batcher.flush_all()
+            flush_batches(self._outboxes())
             await asyncio.sleep(self.settings.shutdown_drain_ms / 1000)
             await self.hub.disconnect_all()
-        self.sio.batcher.close()  # whatever is still pending goes out; no timer is left armed
+        flush_batches(self._outboxes())  # whatever is gathered goes out; no timer is left armed
         for task in self._background:
             task.cancel()
         for task in self._background:

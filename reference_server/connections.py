@@ -42,6 +42,10 @@ class Link(Protocol):
         """Send one server event to this socket (a message may wait for its batch)."""
         ...
 
+    async def send_replayed(self, event: str, data: Any) -> None:
+        """Send a replayed message: paced by the socket's drain, never cut as too slow."""
+        ...
+
     def start_batching(self) -> None:
         """From now on gather this socket's messages into ``batch`` events (section 5)."""
         ...

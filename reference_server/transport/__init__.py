@@ -1,0 +1,48 @@
+"""Every wire module of the server: what reaches a socket and what leaves it.
+
+- session admission: :mod:`.admission` (bare and overflow Engine.IO sessions,
+  the CONNECT rate), with the polling grace in :mod:`.socketio_server`;
+- ingress: :mod:`.guard` (the ASGI guard in front of python-engineio),
+  :mod:`.ingress` (screening and dispatch of Socket.IO packets),
+  :mod:`.bridge` (the plain-WebSocket bridge's reader);
+- the way out: :mod:`.outbox` (one per socket, the only way bytes leave),
+  :mod:`.codecs`, :mod:`.frames`, :mod:`.batching`;
+- the seams: :mod:`.socketio_server` (every private python-socketio and
+  python-engineio hook, in one table) and :mod:`.websocket` (every uvicorn and
+  websockets insider).
+
+No module outside this package imports socketio, engineio, uvicorn's
+protocols or websockets.
+"""
+
+from .bridge import BridgeLink, origin_allowed, serve_bridge
+from .guard import EngineIOGuard
+from .outbox import Message, Outbox, OutboxPolicy, flush_batches
+from .socketio_server import (
+    ClientManager,
+    IntradaySocketServer,
+    OutboxFanout,
+    SocketIOLink,
+    create_socketio_server,
+    instrument_for_admin_ui,
+)
+from .websocket import WebSocketIndex, websocket_protocol
+
+__all__ = [
+    "BridgeLink",
+    "ClientManager",
+    "EngineIOGuard",
+    "IntradaySocketServer",
+    "Message",
+    "Outbox",
+    "OutboxFanout",
+    "OutboxPolicy",
+    "SocketIOLink",
+    "WebSocketIndex",
+    "create_socketio_server",
+    "flush_batches",
+    "instrument_for_admin_ui",
+    "origin_allowed",
+    "serve_bridge",
+    "websocket_protocol",
+]

@@ -1,0 +1,64 @@
+"""WebSocket frames built once per message, for every socket that takes the same bytes.
+
+A frame from server to client is not masked, so one message is the same
+bytes on every WebSocket that negotiated the same compression: uncompressed
+(no permessage-deflate, or a message under the threshold), or deflated from
+a fresh state, which is what a connection of ours without context takeover
+expects (:mod:`.websocket` negotiates it). :class:`MessageFrames` builds each
+variant on first need and keeps it for the next recipient: compression is
+done once per message, not once per socket.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any, Final
+
+__all__ = ["MessageFrames", "text_frame"]
+
+
+def text_frame(payload: bytes, *, compressed: bool = False) -> bytes:
+    """One final, unmasked text frame carrying ``payload`` (RFC 6455, 5.2); RSV1 if compressed."""
+    first = 0xC1 if compressed else 0x81
+    size = len(payload)
+    if size < 126:
+        head = bytes((first, size))
+    elif size < 65_536:
+        head = struct.pack("!BBH", first, 126, size)
+    else:
+        head = struct.pack("!BBQ", first, 127, size)
+    return head + payload
+
+
+_EMPTY_BLOCK: Final = b"\x00\x00\xff\xff"
+"""What a sync flush ends with; permessage-deflate leaves it out (RFC 7692, 7.2.1)."""
+
+
+class MessageFrames:
+    """The WebSocket frames of one message's ``payload``, each built once, on first need."""
+
+    __slots__ = ("_deflated", "_plain", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._plain: bytes | None = None
+        self._deflated: dict[tuple[int, frozenset[tuple[str, Any]]], bytes] = {}
+
+    def plain(self) -> bytes:
+        """The uncompressed frame."""
+        if self._plain is None:
+            self._plain = text_frame(self.payload)
+        return self._plain
+
+    def deflated(self, window_bits: int, settings: dict[str, Any]) -> bytes:
+        """The frame compressed from a fresh state with these window bits (RFC 7692, 7.2.1)."""
+        key = (window_bits, frozenset(settings.items()))
+        frame = self._deflated.get(key)
+        if frame is None:
+            encoder = zlib.compressobj(wbits=-window_bits, **settings)
+            data = encoder.compress(self.payload) + encoder.flush(zlib.Z_SYNC_FLUSH)
+            if data.endswith(_EMPTY_BLOCK):
+                data = data[: -len(_EMPTY_BLOCK)]
+            frame = self._deflated[key] = text_frame(data, compressed=True)
+        return frame
