@@ -142,8 +142,8 @@ class BridgeLink:
     async def write_forever(self) -> None:
         """The outbox's writer: frames in order until the end."""
         try:
-            while (text := await self.outbox.get()) is not None:
-                await self._websocket.send_text(text)
+            while (frames := await self.outbox.get()) is not None:
+                await self._websocket.send_text(frames.text())
             self.closed.set()
             await self._websocket.close(1000)
         except (WebSocketDisconnect, RuntimeError, OSError):

@@ -19,13 +19,36 @@ from .batching import split_encoded
 from .frames import MessageFrames
 from .outbox import Encoded, Message
 
-__all__ = ["BridgeCodec", "SocketIOCodec"]
+__all__ = ["BridgeCodec", "FramedPacket", "SocketIOCodec"]
 
 _BATCH = json.dumps(ControlEvent.BATCH.value)
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+class FramedPacket(eio_packet.Packet):  # type: ignore[misc]
+    """An Engine.IO MESSAGE packet whose text lives once, in its WebSocket frame.
+
+    python-engineio's writer asks it for :meth:`encode` (a WebSocket frame's
+    text, or one packet of a long-poll payload); nothing is cached, so a
+    packet waiting in an outbox holds its bytes once.
+    """
+
+    def __init__(self, frames: MessageFrames) -> None:
+        self.packet_type = eio_packet.MESSAGE
+        self.binary = False
+        self.frames = frames
+
+    @property
+    def data(self) -> str:
+        """The Socket.IO packet's text."""
+        return self.frames.text()[1:]
+
+    def encode(self, b64: bool = False) -> str:
+        """``4`` and the Socket.IO packet."""
+        return self.frames.text()
 
 
 class SocketIOCodec:
@@ -43,8 +66,8 @@ class SocketIOCodec:
     @staticmethod
     def _packet(text: str) -> Encoded:
         # python-engineio's writer encodes the packet; a direct write sends the frame.
-        pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
-        return pkt, MessageFrames(("4" + text).encode()), len(text)
+        frames = MessageFrames(("4" + text).encode())
+        return FramedPacket(frames), frames, len(frames)
 
     def single(self, message: Message, ack_id: int | None) -> Encoded:
         """``2[id]["event",data]``."""
@@ -82,7 +105,9 @@ class BridgeCodec:
 
     @staticmethod
     def _frame(text: str) -> Encoded:
-        return text, MessageFrames(text.encode()), len(text)
+        # The writer sends ``frames.text()``; a direct write sends the frame.
+        frames = MessageFrames(text.encode())
+        return frames, frames, len(frames)
 
     def single(self, message: Message, ack_id: int | None) -> Encoded:
         """``{"event":..., "data":...}`` (the bridge has no server-requested acks)."""

@@ -36,24 +36,41 @@ _EMPTY_BLOCK: Final = b"\x00\x00\xff\xff"
 
 
 class MessageFrames:
-    """The WebSocket frames of one message's ``payload``, each built once, on first need."""
+    """The WebSocket frames of one message, each built once, on first need.
 
-    __slots__ = ("_deflated", "_plain", "payload")
+    The uncompressed frame is made at once and is the only copy of the text
+    kept: :attr:`payload` and :meth:`text` are read from it, so a message
+    waiting in an outbox holds its bytes once, whatever the transport.
+    """
+
+    __slots__ = ("_deflated", "_head", "_plain")
 
     def __init__(self, payload: bytes) -> None:
-        self.payload = payload
-        self._plain: bytes | None = None
-        self._deflated: dict[tuple[int, frozenset[tuple[str, Any]]], bytes] = {}
+        self._plain = text_frame(payload)
+        self._head = len(self._plain) - len(payload)
+        self._deflated: dict[tuple[int, frozenset[tuple[str, Any]]], bytes] | None = None
+
+    def __len__(self) -> int:
+        return len(self._plain) - self._head
+
+    @property
+    def payload(self) -> memoryview:
+        """The message's bytes (a view into the frame)."""
+        return memoryview(self._plain)[self._head :]
+
+    def text(self) -> str:
+        """The message as text (made on each call; nothing keeps it)."""
+        return str(self.payload, "utf-8")
 
     def plain(self) -> bytes:
         """The uncompressed frame."""
-        if self._plain is None:
-            self._plain = text_frame(self.payload)
         return self._plain
 
     def deflated(self, window_bits: int, settings: dict[str, Any]) -> bytes:
         """The frame compressed from a fresh state with these window bits (RFC 7692, 7.2.1)."""
         key = (window_bits, frozenset(settings.items()))
+        if self._deflated is None:
+            self._deflated = {}
         frame = self._deflated.get(key)
         if frame is None:
             encoder = zlib.compressobj(wbits=-window_bits, **settings)
