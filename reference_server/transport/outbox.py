@@ -24,7 +24,11 @@ What it owns:
 - **The batch window** (protocol section 5), adaptive: a message to a batch
   socket with nothing in flight goes at once; what arrives while earlier
   writes are pending gathers, and goes when the writer is free again, at the
-  latest ``batch_window_ms`` after the first of it.
+  latest ``batch_window_ms`` after the first of it. A write counts as pending
+  while the writer holds it, and for two windows after it reached the
+  transport (TCP gives no read receipt; the publisher on a kept-alive HTTP
+  connection is often one window apart): a lone message never waits, a
+  burst is gathered behind its first message.
 - **The bound**, in messages and in bytes, counting what waits here and what
   the transport still holds; a socket over it is **cut as too slow**. A
   replay (:meth:`Outbox.deliver_paced`) is never too slow: it waits for the
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +53,7 @@ from .frames import MessageFrames
 
 __all__ = [
     "MAX_PACKETS_PER_ROUND",
+    "PENDING_WINDOWS",
     "Codec",
     "Encoded",
     "Message",
@@ -60,6 +66,9 @@ __all__ = [
 MAX_PACKETS_PER_ROUND: Final = 16
 """Packets the writer takes in one round (one long-poll response holds at most these)."""
 
+PENDING_WINDOWS: Final = 2
+"""How many batch windows a message that went out counts as pending (see ``Outbox``)."""
+
 Encoded = tuple[Any, MessageFrames | None, int]
 """What a codec makes of a message: the writer's item, its frames (for direct writes), its size."""
 
@@ -71,7 +80,7 @@ def _json(value: Any) -> str:
 class Message:
     """One message to any number of sockets, encoded once (per codec) for all of them."""
 
-    __slots__ = ("_encoded", "_json", "batchable", "data", "event")
+    __slots__ = ("_batches", "_encoded", "_json", "batchable", "data", "event")
 
     def __init__(self, event: str, data: Any) -> None:
         self.event = str(event)
@@ -79,6 +88,7 @@ class Message:
         self.batchable = batchable(self.event, data)
         self._json: str | None = None
         self._encoded: dict[Codec, Encoded] = {}
+        self._batches: dict[Codec, tuple[list[Message], list[Encoded]]] | None = None
 
     @property
     def json(self) -> str:
@@ -93,6 +103,25 @@ class Message:
         if found is None:
             found = self._encoded[codec] = codec.single(self, None)
         return found
+
+    def batch_encoded(self, codec: Codec, batch: list[Message]) -> list[Encoded]:
+        """``batch`` (which starts with this message) as ``codec`` sends it.
+
+        The sockets of one room gather the same messages and flush them at
+        the same moment: the last batch made is kept, so they share one.
+        """
+        if self._batches is None:
+            self._batches = {}
+        found = self._batches.get(codec)
+        if found is not None:
+            messages, encoded = found
+            if len(messages) == len(batch) and all(
+                a is b for a, b in zip(messages, batch, strict=True)
+            ):
+                return encoded
+        encoded = codec.batch(batch)
+        self._batches[codec] = (batch, encoded)
+        return encoded
 
 
 class Codec(Protocol):
@@ -171,7 +200,7 @@ class Outbox:
         self._batch: list[Message] = []
         self._batch_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._settling = False
+        self._sent_at = -1e9  # when a message last went to the transport (batching sockets)
         self._acks: dict[int, Callable[..., None]] = {}
         self._next_ack = 0
         self.batching = False
@@ -339,6 +368,7 @@ class Outbox:
             if self._batch or self._busy():
                 self._gather(message, paced)
                 return
+            self._sent_at = time.monotonic()  # it goes at once; what follows it gathers
         elif self._batch:
             self._flush_batch()  # what was due before it goes first
         if on_ack is None:
@@ -351,7 +381,15 @@ class Outbox:
         self._send(encoded, paced)
 
     def _busy(self) -> bool:
-        return bool(self._items) or self._getter is None or self._settling
+        # A message counts as pending for two windows after it went to the transport:
+        # TCP tells the sender nothing about when the client has read it. (Answers and
+        # errors do not: they are not what a batch gathers.)
+        return (
+            bool(self._items)
+            or self._getter is None
+            or time.monotonic() - self._sent_at
+            < PENDING_WINDOWS * self._policy.batch_window_ms / 1000
+        )
 
     def _send(self, encoded: Encoded, paced: bool) -> None:
         item, frames, size = encoded
@@ -361,9 +399,6 @@ class Outbox:
             wire = self.find_wire()
             if wire is not None and wire.ready() and wire.write(frames):
                 self._policy.direct_writes += 1
-                if self.batching and not self._settling:
-                    self._settling = True
-                    asyncio.get_running_loop().call_soon(self._settle)
                 return
         if not paced and not self._admit(size):
             return
@@ -395,8 +430,11 @@ class Outbox:
         if len(self._batch) >= self._policy.batch_max_messages:
             self._flush_batch()
         elif self._timer is None:
+            # When the last write is no longer pending, and at most one window from now.
             window = self._policy.batch_window_ms / 1000
-            self._timer = asyncio.get_running_loop().call_later(window, self._window_ends)
+            now = time.monotonic()
+            delay = max(0.0, min(self._sent_at + PENDING_WINDOWS * window - now, window))
+            self._timer = asyncio.get_running_loop().call_later(delay, self._window_ends)
 
     def _flush_batch(self) -> None:
         if self._timer is not None:
@@ -404,13 +442,9 @@ class Outbox:
             self._timer = None
         batch, self._batch = self._batch, []
         self._batch_bytes = 0
-        for encoded in self._codec.batch(batch):
+        self._sent_at = time.monotonic()
+        for encoded in batch[0].batch_encoded(self._codec, batch):
             self._send(encoded, paced=True)  # admitted as it was gathered
-
-    def _settle(self) -> None:
-        self._settling = False
-        if self._batch and not self._items and self._getter is not None:
-            self._flush_batch()
 
     def _window_ends(self) -> None:
         self._timer = None

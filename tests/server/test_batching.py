@@ -328,3 +328,17 @@ async def test_bridge_client_that_announced_batch_gets_batch_frames(
     assert [len(f["messages"]) for f in frames] == [4, 4, 1]
     assert [m["id"] for m in plain.received("kpi:update")] == ids
     assert not plain.received("batch")
+
+
+async def test_a_lone_message_to_a_batch_client_goes_at_once_not_after_the_window(
+    make_server: ServerFactory, make_client: MessageFactory
+) -> None:
+    server = await make_server(batch_window_ms=100)
+    client = await joined(server, make_client, batch=True, filters=[{"channels": ["kpi"]}])
+    for n in range(2):
+        await server.publisher.publish(request(ServerEvent.KPI_UPDATE, kpi(ORG, f"q{n}")))
+        [*_, single] = await client.wait_for("kpi:update", n + 1)
+        assert single["data"]["queue_name"] == f"q{n}"
+        await asyncio.sleep(0.25)  # lone: past the two windows its write counts as pending
+    # Nothing was in flight either time: no window waited for, no batch of one.
+    assert not client.received("batch")
