@@ -186,6 +186,29 @@ class Outbox:
     directly, when it may) and :attr:`on_too_slow` once the socket is known.
     """
 
+    __slots__ = (
+        "_acks",
+        "_all_done",
+        "_batch",
+        "_batch_bytes",
+        "_bytes",
+        "_codec",
+        "_getter",
+        "_items",
+        "_messages",
+        "_next_ack",
+        "_policy",
+        "_progress",
+        "_round",
+        "_sent_at",
+        "_timer",
+        "_unfinished",
+        "batching",
+        "ended",
+        "find_wire",
+        "on_too_slow",
+    )
+
     def __init__(self, codec: Codec, policy: OutboxPolicy) -> None:
         self._codec = codec
         self._policy = policy
