@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
-from collections.abc import Iterator, Mapping
-from types import FrameType, MappingProxyType
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
@@ -40,6 +39,7 @@ from .stats import ServerStats
 from .store import MemoryStore, StoreWrapper, open_store
 from .transport import (
     BridgeLink,
+    DrainingServer,
     EngineIOGuard,
     IntradaySocketServer,
     Outbox,
@@ -71,9 +71,6 @@ SHUTDOWN_NOTICE: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 """The ``system:maintenance`` payload every client gets when the server stops."""
-
-SHUTDOWN_CLOSE_BOUND: Final = 2.0
-"""Seconds after the drain within which connections must close before they are aborted."""
 
 
 class IntradayApp:
@@ -295,84 +292,6 @@ class IntradayApp:
                 return
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server with the protocol's graceful shutdown on SIGTERM/SIGINT.
-
-    The first signal sends ``system:maintenance`` to every client, waits for
-    the drain, disconnects them and only then lets uvicorn stop; the process
-    exits 0. A second signal forces the exit.
-    """
-
-    def __init__(self, config: uvicorn.Config, app: IntradayApp, *, signals: bool) -> None:
-        super().__init__(config)
-        self._intraday = app
-        self._signals = signals
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._draining: asyncio.Task[None] | None = None
-        self.listening = asyncio.Event()
-
-    async def startup(self, sockets: Any = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        await super().startup(sockets=sockets)
-        if self.started:
-            self.listening.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if not self._signals:
-            yield
-            return
-        with super().capture_signals():
-            yield
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # Deliberately not recorded in _captured_signals: uvicorn would re-raise
-        # it after shutdown and the process would die of the signal, not exit 0.
-        if self._draining is not None or self._loop is None:
-            self.should_exit = True
-            self.force_exit = self._draining is not None
-            return
-        log.info("received %s: draining", signal.Signals(sig).name)
-        self._loop.call_soon_threadsafe(self._begin_drain)
-
-    def _begin_drain(self) -> None:
-        self._draining = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            await self._intraday.shutdown()
-        finally:
-            self.should_exit = True
-
-    async def _wait_tasks_to_complete(self) -> None:
-        # uvicorn waits timeout_graceful_shutdown (5 s) for every connection to
-        # close, then cancels what is left and logs it at ERROR. A client that
-        # stopped reading never closes: its WebSocket's writer waits on it. By
-        # now the drain has told every client and closed every session, so a
-        # connection still open after SHUTDOWN_CLOSE_BOUND is stuck: abort its
-        # transport, which ends its tasks (and the API requests finish first).
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHUTDOWN_CLOSE_BOUND
-        # uvicorn offers no event for "the last connection closed": poll its set.
-        while self.server_state.connections and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        stuck = list(self.server_state.connections)
-        if stuck:
-            log.info("shutdown: aborting %d connection(s) that did not close", len(stuck))
-            for connection in stuck:
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
-        await super()._wait_tasks_to_complete()
-
-    async def stop(self) -> None:
-        """Drain and stop from code (what a signal does)."""
-        if self._draining is None:
-            self._begin_drain()
-        assert self._draining is not None
-        await self._draining
-
-
 class ReferenceServer:
     """A runnable reference server: ``serve()`` in the foreground, or ``start()``/``stop()``.
 
@@ -420,7 +339,7 @@ class ReferenceServer:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-        self._server = _Server(config, self.app, signals=install_signal_handlers)
+        self._server = DrainingServer(config, self.app, signals=install_signal_handlers)
         self._task: asyncio.Task[None] | None = None
 
     @property

@@ -8,8 +8,8 @@
 - the way out: :mod:`.outbox` (one per socket, the only way bytes leave),
   :mod:`.codecs`, :mod:`.frames`, :mod:`.batching`;
 - the seams: :mod:`.socketio_server` (every private python-socketio and
-  python-engineio hook, in one table) and :mod:`.websocket` (every uvicorn and
-  websockets insider).
+  python-engineio hook, in one table) and :mod:`.uvicorn_server` (every uvicorn and
+  websockets insider, the graceful drain included).
 
 No module outside this package imports socketio, engineio, uvicorn's
 protocols or websockets.
@@ -26,11 +26,12 @@ from .socketio_server import (
     create_socketio_server,
     instrument_for_admin_ui,
 )
-from .websocket import WebSocketIndex, websocket_protocol
+from .uvicorn_server import DrainingServer, WebSocketIndex, websocket_protocol
 
 __all__ = [
     "BridgeLink",
     "ClientManager",
+    "DrainingServer",
     "EngineIOGuard",
     "IntradaySocketServer",
     "Message",

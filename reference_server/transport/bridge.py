@@ -43,7 +43,7 @@ from ..validation import parse_model
 from .codecs import BridgeCodec
 from .outbox import Message, Outbox, OutboxPolicy, WireLike
 from .socketio_server import outbox_policy
-from .websocket import wire_of
+from .uvicorn_server import wire_of
 
 __all__ = ["BridgeLink", "origin_allowed", "serve_bridge"]
 

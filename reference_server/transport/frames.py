@@ -4,7 +4,7 @@ A frame from server to client is not masked, so one message is the same
 bytes on every WebSocket that negotiated the same compression: uncompressed
 (no permessage-deflate, or a message under the threshold), or deflated from
 a fresh state, which is what a connection of ours without context takeover
-expects (:mod:`.websocket` negotiates it). :class:`MessageFrames` builds each
+expects (:mod:`.uvicorn_server` negotiates it). :class:`MessageFrames` builds each
 variant on first need and keeps it for the next recipient: compression is
 done once per message, not once per socket.
 """

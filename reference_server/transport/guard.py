@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from client_sdk.protocol import ErrorCode, ProtocolError
 
 from ..stats import ServerStats
-from .websocket import WebSocketIndex
+from .uvicorn_server import WebSocketIndex
 
 __all__ = ["EngineIOGuard", "engineio_asgi_app", "engineio_logger", "is_engineio_packet"]
 

@@ -144,7 +144,7 @@ class Codec(Protocol):
 
 
 class WireLike(Protocol):
-    """The transport under an outbox (:class:`~.websocket.Wire`)."""
+    """The transport under an outbox (:class:`~.uvicorn_server.Wire`)."""
 
     def ready(self) -> bool:
         """Whether a frame written now goes out now."""

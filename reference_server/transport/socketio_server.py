@@ -59,7 +59,7 @@ from .codecs import SocketIOCodec
 from .guard import engineio_logger
 from .ingress import NAMESPACE, Ingress
 from .outbox import Message, Outbox, OutboxPolicy, WireLike
-from .websocket import WebSocketIndex, Wire
+from .uvicorn_server import WebSocketIndex, Wire
 
 __all__ = [
     "POLLING_CLOSE_GRACE",

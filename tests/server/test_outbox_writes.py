@@ -18,7 +18,7 @@ from websockets.frames import Frame
 from client_sdk.protocol import BroadcastRequest
 from reference_server.app import ReferenceServer
 from reference_server.transport.frames import MessageFrames, text_frame
-from reference_server.transport.websocket import ThresholdDeflate, frame_for
+from reference_server.transport.uvicorn_server import ThresholdDeflate, frame_for
 from tests.conftest import ClientFactory, kpi
 from tests.server.raw_eio import RawEngineIO
 from tests.server.test_ws_compression import RecordingDeflateFactory

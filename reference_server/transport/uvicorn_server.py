@@ -1,7 +1,8 @@
-"""uvicorn's WebSocket, as the outboxes use it: the only module that reads its insides.
+"""uvicorn and websockets as the server runs them: the only module that reads their insides.
 
-Two jobs, both about uvicorn's sans-I/O WebSocket protocol and the websockets
-library under it; no other module of the server imports either.
+Three jobs, all about uvicorn (its server, its sans-I/O WebSocket protocol)
+and the websockets library under it; no other module of the server touches
+their insides.
 
 **Compression with a threshold.** uvicorn (through websockets) compresses
 every frame of a connection that negotiated permessage-deflate, which for the
@@ -22,6 +23,11 @@ asks how many bytes the transport still holds (the bound counts them).
 session (recorded by :class:`~.guard.EngineIOGuard` as each WebSocket opens:
 in the ASGI scope for a direct WebSocket, by session id for an upgrade).
 
+**The drain.** :class:`DrainingServer` is uvicorn's server with the
+protocol's graceful shutdown (it overrides uvicorn's ``_wait_tasks_to_complete``
+and reads ``server_state.connections``; checked with uvicorn 0.55,
+``tests/server/test_shutdown.py`` fails if it changes).
+
 What is read of uvicorn and websockets (checked with uvicorn 0.55 and
 websockets 17.4; ``tests/server/test_outbox_writes.py`` fails if it changes):
 ``WebSocketsSansIOProtocol`` as the ``__self__`` of the ASGI ``send``, its
@@ -33,12 +39,17 @@ websockets 17.4; ``tests/server/test_outbox_writes.py`` fails if it changes):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import zlib
-from collections.abc import Mapping, MutableMapping, Sequence
-from typing import Any, Final
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from types import FrameType
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qs
 
+import uvicorn
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import (
@@ -54,6 +65,9 @@ from .frames import MessageFrames
 
 __all__ = [
     "SCOPE_KEY",
+    "SHUTDOWN_CLOSE_BOUND",
+    "DrainingServer",
+    "Drains",
     "ThresholdDeflate",
     "ThresholdDeflateFactory",
     "WebSocketIndex",
@@ -248,3 +262,95 @@ class WebSocketIndex:
             found = scope.get(SCOPE_KEY) if isinstance(scope, MutableMapping) else None
             protocol = found if isinstance(found, WebSocketsSansIOProtocol) else None
         return Wire(protocol) if protocol is not None else None
+
+
+SHUTDOWN_CLOSE_BOUND: Final = 2.0
+"""Seconds after the drain within which connections must close before they are aborted."""
+
+log = logging.getLogger("reference_server")
+
+
+class Drains(Protocol):
+    """What :class:`DrainingServer` stops first: the application's own shutdown."""
+
+    async def shutdown(self) -> None:
+        """Notify every client, let them drain, disconnect them."""
+        ...
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with the protocol's graceful shutdown on SIGTERM/SIGINT.
+
+    The first signal sends ``system:maintenance`` to every client, waits for
+    the drain, disconnects them and only then lets uvicorn stop; the process
+    exits 0. A second signal forces the exit.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Drains, *, signals: bool) -> None:
+        super().__init__(config)
+        self._intraday = app
+        self._signals = signals
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: Any = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.listening.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if not self._signals:
+            yield
+            return
+        with super().capture_signals():
+            yield
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Deliberately not recorded in _captured_signals: uvicorn would re-raise
+        # it after shutdown and the process would die of the signal, not exit 0.
+        if self._draining is not None or self._loop is None:
+            self.should_exit = True
+            self.force_exit = self._draining is not None
+            return
+        log.info("received %s: draining", signal.Signals(sig).name)
+        self._loop.call_soon_threadsafe(self._begin_drain)
+
+    def _begin_drain(self) -> None:
+        self._draining = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            await self._intraday.shutdown()
+        finally:
+            self.should_exit = True
+
+    async def _wait_tasks_to_complete(self) -> None:
+        # uvicorn waits timeout_graceful_shutdown (5 s) for every connection to
+        # close, then cancels what is left and logs it at ERROR. A client that
+        # stopped reading never closes: its WebSocket's writer waits on it. By
+        # now the drain has told every client and closed every session, so a
+        # connection still open after SHUTDOWN_CLOSE_BOUND is stuck: abort its
+        # transport, which ends its tasks (and the API requests finish first).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SHUTDOWN_CLOSE_BOUND
+        # uvicorn offers no event for "the last connection closed": poll its set.
+        while self.server_state.connections and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        stuck = list(self.server_state.connections)
+        if stuck:
+            log.info("shutdown: aborting %d connection(s) that did not close", len(stuck))
+            for connection in stuck:
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        await super()._wait_tasks_to_complete()
+
+    async def stop(self) -> None:
+        """Drain and stop from code (what a signal does)."""
+        if self._draining is None:
+            self._begin_drain()
+        assert self._draining is not None
+        await self._draining
