@@ -25,8 +25,8 @@ What it owns:
   socket with nothing in flight goes at once; what arrives while earlier
   writes are pending gathers, and goes when the writer is free again, at the
   latest ``batch_window_ms`` after the first of it. A write counts as pending
-  while the writer holds it, and for two windows after it reached the
-  transport (TCP gives no read receipt; the publisher on a kept-alive HTTP
+  while the writer holds it; a message sent at once also for two windows
+  after it (TCP gives no read receipt; a publisher on a kept-alive HTTP
   connection is often one window apart): a lone message never waits, a
   burst is gathered behind its first message.
 - **The bound**, in messages and in bytes, counting what waits here and what
@@ -223,7 +223,7 @@ class Outbox:
         self._batch: list[Message] = []
         self._batch_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._sent_at = -1e9  # when a message last went to the transport (batching sockets)
+        self._sent_at = -1e9  # when a message last went at once (batching sockets)
         self._acks: dict[int, Callable[..., None]] = {}
         self._next_ack = 0
         self.batching = False
@@ -404,9 +404,10 @@ class Outbox:
         self._send(encoded, paced)
 
     def _busy(self) -> bool:
-        # A message counts as pending for two windows after it went to the transport:
-        # TCP tells the sender nothing about when the client has read it. (Answers and
-        # errors do not: they are not what a batch gathers.)
+        # A message that went at once counts as pending for two windows: TCP tells the
+        # sender nothing about when the client has read it. (Answers and errors do not:
+        # they are not what a batch gathers; nor do batches, or a steady feed would
+        # keep every message of it waiting.)
         return (
             bool(self._items)
             or self._getter is None
@@ -453,7 +454,7 @@ class Outbox:
         if len(self._batch) >= self._policy.batch_max_messages:
             self._flush_batch()
         elif self._timer is None:
-            # When the last write is no longer pending, and at most one window from now.
+            # When the last message sent at once is no longer pending, at most a window away.
             window = self._policy.batch_window_ms / 1000
             now = time.monotonic()
             delay = max(0.0, min(self._sent_at + PENDING_WINDOWS * window - now, window))
@@ -465,7 +466,6 @@ class Outbox:
             self._timer = None
         batch, self._batch = self._batch, []
         self._batch_bytes = 0
-        self._sent_at = time.monotonic()
         for encoded in batch[0].batch_encoded(self._codec, batch):
             self._send(encoded, paced=True)  # admitted as it was gathered
 
