@@ -25,10 +25,11 @@ What it owns:
   socket with nothing in flight goes at once; what arrives while earlier
   writes are pending gathers, and goes when the writer is free again, at the
   latest ``batch_window_ms`` after the first of it. A write counts as pending
-  while the writer holds it; a message sent at once also for two windows
-  after it (TCP gives no read receipt; a publisher on a kept-alive HTTP
-  connection is often one window apart): a lone message never waits, a
-  burst is gathered behind its first message.
+  while the writer holds it, and a while after (TCP gives no read receipt):
+  a message sent at once for two windows (a publisher on a kept-alive HTTP
+  connection is often one window apart), a batch for one. A lone message
+  never waits, a burst is gathered behind its first message, a steady feed
+  goes one batch a window.
 - **The bound**, in messages and in bytes, counting what waits here and what
   the transport still holds; a socket over it is **cut as too slow**. A
   replay (:meth:`Outbox.deliver_paced`) is never too slow: it waits for the
@@ -67,7 +68,7 @@ MAX_PACKETS_PER_ROUND: Final = 16
 """Packets the writer takes in one round (one long-poll response holds at most these)."""
 
 PENDING_WINDOWS: Final = 2
-"""How many batch windows a message that went out counts as pending (see ``Outbox``)."""
+"""How many batch windows a message sent at once counts as pending (a batch: one)."""
 
 Encoded = tuple[Any, MessageFrames | None, int]
 """What a codec makes of a message: the writer's item, its frames (for direct writes), its size."""
@@ -197,10 +198,10 @@ class Outbox:
         "_items",
         "_messages",
         "_next_ack",
+        "_pending_until",
         "_policy",
         "_progress",
         "_round",
-        "_sent_at",
         "_timer",
         "_unfinished",
         "batching",
@@ -223,7 +224,7 @@ class Outbox:
         self._batch: list[Message] = []
         self._batch_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._sent_at = -1e9  # when a message last went at once (batching sockets)
+        self._pending_until = 0.0  # until when what went last counts as unread (batching)
         self._acks: dict[int, Callable[..., None]] = {}
         self._next_ack = 0
         self.batching = False
@@ -391,7 +392,8 @@ class Outbox:
             if self._batch or self._busy():
                 self._gather(message, paced)
                 return
-            self._sent_at = time.monotonic()  # it goes at once; what follows it gathers
+            window = self._policy.batch_window_ms / 1000
+            self._pending_until = time.monotonic() + PENDING_WINDOWS * window
         elif self._batch:
             self._flush_batch()  # what was due before it goes first
         if on_ack is None:
@@ -404,16 +406,12 @@ class Outbox:
         self._send(encoded, paced)
 
     def _busy(self) -> bool:
-        # A message that went at once counts as pending for two windows: TCP tells the
-        # sender nothing about when the client has read it. (Answers and errors do not:
-        # they are not what a batch gathers; nor do batches, or a steady feed would
-        # keep every message of it waiting.)
-        return (
-            bool(self._items)
-            or self._getter is None
-            or time.monotonic() - self._sent_at
-            < PENDING_WINDOWS * self._policy.batch_window_ms / 1000
-        )
+        # What went out counts as pending for a while: TCP tells the sender nothing
+        # about when the client has read it. A message sent at once, for two windows;
+        # a batch, for one (so a steady feed gets one batch a window, and a lone
+        # message one window after a batch goes at once). Answers and errors do not
+        # count: they are not what a batch gathers.
+        return bool(self._items) or self._getter is None or time.monotonic() < self._pending_until
 
     def _send(self, encoded: Encoded, paced: bool) -> None:
         item, frames, size = encoded
@@ -457,7 +455,7 @@ class Outbox:
             # When the last message sent at once is no longer pending, at most a window away.
             window = self._policy.batch_window_ms / 1000
             now = time.monotonic()
-            delay = max(0.0, min(self._sent_at + PENDING_WINDOWS * window - now, window))
+            delay = max(0.0, min(self._pending_until - now, window))
             self._timer = asyncio.get_running_loop().call_later(delay, self._window_ends)
 
     def _flush_batch(self) -> None:
@@ -466,6 +464,7 @@ class Outbox:
             self._timer = None
         batch, self._batch = self._batch, []
         self._batch_bytes = 0
+        self._pending_until = time.monotonic() + self._policy.batch_window_ms / 1000
         for encoded in batch[0].batch_encoded(self._codec, batch):
             self._send(encoded, paced=True)  # admitted as it was gathered
 
