@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from .batching import batchable
@@ -55,6 +56,7 @@ from .frames import MessageFrames
 __all__ = [
     "MAX_PACKETS_PER_ROUND",
     "PENDING_WINDOWS",
+    "BatchClock",
     "Codec",
     "Encoded",
     "Message",
@@ -160,6 +162,32 @@ class WireLike(Protocol):
         ...
 
 
+class BatchClock:
+    """One event-loop timer per millisecond of deadline, for all the outboxes of a server.
+
+    The sockets of a room gather the same messages at the same moment; one
+    timer wakes them all, instead of one per socket.
+    """
+
+    def __init__(self) -> None:
+        self._due: dict[int, list[Outbox]] = {}
+
+    def wake(self, outbox: Outbox, delay: float) -> int:
+        """Call ``outbox.window_ends(tick)`` in about ``delay`` seconds; the tick."""
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + delay) * 1000)
+        due = self._due.get(tick)
+        if due is None:
+            due = self._due[tick] = []
+            loop.call_at(tick / 1000, self._fire, tick)
+        due.append(outbox)
+        return tick
+
+    def _fire(self, tick: int) -> None:
+        for outbox in self._due.pop(tick, ()):
+            outbox.window_ends(tick)
+
+
 @dataclass
 class OutboxPolicy:
     """The limits shared by a server's outboxes, and their one counter."""
@@ -170,6 +198,8 @@ class OutboxPolicy:
     batch_max_messages: int
     direct_writes: int = 0
     """Messages written straight to a transport (for tests and profiles)."""
+    clock: BatchClock = field(default_factory=BatchClock)
+    """When gathered batches go."""
 
 
 def _no_wire() -> WireLike | None:
@@ -223,7 +253,7 @@ class Outbox:
         self._progress: asyncio.Event | None = None
         self._batch: list[Message] = []
         self._batch_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = 0  # the BatchClock tick at which the gathered batch goes; 0: none
         self._pending_until = 0.0  # until when what went last counts as unread (batching)
         self._acks: dict[int, Callable[..., None]] = {}
         self._next_ack = 0
@@ -359,9 +389,7 @@ class Outbox:
         self._batch.clear()
         self._batch_bytes = 0
         self._acks.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer = 0
         if self._progress is not None:
             self._progress.set()
 
@@ -379,9 +407,7 @@ class Outbox:
         self._batch.clear()
         self._batch_bytes = 0
         self._acks.clear()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer = 0
 
     def _deliver(self, message: Message, on_ack: Callable[..., None] | None, paced: bool) -> None:
         if self.ended:
@@ -451,25 +477,25 @@ class Outbox:
         self._batch_bytes += size
         if len(self._batch) >= self._policy.batch_max_messages:
             self._flush_batch()
-        elif self._timer is None:
-            # When the last message sent at once is no longer pending, at most a window away.
+        elif not self._timer:
+            # When what went last is no longer pending, at most a window away.
             window = self._policy.batch_window_ms / 1000
-            now = time.monotonic()
-            delay = max(0.0, min(self._pending_until - now, window))
-            self._timer = asyncio.get_running_loop().call_later(delay, self._window_ends)
+            delay = max(0.0, min(self._pending_until - time.monotonic(), window))
+            self._timer = self._policy.clock.wake(self, delay)
 
     def _flush_batch(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer = 0
         batch, self._batch = self._batch, []
         self._batch_bytes = 0
         self._pending_until = time.monotonic() + self._policy.batch_window_ms / 1000
         for encoded in batch[0].batch_encoded(self._codec, batch):
             self._send(encoded, paced=True)  # admitted as it was gathered
 
-    def _window_ends(self) -> None:
-        self._timer = None
+    def window_ends(self, tick: int) -> None:
+        """The :class:`BatchClock` says the gathered batch is due (if ``tick`` is still its)."""
+        if tick != self._timer:
+            return  # flushed since, by the writer or a full batch
+        self._timer = 0
         if self._batch:
             self._flush_batch()
 
