@@ -26,8 +26,10 @@ Overridden (python-socketio)    Why                                        Job
                                 the event; our acks; binary refused
 ==============================  =========================================  =========
 
-Relied on besides (read or called, not overridden): ``AsyncServer.eio``,
-``environ``, ``manager.sid_from_eio_sid``/``eio_sid_from_sid``;
+No other private method is called (only each hook's own ``super()``). Relied on
+besides (read, not overridden): ``AsyncServer.eio``, ``environ``,
+``manager_initialized``, ``manager.sid_from_eio_sid``/``eio_sid_from_sid``,
+``ConnectionRefusedError.error_args``;
 python-engineio's ``AsyncServer.sockets`` and a socket's ``queue``,
 ``upgraded``, ``upgrading``, ``closing``, ``closed`` and ``close()``; and the
 shape of ``AsyncSocket.poll`` (one ``get()``, then ``get_nowait()`` until
@@ -46,6 +48,7 @@ from typing import Any
 
 import engineio
 import socketio
+from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from client_sdk.protocol import ControlEvent, ErrorCode, ProtocolError
@@ -448,7 +451,9 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         self._hub.stats.record_error()
         body = _refusal(error).error_args  # type: ignore[attr-defined]
         pkt = self.packet_class(sio_packet.CONNECT_ERROR, data=body, namespace=namespace)
-        await self._send_packet(eio_sid, pkt)
+        outbox = self._outbox(eio_sid)
+        if outbox is not None:
+            outbox.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, pkt.encode()))
 
     # -- Engine.IO sessions ---------------------------------------------------
 
