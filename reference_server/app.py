@@ -14,14 +14,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
-from collections.abc import Iterator, Mapping
-from types import FrameType, MappingProxyType
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
-import socketio
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
@@ -30,14 +28,11 @@ from client_sdk.protocol import BroadcastRequest, ProtocolError, ServerEvent
 from . import __version__
 from .api import ApiParts, LocalHostsOnly, create_api
 from .auth import Authenticator, mode_warning
-from .bridge import serve_bridge
 from .completeness import LiveCompleteness
 from .config import ServerSettings
 from .connections import Registry
 from .delivery import DeliveryRecorder, LocalDelivery
 from .distribution import Distribution, LocalDistribution
-from .engineio_guard import EngineIOGuard
-from .frame_emit import FrameWritingManager, WebSocketIndex
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .idempotency import Idempotency, open_keys
@@ -45,16 +40,24 @@ from .metrics import ServerMetrics
 from .publisher import Fanout, FanoutWrapper, Publisher
 from .resume import ReplayHolds, Resumer, ResumerWrapper
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
-from .socketio_transport import (
-    IntradaySocketServer,
-    SocketIOFanout,
-    create_socketio_server,
-    instrument_for_admin_ui,
-)
 from .stats import ServerStats
 from .store import MemoryStore, StoreWrapper, open_store
+from .transport import (
+    BridgeLink,
+    DrainingServer,
+    EngineIOGuard,
+    IntradaySocketServer,
+    Outbox,
+    OutboxFanout,
+    WebSocketIndex,
+    create_socketio_server,
+    flush_batches,
+    instrument_for_admin_ui,
+    serve_bridge,
+    websocket_protocol,
+)
+from .transport.guard import engineio_asgi_app
 from .transport.http_guard import ConnectionGuard, connection_cap
-from .ws_compression import websocket_protocol
 
 if TYPE_CHECKING:
     from .cluster import ClusterNode
@@ -74,9 +77,6 @@ SHUTDOWN_NOTICE: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 """The ``system:maintenance`` payload every client gets when the server stops."""
-
-SHUTDOWN_CLOSE_BOUND: Final = 2.0
-"""Seconds after the drain within which connections must close before they are aborted."""
 
 
 class IntradayApp:
@@ -110,7 +110,7 @@ class IntradayApp:
         self.settings = settings
         self.registry = Registry()
         self.stats = ServerStats()
-        # Which uvicorn protocol carries each WebSocket, for the frame-writing emits.
+        # Which uvicorn protocol carries each WebSocket, for the outboxes' direct writes.
         self._websockets = WebSocketIndex()
         self.cluster: ClusterNode | None = None
         if settings.cluster is not None:
@@ -145,15 +145,16 @@ class IntradayApp:
         if wrap_screen is not None:
             screen = wrap_screen(screen, settings)
         self._screen = screen
-        manager = FrameWritingManager()
-        manager.attach(self._websockets)
         self.sio: IntradaySocketServer = create_socketio_server(
-            settings, self.hub, screen, client_manager=manager
+            settings,
+            self.hub,
+            screen,
+            websockets=self._websockets,
         )
         self._instrumented: Any = None
         if settings.socketio_admin_ui:
             self._instrumented = instrument_for_admin_ui(self.sio, settings)
-        fanout: Fanout = SocketIOFanout(self.sio)
+        fanout: Fanout = OutboxFanout(self.registry)
         if wrap_fanout is not None:
             fanout = wrap_fanout(fanout, self.registry)
         self.completeness: LiveCompleteness | None = None
@@ -171,10 +172,11 @@ class IntradayApp:
             self.cluster.bind(kick=self._kick_here, pending_sessions=lambda: self.hub.reserved)
         self.publisher = Publisher(distribution, local, recorder)
         self._engineio = EngineIOGuard(
-            socketio.ASGIApp(self.sio, socketio_path=settings.path.strip("/")),
+            engineio_asgi_app(self.sio, settings.path),
             limit=settings.transport_message_limit,
             stats=self.stats,
             websockets=self._websockets,
+            abandon=self.sio.abandon,
         )
         self._keys, self._own_keys = open_keys(settings, self.store)
         self._api = create_api(
@@ -203,11 +205,16 @@ class IntradayApp:
         if path in (self._path, self._path + "/"):
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             if kind == "websocket" and "EIO" not in query:
-                await serve_bridge(self.hub, self._screen, scope, receive, send)
+                policy = self.sio.outbox_policy
+                await serve_bridge(self.hub, self._screen, scope, receive, send, policy)
             else:
                 await self._engineio(scope, receive, send)
             return
         await self._api(scope, receive, send)
+
+    def _outboxes(self) -> list[Outbox]:
+        bridged = [c.link.outbox for c in self.registry if isinstance(c.link, BridgeLink)]
+        return self.sio.outboxes() + bridged
 
     async def _kick_here(self, socket_id: str) -> None:
         connection = self.registry.get(socket_id)
@@ -253,10 +260,10 @@ class IntradayApp:
                 notice = dict(SHUTDOWN_NOTICE)
                 await self.publisher.notify_all(ServerEvent.SYSTEM_MAINTENANCE, notice)
             # The notice is urgent: it does not wait for a batch window.
-            self.sio.batcher.flush_all()
+            flush_batches(self._outboxes())
             await asyncio.sleep(self.settings.shutdown_drain_ms / 1000)
             await self.hub.disconnect_all()
-        self.sio.batcher.close()  # whatever is still pending goes out; no timer is left armed
+        flush_batches(self._outboxes())  # whatever is gathered goes out; no timer is left armed
         for task in self._background:
             task.cancel()
         for task in self._background:
@@ -289,84 +296,6 @@ class IntradayApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server with the protocol's graceful shutdown on SIGTERM/SIGINT.
-
-    The first signal sends ``system:maintenance`` to every client, waits for
-    the drain, disconnects them and only then lets uvicorn stop; the process
-    exits 0. A second signal forces the exit.
-    """
-
-    def __init__(self, config: uvicorn.Config, app: IntradayApp, *, signals: bool) -> None:
-        super().__init__(config)
-        self._intraday = app
-        self._signals = signals
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._draining: asyncio.Task[None] | None = None
-        self.listening = asyncio.Event()
-
-    async def startup(self, sockets: Any = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        await super().startup(sockets=sockets)
-        if self.started:
-            self.listening.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if not self._signals:
-            yield
-            return
-        with super().capture_signals():
-            yield
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        # Deliberately not recorded in _captured_signals: uvicorn would re-raise
-        # it after shutdown and the process would die of the signal, not exit 0.
-        if self._draining is not None or self._loop is None:
-            self.should_exit = True
-            self.force_exit = self._draining is not None
-            return
-        log.info("received %s: draining", signal.Signals(sig).name)
-        self._loop.call_soon_threadsafe(self._begin_drain)
-
-    def _begin_drain(self) -> None:
-        self._draining = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            await self._intraday.shutdown()
-        finally:
-            self.should_exit = True
-
-    async def _wait_tasks_to_complete(self) -> None:
-        # uvicorn waits timeout_graceful_shutdown (5 s) for every connection to
-        # close, then cancels what is left and logs it at ERROR. A client that
-        # stopped reading never closes: its WebSocket's writer waits on it. By
-        # now the drain has told every client and closed every session, so a
-        # connection still open after SHUTDOWN_CLOSE_BOUND is stuck: abort its
-        # transport, which ends its tasks (and the API requests finish first).
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHUTDOWN_CLOSE_BOUND
-        # uvicorn offers no event for "the last connection closed": poll its set.
-        while self.server_state.connections and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        stuck = list(self.server_state.connections)
-        if stuck:
-            log.info("shutdown: aborting %d connection(s) that did not close", len(stuck))
-            for connection in stuck:
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
-        await super()._wait_tasks_to_complete()
-
-    async def stop(self) -> None:
-        """Drain and stop from code (what a signal does)."""
-        if self._draining is None:
-            self._begin_drain()
-        assert self._draining is not None
-        await self._draining
 
 
 class ReferenceServer:
@@ -423,7 +352,7 @@ class ReferenceServer:
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-        self._server = _Server(config, self.app, signals=install_signal_handlers)
+        self._server = DrainingServer(config, self.app, signals=install_signal_handlers)
         self._task: asyncio.Task[None] | None = None
 
     @property

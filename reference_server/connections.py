@@ -32,13 +32,12 @@ class Link(Protocol):
         """``websocket``, ``polling`` or ``bridge``."""
         ...
 
-    @property
-    def via_fanout(self) -> bool:
-        """Whether room broadcasts reach this socket through the Socket.IO fan-out."""
-        ...
-
     async def send(self, event: str, data: Any) -> None:
         """Send one server event to this socket (a message may wait for its batch)."""
+        ...
+
+    async def send_replayed(self, event: str, data: Any) -> None:
+        """Send a replayed message: paced by the socket's drain, never cut as too slow."""
         ...
 
     def start_batching(self) -> None:
@@ -130,9 +129,6 @@ class Registry:
         self._connections: dict[str, Connection] = {}
         self._members: dict[str, set[str]] = {}
         self._authenticated_by_org: Counter[str] = Counter()
-        # Sockets the Socket.IO fan-out does not reach (bridge), so that a
-        # broadcast only walks these instead of every recipient.
-        self._direct: dict[str, Connection] = {}
         self.observer: RegistryObserver | None = None
         """Told of every change (a cluster node's mirror in Redis); ``None`` on a single node."""
 
@@ -141,13 +137,10 @@ class Registry:
     def add(self, connection: Connection) -> None:
         """Register a new socket."""
         self._connections[connection.socket_id] = connection
-        if not connection.link.via_fanout:
-            self._direct[connection.socket_id] = connection
 
     def remove(self, socket_id: str) -> Connection | None:
         """Forget a socket and take it out of every room."""
         connection = self._connections.pop(socket_id, None)
-        self._direct.pop(socket_id, None)
         if connection is None:
             return None
         for room in list(connection.rooms):
@@ -230,10 +223,6 @@ class Registry:
     def connections(self, socket_ids: Iterable[str]) -> list[Connection]:
         """The connections with these ids (ids no longer connected are skipped)."""
         return [c for sid in socket_ids if (c := self._connections.get(sid)) is not None]
-
-    def direct(self, socket_ids: set[str]) -> list[Connection]:
-        """Those of ``socket_ids`` that the Socket.IO fan-out does not reach."""
-        return [c for sid, c in self._direct.items() if sid in socket_ids]
 
     def rooms(self) -> dict[str, int]:
         """Every non-empty room with its member count."""

@@ -201,20 +201,14 @@ class LocalDelivery:
             held = (event, envelope, message.requires_ack)
             withheld = self._holds.withhold(message.stream, held, member_ids)
         if message.requires_ack:
-            # python-socketio has no broadcast acks: one emit per socket.
+            # One hand-off per socket, each with its own ack timer.
             chosen = member_ids - withheld if withheld else member_ids
-            for connection in self._registry.connections(chosen):
-                if connection.link.via_fanout:
-                    on_ack = self._recorder.ack_timer()
-                    await self._fanout.emit_with_ack(connection.socket_id, event, envelope, on_ack)
-                else:
-                    await connection.link.send(event, envelope)
+            for socket_id in chosen:
+                on_ack = self._recorder.ack_timer()
+                await self._fanout.emit_with_ack(socket_id, event, envelope, on_ack)
             return len(member_ids)
         if rooms:
             await self._fanout.emit_to_rooms(event, envelope, rooms, skip=withheld)
-        for connection in self._registry.direct(member_ids):
-            if connection.socket_id not in withheld:
-                await connection.link.send(event, envelope)
         return len(member_ids)
 
     async def _deliver_logged(self, stream: str, envelope: dict[str, Any]) -> None:
@@ -233,11 +227,7 @@ class LocalDelivery:
 
     async def deliver_to_everyone(self, event: ServerEvent, envelope: dict[str, Any]) -> int:
         """Send a server-originated message to every socket of this process (shutdown notice)."""
-        connections = list(self._registry)
-        # A socket id is also the socket's own python-socketio room.
-        sids = [c.socket_id for c in connections if c.link.via_fanout]
+        # A socket id names its socket: every socket of this process, Socket.IO and bridge.
+        sids = [c.socket_id for c in self._registry]
         await self._fanout.emit_to_rooms(event.value, envelope, sids)
-        for connection in connections:
-            if not connection.link.via_fanout:
-                await connection.link.send(event.value, envelope)
-        return len(connections)
+        return len(sids)

@@ -279,7 +279,7 @@ class Resumer:
                         continue  # the replay carries it: never twice
                     if scope.covers(Scope(**envelope["target"])):
                         hold.sent(name, envelope["id"])
-                        await connection.link.send(
+                        await connection.link.send_replayed(
                             envelope["event"], {**envelope, "snapshot": True}
                         )
             if self._metrics is not None:
@@ -287,7 +287,7 @@ class Resumer:
         for name, chosen in replays.items():
             hold.read_upto(name, results[name]["seq"])
             for message in chosen:
-                await connection.link.send(message.envelope["event"], message.envelope)
+                await connection.link.send_replayed(message.envelope["event"], message.envelope)
             if self._metrics is not None:
                 self._metrics.record_replay(len(chosen))
         return results

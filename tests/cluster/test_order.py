@@ -70,8 +70,8 @@ async def test_concurrent_publishers_on_two_nodes_give_every_socket_one_order(
         bridged = [d["seq"] for d in await bridge.wait_for("kpi:update", MESSAGES)]
         for seen in (*seqs, bridged):
             assert seen == list(range(1, MESSAGES + 1))
-        # Each node's own deliveries take the client manager of a single server.
-        assert all(node.app.sio.manager.direct_writes > 0 for node in nodes)
+        # Each node's own deliveries take the outboxes of a single server.
+        assert all(node.app.sio.outbox_policy.direct_writes > 0 for node in nodes)
         for sio in clients:
             await sio.disconnect()
 

@@ -15,8 +15,10 @@ import asyncio
 import json
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -24,6 +26,7 @@ from websockets.exceptions import InvalidStatus
 from client_sdk.protocol import BroadcastRequest, BroadcastTarget, ServerEvent
 from reference_server.app import ReferenceServer
 from tests.conftest import ServerFactory, SioClient, eventually, kpi
+from tests.processes import ServerProcess, free_port
 from tests.server.raw_eio import RawEngineIO, small_socket
 
 ORG_A = {"user_id": "user_1", "organization_id": "org_a"}
@@ -72,7 +75,11 @@ async def test_stalled_socketio_client_is_disconnected_healthy_one_gets_everythi
 
     for n in range(MESSAGES):
         await server.publisher.publish(big_kpi(n))
-        await asyncio.sleep(0)  # let the writers run, as a live feed would
+        # A healthy reader keeps up with the feed: the feed waits for it now and then (an
+        # in-process client given one loop turn per 60 KB message is in a dead heat with
+        # the publisher, and on a slower Python it loses: that would test the interpreter).
+        if n % 5 == 4:
+            await healthy.wait_for("kpi:update", n - 4, timeout=30)
 
     # The stalled one is gone (logged, counted); the healthy one has everything, in order.
     await until(lambda: len(server.hub.registry) == 1)
@@ -163,3 +170,73 @@ async def test_bridge_accepts_a_listed_origin_and_no_origin(make_server: ServerF
         async with connect(url, **kwargs) as ws:
             await ws.send(json.dumps({"event": "authenticate", "data": ORG_A, "id": 1}))
             assert json.loads(await ws.recv())["data"]["success"] is True
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for process {pid}")
+
+
+def _reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak (VmHWM) starts again from now
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+async def test_stalled_clients_cost_the_server_no_more_than_their_byte_bound(
+    tmp_path: Path,
+) -> None:
+    """Server RSS, not queued bytes: what a stalled client holds is bounded in memory."""
+    bound = 4 * 1_048_576
+    env = {"INTRADAY_MAX_QUEUED_BYTES_PER_SOCKET": str(bound), "INTRADAY_STORE": "none"}
+    async with ServerProcess(free_port(), env=env, log=tmp_path / "server.log") as server:
+        assert server.process is not None
+        pid = server.process.pid
+        healthy = SioClient(server.url)
+        await healthy.connect()
+        await healthy.authenticate()
+        assert (await healthy.call("subscribe", {"channels": ["kpi"]}))["success"] is True
+        url = server.url.replace("http://", "ws://") + "/ws"
+        bridge = await connect(url, max_queue=1, sock=small_socket(url))
+        await bridge.send(json.dumps({"event": "authenticate", "data": ORG_A, "id": 1}))
+        await bridge.send(
+            json.dumps({"event": "subscribe", "data": {"channels": ["kpi"]}, "id": 2})
+        )
+        assert [json.loads(await bridge.recv())["id"] for _ in range(2)] == [1, 2]
+        bridge.transport.pause_reading()
+        raw = await stalled_socketio_client(server)  # type: ignore[arg-type]
+        published = 0
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+
+            async def publish(n: int) -> None:
+                nonlocal published
+                body = big_kpi(n).model_dump(mode="json", exclude_none=True)
+                answer = await http.post("/api/ws/broadcast", json=body)
+                assert answer.status_code == 200, answer.text
+                published += len(body["data"]["padding"])
+
+            for n in range(10):  # the server's steady state before the measure
+                await publish(n)
+            await healthy.wait_for("kpi:update", 10, timeout=30)
+            _reset_peak(pid)
+            before = _rss_kib(pid, "VmRSS")
+            n = 10
+            while published < 6 * bound:
+                await publish(n)
+                n += 1
+                if n % 10 == 0:  # a healthy reader keeps up with the feed
+                    await healthy.wait_for("kpi:update", n - 10, timeout=30)
+            peak = _rss_kib(pid, "VmHWM")
+            got = await healthy.wait_for("kpi:update", n, timeout=60)
+            listed = (await http.get("/api/ws/connections")).json()
+        assert [m["data"]["sequence_number"] for m in got] == list(range(n))
+        assert listed["total_count"] == 1  # both stalled clients were cut
+        growth = (peak - before) * 1024
+        # Two stalled sockets, each holding its bound's worth of bytes once, and 2 MiB for
+        # the rest (with each queued message held twice, as before, it grew by 12 MiB).
+        assert growth <= 2 * bound + 2 * 1_048_576, f"RSS grew {growth / 1_048_576:.1f} MiB"
+        await healthy.close()
+        raw.ws.transport.abort()
+        bridge.transport.abort()

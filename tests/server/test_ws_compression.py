@@ -87,7 +87,7 @@ async def test_without_compression_nothing_is_negotiated() -> None:
 def test_the_codecs_are_made_on_first_use_only() -> None:
     from websockets.frames import Opcode
 
-    from reference_server.ws_compression import ThresholdDeflate
+    from reference_server.transport.uvicorn_server import ThresholdDeflate
 
     server = ThresholdDeflate(False, False, 12, 12, {"memLevel": 5}, threshold=1024)
     client = PerMessageDeflate(False, False, 12, 12)

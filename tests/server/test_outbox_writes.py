@@ -1,9 +1,9 @@
-"""Room emits written as one WebSocket frame per socket (``reference_server/frame_emit.py``).
+"""Messages written as one WebSocket frame per message (``reference_server/transport/outbox.py``).
 
-The direct write must be taken where it can (healthy WebSocket subscribers),
-must never overtake a packet already queued for the socket, must leave
-messages over the compression threshold to the connection's compressor,
-and must deliver to polling and WebSocket subscribers alike.
+The outbox's direct write must be taken where it can (healthy WebSocket
+subscribers), must never overtake a packet already queued for the socket,
+must send messages over the compression threshold compressed (once per
+message), and must deliver to polling and WebSocket subscribers alike.
 """
 
 from __future__ import annotations
@@ -17,16 +17,15 @@ from websockets.frames import Frame
 
 from client_sdk.protocol import BroadcastRequest
 from reference_server.app import ReferenceServer
-from reference_server.frame_emit import FrameWritingManager, text_frame
+from reference_server.transport.frames import MessageFrames, text_frame
+from reference_server.transport.uvicorn_server import ThresholdDeflate, frame_for
 from tests.conftest import ClientFactory, kpi
 from tests.server.raw_eio import RawEngineIO
 from tests.server.test_ws_compression import RecordingDeflateFactory
 
 
-def _manager(server: ReferenceServer) -> FrameWritingManager:
-    manager = server.app.sio.manager
-    assert isinstance(manager, FrameWritingManager)
-    return manager
+def _direct_writes(server: ReferenceServer) -> int:
+    return server.app.sio.outbox_policy.direct_writes
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 70_000])
@@ -62,14 +61,14 @@ async def test_websocket_subscribers_get_broadcasts_written_directly_in_order(
     clients = [await authed(f"user_{i}", "org_a") for i in range(3)]
     for client in clients:
         assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"] is True
-    before = _manager(server).direct_writes
+    before = _direct_writes(server)
     for n in range(20):
         answer = await api.post("/api/ws/broadcast/kpi", json=kpi(queue=f"q{n}"))
         assert answer.status_code == 200
     for client in clients:
         got = await client.wait_for("kpi:update", count=20)
         assert [m["data"]["queue_name"] for m in got] == [f"q{n}" for n in range(20)]
-    assert _manager(server).direct_writes - before == 60
+    assert _direct_writes(server) - before == 60
 
 
 async def test_polling_and_websocket_subscribers_get_the_same_sequence(
@@ -99,7 +98,7 @@ async def test_a_broadcast_never_overtakes_a_packet_already_queued_for_the_socke
     sid = client.sio.get_sid()
     eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
     socket = sio.eio.sockets[eio_sid]
-    before = _manager(server).direct_writes
+    before = _direct_writes(server)
     # Queued for the socket's writer task, which has not run yet when the broadcast goes
     # out (no await in between): a direct write now would arrive first.
     marker = '2["system:notification",{"marker":true}]'
@@ -109,7 +108,7 @@ async def test_a_broadcast_never_overtakes_a_packet_already_queued_for_the_socke
     await client.wait_for("kpi:update")
     names = [name for name, _ in client.events if name in ("system:notification", "kpi:update")]
     assert names == ["system:notification", "kpi:update"]
-    assert _manager(server).direct_writes == before  # it went the queued way
+    assert _direct_writes(server) == before  # it went the queued way
 
 
 async def test_over_the_threshold_a_deflate_socket_gets_it_compressed(
@@ -121,7 +120,7 @@ async def test_over_the_threshold_a_deflate_socket_gets_it_compressed(
         answer = await raw.connect({"user_id": "user_1", "organization_id": "org_a"})
         assert answer.startswith("40"), answer
         assert (await raw.call(1, "subscribe", {"channels": ["kpi"]}))["success"] is True
-        before = _manager(server).direct_writes
+        before = _direct_writes(server)
         seen = len(factory.compressed)
         await api.post("/api/ws/broadcast/kpi", json=kpi(note="x" * 2000))
         await api.post("/api/ws/broadcast/kpi", json=kpi())
@@ -135,7 +134,7 @@ async def test_over_the_threshold_a_deflate_socket_gets_it_compressed(
         # Frames after the subscribe: the big message deflated, the small one plain.
         kpi_frames = factory.compressed[seen:][-2:]
         assert kpi_frames == [True, False]
-        assert _manager(server).direct_writes - before == 2  # both: the big one compressed once
+        assert _direct_writes(server) - before == 2  # both: the big one compressed once
     finally:
         await raw.close()
 
@@ -144,24 +143,21 @@ def test_a_deflated_frame_decodes_on_every_connection_without_history() -> None:
     from websockets.extensions.permessage_deflate import PerMessageDeflate
     from websockets.frames import Opcode
 
-    from reference_server.frame_emit import MessageFrames
-    from reference_server.ws_compression import ThresholdDeflate
-
     server_side = ThresholdDeflate(False, True, 12, 12, {"memLevel": 5}, threshold=1024)
     for text in (b"a" * 3000, b"b" * 5000):  # two messages: neither relies on the other
         frames = MessageFrames(text)
-        frame = frames.for_connection([server_side])
+        frame = frame_for(frames, [server_side])
         assert frame is not None
         assert frame[0] == 0xC1  # FIN, RSV1 (compressed), text
-        assert frame is frames.for_connection([server_side])  # made once
+        assert frame is frame_for(frames, [server_side])  # made once
         client = PerMessageDeflate(True, False, 12, 12)  # a fresh client each time
         header = 4 if frame[1] == 126 else 2
         decoded = client.decode(Frame(Opcode.TEXT, frame[header:], rsv1=True))
         assert decoded.data == text
     small = MessageFrames(b"c" * 100)
-    assert small.for_connection([server_side]) == small.plain()
+    assert frame_for(small, [server_side]) == small.plain()
     remembering = ThresholdDeflate(False, False, 12, 12, {}, threshold=1024)
-    assert MessageFrames(b"d" * 3000).for_connection([remembering]) is None  # its own encoder
+    assert frame_for(MessageFrames(b"d" * 3000), [remembering]) is None  # its own encoder
 
 
 async def test_a_batch_over_the_threshold_reaches_a_deflate_socket_compressed(
@@ -174,13 +170,17 @@ async def test_a_batch_over_the_threshold_reaches_a_deflate_socket_compressed(
         assert (await raw.connect(auth)).startswith("40")
         assert (await raw.call(1, "subscribe", {"channels": ["kpi"]}))["success"] is True
         seen = len(factory.compressed)
-        for n in range(5):
-            await api.post("/api/ws/broadcast/kpi", json=kpi(queue=f"q{n}", note="x" * 300))
+        for n in range(5):  # in-process, without yielding: the four behind the first gather
+            data = kpi(queue=f"q{n}", note="x" * 300)
+            request = BroadcastRequest.model_validate({"event": "kpi:update", "data": data})
+            await server.app.publisher.publish(request)
         queues: list[str] = []
         while len(queues) < 5:
             frame = await raw.recv()
             if frame.startswith('42["batch"'):
                 queues += [m["data"]["queue_name"] for m in json.loads(frame[2:])[1]["messages"]]
+            elif frame.startswith('42["kpi:update"'):  # nothing was in flight: it went at once
+                queues.append(json.loads(frame[2:])[1]["data"]["queue_name"])
         assert queues == [f"q{n}" for n in range(5)]
         # Each batch here is over 1 KiB: every frame of that size came compressed.
         frames = list(zip(factory.compressed, factory.sizes, strict=True))[seen:]

@@ -4,15 +4,15 @@ A WebSocket upgrade on the Socket.IO path without ``EIO`` in the query
 string lands here and speaks JSON text frames, so wscat, a browser's native
 WebSocket or any language without a Socket.IO client can use the protocol
 with the same rules, limits and rooms. Bridge sockets are in the hub's
-registry like any other; they are reached by direct sends instead of
-python-socketio's rooms.
+registry like any other, and reached by the same fan-out.
 
 The bridge applies the rules Engine.IO applies to its own WebSockets: the
 ``Origin`` check of ``cors_origins`` (without it a foreign page could open a
 socket with the visitor's network position, cross-site WebSocket hijacking),
 a heartbeat (WebSocket pings, set on uvicorn by ``ReferenceServer`` with
 ``ping_interval_ms`` and ``ping_timeout_ms``) and a bound on what waits to
-be written (``max_queued_messages_per_socket``, ``max_queued_bytes_per_socket``).
+be written (``max_queued_messages_per_socket``, ``max_queued_bytes_per_socket``), all
+kept by the socket's :class:`~.outbox.Outbox` like a Socket.IO socket's.
 """
 
 from __future__ import annotations
@@ -32,16 +32,18 @@ from client_sdk.protocol import (
     ControlEvent,
     ErrorCode,
     ProtocolError,
-    ack_frame,
     event_frame,
 )
 
-from .batching import Batcher, batchable, split_encoded
-from .config import ServerSettings
-from .hub import Hub
-from .screening import IngressScreen
-from .stats import ServerStats
-from .validation import parse_model
+from ..config import ServerSettings
+from ..hub import Hub
+from ..screening import IngressScreen
+from ..stats import ServerStats
+from ..validation import parse_model
+from .codecs import BridgeCodec
+from .outbox import Message, Outbox, OutboxPolicy, WireLike
+from .socketio_server import outbox_policy
+from .uvicorn_server import wire_of
 
 __all__ = ["BridgeLink", "origin_allowed", "serve_bridge"]
 
@@ -63,85 +65,61 @@ def origin_allowed(settings: ServerSettings, origin: str | None) -> bool:
 
 
 class BridgeLink:
-    """A bridge socket as the hub sees it: frames through a bounded outbox."""
+    """A bridge socket as the hub sees it: frames through its :class:`~.outbox.Outbox`."""
 
-    via_fanout = False
     transport = "bridge"
 
     def __init__(
-        self, websocket: WebSocket, settings: ServerSettings, stats: ServerStats | None = None
+        self,
+        websocket: WebSocket,
+        settings: ServerSettings,
+        stats: ServerStats | None = None,
+        *,
+        policy: OutboxPolicy | None = None,
+        wire: WireLike | None = None,
     ) -> None:
         self._websocket = websocket
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
-        self._max_messages = settings.max_queued_messages_per_socket
-        self._max_bytes = settings.max_queued_bytes_per_socket
-        self._queued_bytes = 0
         self._stats = stats
-        self._settings = settings
-        self._batcher: Batcher | None = None
+        self.outbox = Outbox(
+            BridgeCodec(settings.max_message_size_bytes), policy or outbox_policy(settings)
+        )
+        if wire is not None:
+            self.outbox.find_wire = lambda: wire
+        self.outbox.on_too_slow = self._too_slow
         self.socket_id = ""
         self.closed = asyncio.Event()
         self.too_slow = False
 
-    def _put(self, frame: dict[str, Any]) -> None:
-        if not self.closed.is_set():
-            self._put_text(json.dumps(frame, separators=(",", ":")))
-
-    def _put_text(self, text: str) -> None:
-        if self.closed.is_set():
-            return
-        if (
-            self._outbox.qsize() + 1 > self._max_messages
-            or self._queued_bytes + len(text) > self._max_bytes
-        ):
-            # A client this far behind cannot catch up; closing beats unbounded
-            # memory. The connection ends now, not after the blocked send.
-            log.warning(
-                "disconnecting %s: too slow (%d frames, %d bytes waiting to be written)",
-                self.socket_id,
-                self._outbox.qsize() + 1,
-                self._queued_bytes + len(text),
-            )
-            if self._stats is not None:
-                self._stats.record_disconnect("too_slow")
-            self.too_slow = True
-            self._close_now()
-            return
-        self._queued_bytes += len(text)
-        self._outbox.put_nowait(text)
+    def _too_slow(self, messages: int, size: int) -> None:
+        # A client this far behind cannot catch up; closing beats unbounded
+        # memory. The connection ends now, not after the blocked send.
+        log.warning(
+            "disconnecting %s: too slow (%d frames, %d bytes waiting to be written)",
+            self.socket_id,
+            messages,
+            size,
+        )
+        if self._stats is not None:
+            self._stats.record_disconnect("too_slow")
+        self.too_slow = True
+        self.outbox.put_nowait(None)
+        self.closed.set()  # wakes the reader, which ends the connection
 
     async def send(self, event: str, data: Any) -> None:
-        """Queue ``{"event", "data"}`` for the client; a message may wait for its batch."""
-        batcher = self._batcher
-        if batcher is not None:
-            if batchable(event, data):
-                batcher.add((self.socket_id,), data)
-                return
-            batcher.flush(self.socket_id)  # what was due before it goes first
-        self._put(event_frame(event, data))
+        """Hand ``{"event", "data"}`` to the outbox; a message may wait for its batch."""
+        self.outbox.deliver(Message(event, data))
+
+    async def send_replayed(self, event: str, data: Any) -> None:
+        """Hand over a replayed message, paced by the socket's drain (never too slow)."""
+        await self.outbox.deliver_paced(Message(event, data))
 
     def start_batching(self) -> None:
         """Gather messages into ``{"event": "batch", "data": {"messages": [...]}}`` frames."""
-        if self._batcher is None:
-            settings = self._settings
-            self._batcher = Batcher(
-                settings.batch_window_ms, settings.batch_max_messages, self._deliver_batch
-            )
-
-    def _encode_batch(self, messages: list[dict[str, Any]]) -> str:
-        frame = event_frame(ControlEvent.BATCH, {"messages": messages})
-        return json.dumps(frame, separators=(",", ":"))
-
-    def _deliver_batch(self, _sids: list[str], messages: list[dict[str, Any]]) -> None:
-        limit = self._settings.max_message_size_bytes
-        for text in split_encoded(messages, self._encode_batch, limit):
-            self._put_text(text)
+        self.outbox.batching = True
 
     async def send_ack(self, ack_id: int, data: Any) -> None:
-        """Queue ``{"event": "ack", "id", "data"}`` for the client (after any pending batch)."""
-        if self._batcher is not None:
-            self._batcher.flush(self.socket_id)
-        self._put(ack_frame(ack_id, data))
+        """Hand ``{"event": "ack", "id", "data"}`` to the outbox (after what is due)."""
+        self.outbox.answer(ack_id, data)
 
     async def join(self, room: str) -> None:
         """Nothing to do: bridge membership lives in the hub's registry."""
@@ -150,29 +128,21 @@ class BridgeLink:
         """Nothing to do: bridge membership lives in the hub's registry."""
 
     async def close(self) -> None:
-        """Close after the frames already queued (an error explaining why, say)."""
-        if self._batcher is not None:
-            self._batcher.close()  # pending messages are due before the close
-        if not self.closed.is_set():
-            self._outbox.put_nowait(None)
+        """Close after the frames already handed over (an error explaining why, say)."""
+        self.outbox.flush()  # gathered messages are due before the close
+        if not self.closed.is_set() and not self.outbox.ended:
+            self.outbox.end()
+            self.outbox.put_nowait(None)
 
     async def drop(self) -> None:
-        """Close after the frames already queued (the bridge has no kick to leave out)."""
+        """Close after the frames already handed over (the bridge has no kick to leave out)."""
         await self.close()
 
-    def _close_now(self) -> None:
-        while not self._outbox.empty():
-            self._outbox.get_nowait()
-        self._queued_bytes = 0
-        self._outbox.put_nowait(None)
-        self.closed.set()  # wakes the reader, which ends the connection
-
     async def write_forever(self) -> None:
-        """Send queued frames in order until closed."""
+        """The outbox's writer: frames in order until the end."""
         try:
-            while (text := await self._outbox.get()) is not None:
-                self._queued_bytes -= len(text)
-                await self._websocket.send_text(text)
+            while (frames := await self.outbox.get()) is not None:
+                await self._websocket.send_text(frames.text())
             self.closed.set()
             await self._websocket.close(1000)
         except (WebSocketDisconnect, RuntimeError, OSError):
@@ -189,9 +159,17 @@ def _frame_id(raw: Any) -> int | None:
 
 
 async def serve_bridge(
-    hub: Hub, screen: IngressScreen, scope: Scope, receive: Receive, send: Send
+    hub: Hub,
+    screen: IngressScreen,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    policy: OutboxPolicy | None = None,
 ) -> None:
-    """Run one bridge connection from upgrade to close: ``screen`` first, then ``hub``."""
+    """Run one bridge connection from upgrade to close: ``screen`` first, then ``hub``.
+
+    ``policy``: the server's outbox limits (and its count of direct writes).
+    """
     websocket = WebSocket(scope, receive, send)
     origin = websocket.headers.get("origin")
     if not origin_allowed(hub.settings, origin):
@@ -202,7 +180,7 @@ async def serve_bridge(
         await websocket.close(POLICY_VIOLATION)
         return
     await websocket.accept()
-    link = BridgeLink(websocket, hub.settings, hub.stats)
+    link = BridgeLink(websocket, hub.settings, hub.stats, policy=policy, wire=wire_of(send))
     socket_id = f"bridge-{uuid.uuid4().hex}"
     link.socket_id = socket_id
     try:

@@ -15,7 +15,10 @@ application and answers these itself:
 - a polling POST larger than the transport limit is answered 413, one whose
   payload holds such a packet 400, both with the protocol's error body;
 - any exception python-engineio still raises is answered 400 if no response
-  has started, never 500.
+  has started, never 500;
+- a client that goes away while its long-poll GET is pending has ended its
+  session: ``abandon`` is told at once, so that its socket is released now
+  and not when the heartbeat gives up (``ping_interval + ping_timeout``).
 
 Each is counted (``error_count``) and logged once per connection at DEBUG.
 Binary WebSocket frames pass: they are Engine.IO's attachments, and the
@@ -24,18 +27,22 @@ Socket.IO layer drops them (the protocol is JSON only).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
+import socketio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from client_sdk.protocol import ErrorCode, ProtocolError
 
-from .frame_emit import WebSocketIndex
-from .stats import ServerStats
+from ..stats import ServerStats
+from .uvicorn_server import WebSocketIndex
 
-__all__ = ["EngineIOGuard", "engineio_logger", "is_engineio_packet"]
+__all__ = ["EngineIOGuard", "engineio_asgi_app", "engineio_logger", "is_engineio_packet"]
 
 log = logging.getLogger("reference_server.engineio")
 
@@ -57,6 +64,12 @@ class _ClientMistakes(logging.Filter):
             record.args = None
             record.exc_info, record.exc_text = None, None
         return True
+
+
+def engineio_asgi_app(server: Any, path: str) -> ASGIApp:
+    """python-socketio's ASGI application for ``server`` at ``path`` (to wrap in the guard)."""
+    app: ASGIApp = socketio.ASGIApp(server, socketio_path=path.strip("/"))
+    return app
 
 
 def engineio_logger() -> logging.Logger:
@@ -96,17 +109,21 @@ class EngineIOGuard:
         limit: int,
         stats: ServerStats,
         websockets: WebSocketIndex | None = None,
+        abandon: Callable[[str], None] | None = None,
     ) -> None:
         self._app = app
         self._limit = limit
         self._stats = stats
         self._websockets = websockets
+        self._abandon = abandon
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
         elif scope["type"] == "http" and scope.get("method") == "POST":
             await self._post(scope, receive, send)
+        elif scope["type"] == "http" and scope.get("method") == "GET" and self._abandon:
+            await self._poll(scope, receive, send)
         else:
             await self._guarded(scope, receive, send)
 
@@ -148,6 +165,34 @@ class EngineIOGuard:
                 self._websockets.closed(upgrade)
 
     # -- polling --------------------------------------------------------------
+
+    async def _poll(self, scope: Scope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"")
+        sids = parse_qs(query.decode("latin-1") if isinstance(query, bytes) else "").get("sid")
+        if not sids or self._abandon is None:
+            await self._guarded(scope, receive, send)
+            return
+        read = asyncio.Event()
+
+        async def receive_request() -> Message:
+            message = await receive()
+            read.set()
+            return message
+
+        # python-engineio reads the (empty) request, then waits for packets; from
+        # then on the only thing ASGI can still tell is that the client left.
+        app = asyncio.ensure_future(self._guarded(scope, receive_request, send))
+        reading = asyncio.ensure_future(read.wait())
+        await asyncio.wait({app, reading}, return_when=asyncio.FIRST_COMPLETED)
+        reading.cancel()
+        if not app.done():
+            gone = asyncio.ensure_future(receive())
+            await asyncio.wait({app, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not app.done() and gone.result()["type"] == "http.disconnect":
+                log.debug("long-poll client left: ending Engine.IO session %s", sids[0])
+                self._abandon(sids[0])
+            gone.cancel()
+        await app
 
     async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _content_length(scope)
