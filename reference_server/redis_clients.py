@@ -168,10 +168,13 @@ def redacted(url: str) -> str:
 
 
 _ADDRESS = re.compile(
-    r"(\[[0-9A-Fa-f:.]+\]|\d{1,3}(?:\.\d{1,3}){3}|[A-Za-z0-9][A-Za-z0-9.-]*)[:,] ?\d{2,5}\b"
+    r"\(?'?(\[[0-9A-Fa-f:.]+\]|\d{1,3}(?:\.\d{1,3}){3}|[A-Za-z0-9][A-Za-z0-9.-]*)"
+    r"(?::\d{1,5}\b|',\s*\d{1,5}\)?)"
 )
+"""``host:port``, and Python's ``('host', port)`` as redis-py's errors quote it."""
+_IPV4 = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}\b")
 
 
 def without_addresses(text: str) -> str:
-    """``text`` with every ``host:port`` (and redis-py's ``host, port``) replaced by ``***``."""
-    return _ADDRESS.sub("***", text)
+    """``text`` with every ``host:port``, ``('host', port)`` and IPv4 address made ``***``."""
+    return _IPV4.sub("***", _ADDRESS.sub("***", text))
