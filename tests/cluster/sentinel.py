@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from tests.processes import free_port, redis_server_path
 
-__all__ = ["SERVICE", "SentinelGroup", "sentinel_group"]
+__all__ = ["SERVICE", "SentinelGroup", "ask", "sentinel_group"]
 
 SERVICE = "intraday"
 """The Sentinel service name of the primary."""
@@ -41,7 +41,8 @@ async def _until(condition: Any, what: str, timeout: float) -> float:
     return time.monotonic() - started
 
 
-async def _ask(port: int, *command: Any) -> Any:
+async def ask(port: int, *command: Any) -> Any:
+    """Send one command to the Redis server or sentinel on ``port``; its answer."""
     client: Any = aioredis.Redis(
         host="127.0.0.1", port=port, decode_responses=True, socket_timeout=1
     )
@@ -89,7 +90,7 @@ class SentinelGroup:
 
         async def answers() -> bool:
             try:
-                return bool(await _ask(port, "PING"))
+                return bool(await ask(port, "PING"))
             except (RedisError, OSError):
                 return False
 
@@ -99,16 +100,21 @@ class SentinelGroup:
 
     async def _until_replicating(self, port: int) -> None:
         async def linked() -> bool:
-            info = await _ask(port, "INFO", "replication")  # redis-py parses it into a dict
+            info = await ask(port, "INFO", "replication")  # redis-py parses it into a dict
             return bool(info.get("master_link_status") == "up")
 
         await _until(linked, f"replica on {port} synchronised", 15)
 
-    async def start(self) -> None:
-        """Start the primary, its replica and the sentinels; wait until they know each other."""
+    async def start_servers(self) -> None:
+        """Start the primary and its replica (no sentinel); wait until the replica is in sync."""
         primary, replica = self.server_ports
         await self._start_server(primary, None)
         await self._start_server(replica, primary)
+
+    async def start(self) -> None:
+        """Start the primary, its replica and the sentinels; wait until they know each other."""
+        primary, replica = self.server_ports
+        await self.start_servers()
         for port in self.sentinel_ports:
             conf = self._directory / f"sentinel-{port}.conf"
             conf.write_text(
@@ -128,8 +134,8 @@ class SentinelGroup:
         async def ready() -> bool:
             for port in self.sentinel_ports:
                 try:
-                    master = await _ask(port, "SENTINEL", "MASTER", SERVICE)
-                    replicas = await _ask(port, "SENTINEL", "REPLICAS", SERVICE)
+                    master = await ask(port, "SENTINEL", "MASTER", SERVICE)
+                    replicas = await ask(port, "SENTINEL", "REPLICAS", SERVICE)
                 except (RedisError, OSError):
                     return False
                 fields = _pairs(master)
@@ -153,7 +159,7 @@ class SentinelGroup:
         """The port of the primary the sentinels name now."""
         for port in self.sentinel_ports:
             with contextlib.suppress(RedisError, OSError):
-                host_port = await _ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+                host_port = await ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
                 if host_port:
                     return int(host_port[1])
         raise AssertionError("no sentinel answered")
