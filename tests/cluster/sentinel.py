@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tests.cluster.conftest import eventually
 from tests.processes import free_port, redis_server_path
 
 __all__ = ["SERVICE", "SentinelGroup", "ask", "sentinel_group"]
@@ -30,15 +30,6 @@ SERVICE = "intraday"
 """The Sentinel service name of the primary."""
 
 DOWN_AFTER_MS = 1000
-
-
-async def _until(condition: Any, what: str, timeout: float) -> float:
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.1)
-    return time.monotonic() - started
 
 
 async def ask(port: int, *command: Any) -> Any:
@@ -94,7 +85,7 @@ class SentinelGroup:
             except (RedisError, OSError):
                 return False
 
-        await _until(answers, f"redis-server on {port}", 10)
+        await eventually(answers, f"redis-server on {port}", 10)
         if primary is not None:
             await self._until_replicating(port)
 
@@ -103,7 +94,7 @@ class SentinelGroup:
             info = await ask(port, "INFO", "replication")  # redis-py parses it into a dict
             return bool(info.get("master_link_status") == "up")
 
-        await _until(linked, f"replica on {port} synchronised", 15)
+        await eventually(linked, f"replica on {port} synchronised", 15)
 
     async def start_servers(self) -> None:
         """Start the primary and its replica (no sentinel); wait until the replica is in sync."""
@@ -153,7 +144,7 @@ class SentinelGroup:
                     return False
             return True
 
-        await _until(ready, "sentinels agree on the primary and see the replica", 40)
+        await eventually(ready, "sentinels agree on the primary and see the replica", 40)
 
     async def primary(self) -> int:
         """The port of the primary the sentinels name now."""
@@ -171,18 +162,6 @@ class SentinelGroup:
         process.kill()
         await asyncio.wait_for(process.wait(), 10)
         return port
-
-    async def until_failed_over(self, old: int) -> int:
-        """Wait until the sentinels name another primary than ``old``; its port."""
-        found: list[int] = []
-
-        async def moved() -> bool:
-            port = await self.primary()
-            found.append(port)
-            return port != old
-
-        await _until(moved, "the sentinels promoted the replica", 30)
-        return found[-1]
 
     async def restart(self, port: int) -> None:
         """Start the killed server on ``port`` again, as a replica of the current primary."""
