@@ -30,7 +30,6 @@ from redis.exceptions import RedisError
 from socketio.async_manager import AsyncManager
 
 from ..frame_emit import FrameWritingManager
-from ..redis_clients import open_redis
 from .registry import ClusterUnavailableError
 
 __all__ = ["CHANNEL", "DELIVERY_HOST", "ClusterManager", "delivery_frame", "split_frame"]
@@ -80,9 +79,6 @@ class ClusterManager(FrameWritingManager, socketio.AsyncRedisManager):  # type: 
         url: the cluster's Redis.
         receive: called with each delivery or command from the channel, in order.
     """
-
-    redis: Any
-    pubsub: Any
 
     def __init__(self, url: str, receive: Receiver) -> None:
         super().__init__(
@@ -173,14 +169,8 @@ class ClusterManager(FrameWritingManager, socketio.AsyncRedisManager):  # type: 
     def _redis_connect(self) -> None:
         # python-socketio makes new clients on every reconnection and leaves the old
         # ones open; close them (in the background: this is called synchronously).
-        old: list[Any] = [c for c in (self.pubsub, self.redis) if c is not None]
-        # Our factory's client (redis:// or redis+sentinel://, bytes as python-socketio
-        # reads them; no read timeout: the listener waits for messages indefinitely).
-        self.redis = open_redis(
-            self.redis_url, decode_responses=False, socket_timeout=None, health_check_interval=5
-        )
-        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        self.connected = True
+        old = [c for c in (self.pubsub, self.redis) if c is not None]
+        super()._redis_connect()
         for client in old:
             task = asyncio.get_running_loop().create_task(_quietly_close(client))
             self._closing.add(task)
