@@ -1,4 +1,4 @@
-"""A stream's epoch follows the history of the Redis primary that holds its log.
+"""A stream's epoch follows the history of the Redis primary that holds its log; WAIT.
 
 A replica promoted to primary may lack the last appends, which clients may
 have received: its streams start a new epoch at their first read or append
@@ -32,6 +32,12 @@ def _envelope(n: int) -> dict[str, Any]:
     }
 
 
+async def _waits(port: int) -> int:
+    """How many ``WAIT`` commands the Redis server on ``port`` ran."""
+    stats = await ask(port, "INFO", "commandstats")  # redis-py parses it into a dict
+    return int(stats.get("cmdstat_wait", {}).get("calls", 0))
+
+
 def _store(port: int) -> RedisStore:
     return RedisStore(f"redis://127.0.0.1:{port}/0", max_messages=100, max_age_seconds=3600)
 
@@ -47,6 +53,8 @@ async def test_a_promoted_replica_starts_a_new_epoch(tmp_path: Path) -> None:
         await first.close()
         (_, epoch) = places[-1]
         assert [seq for seq, _ in places] == [1, 2, 3]
+        # The primary has a replica: each append waited for it (store_min_replicas' default).
+        assert await _waits(primary) == 3
 
         assert await ask(replica, "REPLICAOF", "NO", "ONE")
         promoted = _store(replica)
@@ -72,6 +80,7 @@ async def test_a_primary_restarted_from_its_own_disk_keeps_the_epoch(tmp_path: P
             await redis.kill()
             await redis.start()  # the same append-only file
             assert await store.append(STREAM, _envelope(2)) == (2, epoch)
+            assert await _waits(redis.port) == 0  # no replica, nothing to wait for
             answer = await store.read_since(STREAM, 1, epoch)
             assert (answer.complete, answer.epoch, len(answer.messages)) == (True, epoch, 1)
         finally:
