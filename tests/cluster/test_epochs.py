@@ -1,10 +1,11 @@
-"""A stream's epoch follows the history of the Redis primary that holds its log; WAIT.
+"""A stream's epoch follows the history of the Redis primary that holds its log.
 
 A replica promoted to primary may lack the last appends, which clients may
 have received: its streams start a new epoch at their first read or append
 there, so no ``(stream, epoch, seq)`` can name two messages. A primary
 restarted from its own append-only file keeps its streams' epochs (nothing
-was lost, and clients resume without a gap).
+was lost, and clients resume without a gap). An append on a primary with a
+replica waits (``WAIT``) until the replica holds it; without one it does not.
 """
 
 from __future__ import annotations
