@@ -21,6 +21,7 @@ Errors shown to clients or API callers never carry Redis's address:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -150,13 +151,33 @@ def open_redis(url: str, **options: Any) -> Any:
         return aioredis.from_url(url, **settings)
     timeouts = {k: v for k, v in settings.items() if k.startswith("socket_")}
     sentinel = Sentinel(list(address.sentinels), sentinel_kwargs=timeouts)
-    return sentinel.master_for(
+    primary = sentinel.master_for(
         address.service,
+        redis_class=_sentinel_primary(),
         db=address.db,
         username=address.username,
         password=address.password,
         **settings,
     )
+    primary.sentinel = sentinel
+    return primary
+
+
+@functools.cache
+def _sentinel_primary() -> type[Any]:
+    import redis.asyncio as aioredis
+
+    class SentinelPrimary(aioredis.Redis):
+        """A client of the primary that closes its sentinels' connections with its own."""
+
+        sentinel: Any = None  # None on the single-connection clients it makes (client())
+
+        async def aclose(self, close_connection_pool: bool | None = None) -> None:
+            await super().aclose(close_connection_pool)
+            if self.sentinel is not None:
+                await self.sentinel.aclose()
+
+    return SentinelPrimary
 
 
 def redacted(url: str) -> str:

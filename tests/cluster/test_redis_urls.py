@@ -73,8 +73,10 @@ async def test_a_sentinel_client_asks_the_sentinels_for_the_primary() -> None:
         assert pool.service_name == "mymaster"
         assert pool.connection_kwargs["db"] == 2
         assert pool.connection_kwargs["password"] == "s3cret"
+        assert client.client().sentinel is None  # a pinned client leaves the sentinels open
     finally:
         await client.aclose()
+
 
 
 def test_logs_and_errors_hide_passwords_and_addresses() -> None:
