@@ -78,7 +78,6 @@ async def test_a_sentinel_client_asks_the_sentinels_for_the_primary() -> None:
         await client.aclose()
 
 
-
 def test_logs_and_errors_hide_passwords_and_addresses() -> None:
     assert redacted(SENTINEL_URLS[1]) == (
         "redis+sentinel://***@host-a:26379,host-b:26380,host-c:26381/2/mymaster"
