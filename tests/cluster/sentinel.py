@@ -146,14 +146,27 @@ class SentinelGroup:
 
         await eventually(ready, "sentinels agree on the primary and see the replica", 40)
 
-    async def primary(self) -> int:
-        """The port of the primary the sentinels name now."""
-        for port in self.sentinel_ports:
-            with contextlib.suppress(RedisError, OSError):
-                host_port = await ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
-                if host_port:
-                    return int(host_port[1])
-        raise AssertionError("no sentinel answered")
+    async def primary(self, other_than: int | None = None) -> int:
+        """The port of the primary every sentinel names now (and not ``other_than``).
+
+        Waits until they agree: a sentinel may still name the old primary for a
+        moment after the others switched.
+        """
+        named: list[int] = []
+
+        async def agreed() -> bool:
+            ports = set()
+            for port in self.sentinel_ports:
+                try:
+                    host_port = await ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+                except (RedisError, OSError):
+                    return False
+                ports.add(int(host_port[1]) if host_port else None)
+            named[:] = [p for p in ports if p is not None]
+            return len(ports) == 1 and named != [other_than]
+
+        await eventually(agreed, "every sentinel names one new primary", 30)
+        return named[0]
 
     async def kill_primary(self) -> int:
         """SIGKILL the primary; its port."""
@@ -164,8 +177,8 @@ class SentinelGroup:
         return port
 
     async def restart(self, port: int) -> None:
-        """Start the killed server on ``port`` again, as a replica of the current primary."""
-        primary = await self.primary()
+        """Start the killed server on ``port`` again, as a replica of the new primary."""
+        primary = await self.primary(other_than=port)
         await self._start_server(port, primary)
         await self.until_ready(primary, port)
 
