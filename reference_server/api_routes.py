@@ -163,6 +163,10 @@ async def health(parts: Parts, response: Response) -> Health:
     cluster, the cluster's Redis and this node's listener are reachable.
     """
     store = await _store_info(parts)
+    # Asked now (a Redis store's figures may be a second old): one round trip.
+    ping = getattr(parts.store, "ping", None)
+    if store is not None and ping is not None and not await ping():
+        store = store.model_copy(update={"reachable": False})
     cluster = await parts.cluster.health() if parts.cluster is not None else None
     failing = []
     if store is not None and not store.reachable:
