@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -168,13 +169,14 @@ class SentinelGroup:
         await eventually(agreed, "every sentinel names one new primary", 30)
         return named[0]
 
-    async def kill_primary(self) -> int:
-        """SIGKILL the primary; its port."""
+    async def kill_primary(self) -> tuple[int, float]:
+        """SIGKILL the primary; its port and the moment of the kill (``time.monotonic()``)."""
         port = await self.primary()
         process = self._servers.pop(port)
         process.kill()
+        killed_at = time.monotonic()
         await asyncio.wait_for(process.wait(), 10)
-        return port
+        return port, killed_at
 
     async def restart(self, port: int) -> None:
         """Start the killed server on ``port`` again, as a replica of the new primary."""

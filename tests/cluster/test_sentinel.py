@@ -194,8 +194,7 @@ async def _through_two_failovers(group: SentinelGroup, urls: list[str]) -> list[
         windows = []
         for round_ in (1, 2):
             await stream.until_oks(15 * round_)
-            killed_at = time.monotonic()
-            killed = await group.kill_primary()
+            killed, killed_at = await group.kill_primary()
             failovers.append(await stream.first_ok_after(killed_at))
             windows.append((killed_at, killed_at + failovers[-1] + LISTENER_CATCH_UP))
             await stream.until_oks(stream.oks() + 10)
