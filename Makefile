@@ -12,7 +12,7 @@ DURATION ?=
 # make demo PORT=5050 when 5000 is taken.
 PORT ?=
 
-.PHONY: demo cluster-demo dist test lint typecheck unit interop-deps system-deps bench bench-cluster bench-replay soak verify-figures clean
+.PHONY: demo cluster-demo dist test lint typecheck unit interop-deps system-deps bench bench-cluster bench-replay soak verify-figures sentinel-failover clean
 
 $(BIN)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,6 +92,12 @@ verify-figures: $(BIN)/.installed system-deps
 # RSS per connection of a cluster node at 5,000 (docs/cluster.md). Its own redis-server.
 bench-cluster: $(BIN)/.bench-installed $(BENCH_NODE)/node_modules/.installed system-deps
 	$(BIN)/python bench/cluster.py --clients 500 --messages 200 --rounds 3 --idle 5000
+
+# Redis Sentinel failovers with real processes (a primary, a replica, three sentinels, the
+# nodes), run on their own with the failover times printed (SIGKILL of the primary -> first
+# broadcast answered 200); make test runs the same tests, silently.
+sentinel-failover: $(BIN)/.installed system-deps
+	REQUIRE_REDIS=1 $(BIN)/python -m pytest -s -q tests/cluster/test_sentinel.py
 
 bench-replay: $(BIN)/.bench-installed system-deps
 	$(BIN)/python bench/replay.py

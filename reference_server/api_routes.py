@@ -155,19 +155,47 @@ async def asyncapi_document() -> Response:
     return Response(_asyncapi(), media_type="application/json")
 
 
-@public.get(f"{API_BASE}/health", response_model=Health)
-async def health(parts: Parts) -> Health:
-    """Liveness and auth mode; needs no token."""
+@public.get(
+    f"{API_BASE}/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "degraded: `failing` names what"}},
+)
+async def health(parts: Parts, response: Response) -> Health:
+    """Whether this server can take and deliver broadcasts (503 ``degraded`` if not); no token.
+
+    A load balancer uses the status code: 200 only when the store and, in a
+    cluster, the cluster's Redis and this node's listener are reachable.
+    """
+    store = await _store_info(parts)
+    # Asked now (a Redis store's figures may be a second old): one round trip.
+    ping = getattr(parts.store, "ping", None)
+    if store is not None and ping is not None and not await ping():
+        store = store.model_copy(update={"reachable": False})
+    cluster = await parts.cluster.health() if parts.cluster is not None else None
+    failing = []
+    if store is not None and not store.reachable:
+        failing.append("message store unreachable")
+    if cluster is not None:
+        redis = cluster["redis"]
+        if not redis["reachable"]:
+            failing.append("cluster Redis unreachable")
+        if not redis["listening"]:
+            failing.append("not listening to the cluster's Redis")
+    status = "draining" if parts.hub.draining else "ok"
+    if failing:
+        status = "degraded"
+        response.status_code = 503
     return Health(
-        status="draining" if parts.hub.draining else "ok",
+        status=status,
+        failing=failing,
         uptime_seconds=parts.stats.uptime_seconds(),
         connections=len(parts.registry),
         auth_mode=parts.settings.auth_mode.value,
         warning=mode_warning(parts.settings.auth_mode),
         version=parts.version,
         protocol=PROTOCOL_VERSION,
-        store=await _store_info(parts),
-        **({"cluster": await parts.cluster.health()} if parts.cluster is not None else {}),
+        store=store,
+        **({"cluster": cluster} if cluster is not None else {}),
     )
 
 

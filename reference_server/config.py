@@ -31,6 +31,7 @@ __all__ = [
     "is_loopback",
     "load_settings",
 ]
+from .redis_clients import parse_redis_url
 
 ENV_PREFIX = "INTRADAY_"
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -158,8 +159,11 @@ class ServerSettings(BaseSettings):
     """How long a socket's first pending message waits for others to join its batch (1-100)."""
     batch_max_messages: Annotated[int, Field(ge=1, le=10_000)] = 100
     """Messages one batch holds at most; a socket reaching it is sent its batch at once."""
-    store: Annotated[str, Field(pattern=r"^(memory|none|rediss?://\S+)$")] = "memory"
-    """Where messages are kept for replay and snapshots: ``memory``, ``none`` or a Redis URL."""
+    store: Annotated[str, Field(pattern=r"^(memory|none|(rediss?|redis\+sentinel)://\S+)$")] = (
+        "memory"
+    )
+    """Where messages are kept for replay and snapshots: ``memory``, ``none`` or a Redis URL
+    (``redis://HOST:PORT/DB`` or ``redis+sentinel://HOST:PORT,HOST:PORT/DB/SERVICE``)."""
     store_max_messages: Positive = 10_000
     """Messages kept per stream (``{channel}:{org}``), and snapshot entries per stream."""
     store_max_age_seconds: Positive = 86_400
@@ -168,8 +172,9 @@ class ServerSettings(BaseSettings):
     """How long an ``Idempotency-Key`` answers with its first answer (section 9: 5 min at least)."""
     completeness_check_seconds: Annotated[float, Field(gt=0, le=1)] = 0.5
     """How often a node compares what it delivered of each stream with the log (section 6)."""
-    cluster: Annotated[str | None, Field(pattern=r"^rediss?://\S+$")] = None
-    """Run as one node of a cluster over this Redis (``redis://HOST:PORT/DB``); with the
+    cluster: Annotated[str | None, Field(pattern=r"^(rediss?|redis\+sentinel)://\S+$")] = None
+    """Run as one node of a cluster over this Redis (``redis://HOST:PORT/DB``, or the primary
+    of a Sentinel service: ``redis+sentinel://HOST:PORT,HOST:PORT/DB/SERVICE``); with the
     default ``memory`` store, the store is Redis on the same URL (the cluster's log)."""
     node_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = None
     """This node's id in the cluster (default: hostname-pid-random)."""
@@ -177,6 +182,11 @@ class ServerSettings(BaseSettings):
     """How often a cluster node writes its heartbeat, stats and connections to Redis."""
     node_timeout_seconds: Annotated[float, Field(gt=0)] = 15.0
     """A node whose heartbeat is older than this is dead: its connections leave the cluster."""
+    store_min_replicas: Annotated[int | None, Field(ge=0, le=16)] = None
+    """Replicas that must hold a message (Redis ``WAIT``) before a broadcast is answered 200;
+    default: 1 when the Redis primary has a replica, else 0."""
+    store_replica_timeout_ms: Annotated[int, Field(ge=1, le=1500)] = 500
+    """How long a broadcast waits for those replicas before it is answered 503 (retryable)."""
 
     @model_validator(mode="after")
     def _safe_to_start(self) -> Self:
@@ -191,6 +201,13 @@ class ServerSettings(BaseSettings):
                 raise ValueError(f"jwt_public_key_file: no such file: {self.jwt_public_key_file}")
         if self.cluster is not None and self.node_timeout_seconds <= self.node_heartbeat_seconds:
             raise ValueError("node_timeout_seconds: must be longer than node_heartbeat_seconds")
+        for key in ("store", "cluster"):
+            url = getattr(self, key)
+            if url is not None and "://" in url:
+                try:
+                    parse_redis_url(url)
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
         if self.ping_timeout_ms < self.ping_interval_ms // 10:
             raise ValueError("ping_timeout_ms: implausibly short against ping_interval_ms")
         return self

@@ -14,7 +14,9 @@ the key:
   progress" refusal.
 
 A publish that fails (the store unreachable: 503) releases its claim, so a
-retry with the key publishes: nothing was delivered the first time. A claim
+retry with the key publishes: nothing was delivered the first time. One
+that was logged but not confirmed by enough replicas (503 as well) stands: its
+key answers its ``message_id`` (with ``recipients`` 0) from then on. A claim
 whose owner died mid-publish expires after :data:`PENDING_SECONDS` and the
 waiters publish.
 """
@@ -35,7 +37,7 @@ from typing import Any, Final, Protocol
 from client_sdk.protocol import BroadcastRequest, BroadcastResult, ErrorCode, ProtocolError
 
 from .config import ServerSettings
-from .store import KeyRecord, MessageStore, StoreUnavailableError
+from .store import KeyRecord, MessageStore, StoreUnavailableError, UnconfirmedAppendError
 
 __all__ = [
     "HEADER",
@@ -216,6 +218,15 @@ class Idempotency:
             pause = min(pause * 2, 0.1)
         try:
             result = await publish(request)
+        except UnconfirmedAppendError as error:
+            # Logged already (its subscribers get it, live or from the log): a retry
+            # answers this message_id instead of publishing it a second time.
+            stands = BroadcastResult(message_id=error.message_id, recipients=0)
+            with contextlib.suppress(ProtocolError):
+                await self._keys.settle_key(
+                    key, wanted, stands.model_dump(mode="json"), self._window
+                )
+            raise
         except BaseException:
             with contextlib.suppress(ProtocolError):
                 await asyncio.shield(self._keys.release_key(key, owner))

@@ -222,10 +222,18 @@ class RoomList(_Body):
 
 
 class Health(_Body):
-    """``GET /health``: the one route that needs no admin token."""
+    """``GET /health``: the one route that needs no admin token.
+
+    ``status`` is ``ok`` (HTTP 200) only when the server can take and deliver
+    broadcasts; ``degraded`` (HTTP 503, section 9 as amended) names in
+    ``failing`` what cannot be reached, so a load balancer stops sending
+    clients there.
+    """
 
     success: Literal[True] = True
-    status: Literal["ok", "draining"]
+    status: Literal["ok", "draining", "degraded"]
+    failing: list[str] = []
+    """What keeps a ``degraded`` server from taking or delivering broadcasts."""
     uptime_seconds: float
     connections: int
     auth_mode: Literal["trust", "jwt"]

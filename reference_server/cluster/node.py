@@ -17,14 +17,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from client_sdk.protocol import ErrorCode, ProtocolError
 
 from ..config import ServerSettings
 from ..connections import Connection, Registry
 from ..delivery import LocalDelivery
 from ..distribution import Distribution
+from ..redis_clients import open_redis
 from ..stats import ServerStats
 from ..store import MessageStore
 from . import wire
@@ -258,7 +257,7 @@ class ClusterNode:
 def channel_client(url: str) -> Any:
     """The channel's redis-py client: bytes in, so that a frame that is not UTF-8 is
     dropped by the codec instead of breaking the subscription (the registry's decodes)."""
-    return aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    return open_redis(url, decode_responses=False)
 
 
 def _shown(url: str) -> str:

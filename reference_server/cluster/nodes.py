@@ -65,17 +65,30 @@ def sum_figures(per_node: list[dict[str, Any]]) -> dict[str, Any]:
     sums = {"active_connections": 0, "total_messages": 0, "error_count": 0, "pending_sessions": 0}
     rate = 0.0
     for figures in per_node:
-        for key in sums:
-            sums[key] += int(figures.get(key, 0))
-        rate += float(figures.get("messages_per_second", 0.0))
-        by_org.update(figures.get("connections_by_org", {}))
-        by_event.update(figures.get("messages_by_event", {}))
-        reasons.update(figures.get("disconnects_by_reason", {}))
-        count += int(figures.get("latency_count", 0))
-        total_ms += float(figures.get("latency_total_ms", 0.0))
-        node_max = figures.get("max_latency_ms")
+        try:
+            node_sums = {key: int(figures.get(key, 0)) for key in sums}
+            node_rate = float(figures.get("messages_per_second", 0.0))
+            node_counts = [
+                Counter({str(k): int(v) for k, v in figures.get(name, {}).items()})
+                for name in ("connections_by_org", "messages_by_event", "disconnects_by_reason")
+            ]
+            node_count = int(figures.get("latency_count", 0))
+            node_total = float(figures.get("latency_total_ms", 0.0))
+            node_max = figures.get("max_latency_ms")
+            node_max = float(node_max) if node_max is not None else None
+        except (AttributeError, TypeError, ValueError):  # one bad entry must not fail /stats
+            log.warning("skipped a node's malformed figures")
+            continue
+        for key, value in node_sums.items():
+            sums[key] += value
+        rate += node_rate
+        by_org.update(node_counts[0])
+        by_event.update(node_counts[1])
+        reasons.update(node_counts[2])
+        count += node_count
+        total_ms += node_total
         if node_max is not None and (maximum is None or node_max > maximum):
-            maximum = float(node_max)
+            maximum = node_max
     return {
         **sums,
         "connections_by_org": dict(by_org),
@@ -121,7 +134,10 @@ class Heartbeat:
         Raises:
             ClusterUnavailableError: Redis cannot be reached.
         """
-        known = int(await self._cluster.sync(self._registry, self._info())) == 1
+        # A registry found empty waits for every live node's next beat before it takes
+        # claims again; a node's first beat of all finds a new cluster, with nothing to wait for.
+        settle = 2 * self._interval + 1.0 if self.beats else 0.0
+        known = int(await self._cluster.sync(self._registry, self._info(), settle)) == 1
         if not known and self.beats:
             log.warning(
                 "node %s was missing from Redis: its connections are registered again",

@@ -17,33 +17,44 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from client_sdk.protocol import ErrorCode, ProtocolError
+from client_sdk.protocol import ConnectionInfo, ErrorCode, ProtocolError
 
 from ..connections import Connection
+from ..redis_clients import open_redis, without_addresses
 from . import scripts
 
 __all__ = ["PREFIX", "ClusterRegistry", "ClusterUnavailableError", "RemoteConnection"]
 
 log = logging.getLogger("reference_server.cluster")
 
-PREFIX = "intraday:cluster:"
-"""Where the cluster's keys live in Redis (the message store's are under ``intraday:``)."""
+PREFIX = "intraday:{cluster}:"
+"""Where the cluster's keys live in Redis: one hash tag, so one slot for every script
+(the message store's keys are under ``intraday:{ORG}:``)."""
+
+UNREACHABLE = "the cluster's Redis is unreachable"
+"""What a client or API caller is told (Redis's own error, with its address, is logged)."""
+
+SETTLING = "the cluster is registering its connections again after a Redis restart"
 
 
 class ClusterUnavailableError(ProtocolError):
-    """Redis cannot be reached: ``INTERNAL_ERROR``, retryable, HTTP 503."""
+    """Redis cannot be reached: ``INTERNAL_ERROR``, retryable, HTTP 503.
+
+    The message never names an internal address (``host:port`` is removed).
+    """
 
     http_status = 503
 
-    def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.INTERNAL_ERROR, message, retryable=True)
+    def __init__(self, message: str = UNREACHABLE) -> None:
+        super().__init__(ErrorCode.INTERNAL_ERROR, without_addresses(message), retryable=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,44 @@ def _text(info: dict[str, Any]) -> str:
     return json.dumps(info, separators=(",", ":"))
 
 
+def _claimed(result: Any) -> int:
+    """A claim script's answer; its ``-2`` (the registry is being rebuilt) raised."""
+    if int(result) == -2:
+        raise ClusterUnavailableError(SETTLING)
+    return int(result)
+
+
+def _connection_entry(socket_id: str, text: str) -> dict[str, Any] | None:
+    """A connection's API view as Redis holds it; ``None`` (logged) if it is malformed.
+
+    One bad entry (written by hand, or by another version) must not make every
+    listing fail: it is skipped.
+    """
+    try:
+        info = json.loads(text)
+        ConnectionInfo.model_validate(info)
+    except (ValueError, TypeError, ValidationError):
+        log.warning("skipped a malformed registry entry for socket %r", socket_id[:128])
+        return None
+    if not isinstance(info, dict):
+        return None
+    return info
+
+
+def _node_info(node: str, text: str | None) -> dict[str, Any]:
+    """A node's reported entry; ``{}`` (logged) if it is malformed."""
+    if text is None:
+        return {}
+    try:
+        info = json.loads(text)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("figures", {}), dict):
+        log.warning("skipped the malformed entry of node %r", node[:128])
+        return {}
+    return info
+
+
 class ClusterRegistry:
     """This node's view of, and writes to, the registry in Redis.
 
@@ -84,11 +133,8 @@ class ClusterRegistry:
 
     def __init__(self, url: str, node: str) -> None:
         self.node = node
-        # Short timeouts: an admission or a broadcast must fail fast while Redis is away.
         # Any: redis-py's answers are typed loosely; shapes are checked here.
-        self.redis: Any = aioredis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
-        )
+        self.redis: Any = open_redis(url)
         self._claim_socket = self.redis.register_script(scripts.CLAIM_SOCKET)
         self._claim_org = self.redis.register_script(scripts.CLAIM_ORG)
         self._release = self.redis.register_script(scripts.RELEASE)
@@ -102,6 +148,7 @@ class ClusterRegistry:
         self._writer: asyncio.Task[None] | None = None
         self.reachable = True
         """Whether the last exchange with Redis worked."""
+        self._logged_at = -10.0
 
     # -- admission (awaited: they decide) ------------------------------------
 
@@ -113,7 +160,7 @@ class ClusterRegistry:
         """
         info = _text(connection_info(connection, self.node))
         args = [PREFIX, self.node, connection.socket_id, info, limit]
-        return int(await self._ordered(self._claim_socket, args)) == 1
+        return _claimed(await self._ordered(self._claim_socket, args)) == 1
 
     async def claim_org(self, connection: Connection, organization_id: str, limit: int) -> bool:
         """Count an authenticated socket against its organization; ``False`` if it is full.
@@ -125,7 +172,7 @@ class ClusterRegistry:
         info["organization_id"] = organization_id
         info["status"] = "authenticated"
         args = [PREFIX, connection.socket_id, organization_id, _text(info), limit]
-        return int(await self._ordered(self._claim_org, args)) != 0
+        return _claimed(await self._ordered(self._claim_org, args)) != 0
 
     def _ordered(self, script: Any, args: list[Any]) -> asyncio.Future[Any]:
         # Claims go through the writer too: a heartbeat's sync, whose snapshot of
@@ -137,12 +184,20 @@ class ClusterRegistry:
 
     async def _call(self, script: Any, args: list[Any]) -> Any:
         try:
-            result = await script(args=args)
+            result = await script(keys=[PREFIX], args=args)
         except RedisError as exc:
-            self.reachable = False
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+            raise self._unreachable(exc) from None
         self.reachable = True
         return result
+
+    def _unreachable(self, exc: Exception) -> ClusterUnavailableError:
+        """The error callers see; Redis's own text (its address too) goes to the log."""
+        self.reachable = False
+        now = time.monotonic()
+        if now - self._logged_at >= 5.0:  # an outage is one line per 5 s
+            self._logged_at = now
+            log.warning("%s: %s", UNREACHABLE, exc)
+        return ClusterUnavailableError()
 
     # -- changes written in order by the writer -------------------------------
 
@@ -161,13 +216,18 @@ class ClusterRegistry:
         self._queue.put_nowait((self._leave, [PREFIX, connection.socket_id, room, info]))
 
     def sync(
-        self, connections: Iterable[Connection], node_info: dict[str, Any]
+        self,
+        connections: Iterable[Connection],
+        node_info: dict[str, Any],
+        settle_seconds: float = 0.0,
     ) -> asyncio.Future[Any]:
         """Heartbeat: write this node's entry and make its connections match ``connections``.
 
         Queued behind the writes before it, so it cannot undo a newer one. The
         future tells whether the node was still registered (``False``: Redis
         lost it, or the others took it for dead), and fails if Redis is away.
+        A registry found empty refuses claims for ``settle_seconds`` (time for
+        every live node to register its connections again).
         """
         entries = [
             {
@@ -178,7 +238,13 @@ class ClusterRegistry:
             }
             for c in connections
         ]
-        args = [PREFIX, self.node, _text(node_info), json.dumps(entries, separators=(",", ":"))]
+        args = [
+            PREFIX,
+            self.node,
+            _text(node_info),
+            json.dumps(entries, separators=(",", ":")),
+            int(settle_seconds * 1000),
+        ]
         return self._ordered(self._sync, args)
 
     def start(self) -> None:
@@ -196,7 +262,7 @@ class ClusterRegistry:
                 await self._writer
             self._writer = None
         with contextlib.suppress(RedisError):
-            await self._forget(args=[PREFIX, self.node])
+            await self._forget(keys=[PREFIX], args=[PREFIX, self.node])
         with contextlib.suppress(RedisError):
             await self.redis.aclose()
 
@@ -225,15 +291,14 @@ class ClusterRegistry:
                     if args and isinstance(args[0], asyncio.Future):
                         futures.append((index, args[0]))
                         args = args[1:]
-                    await script(args=args, client=pipe)
+                    await script(keys=[PREFIX], args=args, client=pipe)
                 results = await pipe.execute(raise_on_error=False)
         except RedisError as exc:
             # Lost writes are repaired by the next heartbeat's sync once Redis is back.
-            self.reachable = False
-            log.debug("cluster registry writes lost (Redis unreachable): %s", exc)
+            error = self._unreachable(exc)
             for _, future in futures:
                 if not future.done():
-                    future.set_exception(ClusterUnavailableError(str(exc)))
+                    future.set_exception(error)
             return
         self.reachable = True
         for index, future in futures:
@@ -241,7 +306,8 @@ class ClusterRegistry:
             if future.done():
                 continue
             if isinstance(result, Exception):
-                future.set_exception(ClusterUnavailableError(str(result)))
+                log.warning("cluster registry script failed: %s", result)
+                future.set_exception(ClusterUnavailableError())
             else:
                 future.set_result(result)
 
@@ -265,8 +331,7 @@ class ClusterRegistry:
                     pipe.scard(f"{PREFIX}node:{node}:conns")
                 sizes = await pipe.execute()
         except RedisError as exc:
-            self.reachable = False
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+            raise self._unreachable(exc) from None
         self.reachable = True
         now_ms = int(now[0]) * 1000 + int(now[1]) / 1000
         listed = []
@@ -276,7 +341,7 @@ class ClusterRegistry:
                     "node_id": node,
                     "age_seconds": max(0.0, (now_ms - beat) / 1000),
                     "connections": int(size),
-                    "info": json.loads(infos.get(node, "{}")),
+                    "info": _node_info(node, infos.get(node)),
                 }
             )
         return listed
@@ -286,12 +351,11 @@ class ClusterRegistry:
         try:
             entries = await self.redis.hgetall(PREFIX + "conns")
         except RedisError as exc:
-            self.reachable = False
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+            raise self._unreachable(exc) from None
         found = []
-        for text in entries.values():
-            info = json.loads(text)
-            if info.get("node") != self.node:
+        for socket_id, text in entries.items():
+            info = _connection_entry(socket_id, text)
+            if info is not None and info.get("node") != self.node:
                 found.append(RemoteConnection(str(info.get("node")), info))
         return found
 
@@ -300,12 +364,9 @@ class ClusterRegistry:
         try:
             text = await self.redis.hget(PREFIX + "conns", socket_id)
         except RedisError as exc:
-            self.reachable = False
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
-        if text is None:
-            return None
-        info = json.loads(text)
-        if info.get("node") == self.node:
+            raise self._unreachable(exc) from None
+        info = _connection_entry(socket_id, text) if text is not None else None
+        if info is None or info.get("node") == self.node:
             return None
         return RemoteConnection(str(info.get("node")), info)
 
@@ -320,13 +381,13 @@ class ClusterRegistry:
                     pipe.hgetall(f"{PREFIX}node:{node}:rooms")
                 counts = await pipe.execute()
         except RedisError as exc:
-            self.reachable = False
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+            raise self._unreachable(exc) from None
         rooms: dict[str, int] = {}
         for per_node in counts:
             for room, count in per_node.items():
-                if int(count) > 0:
-                    rooms[room] = rooms.get(room, 0) + int(count)
+                number = int(count) if str(count).lstrip("-").isdigit() else 0
+                if number > 0:
+                    rooms[room] = rooms.get(room, 0) + number
         return rooms
 
     async def count_remote_members(self, rooms: list[str]) -> int:
@@ -345,8 +406,7 @@ class ClusterRegistry:
                 pipe.hmget(PREFIX + "conn_org", socket_ids)
                 nodes, orgs = await pipe.execute()
         except RedisError as exc:
-            self.reachable = False
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+            raise self._unreachable(exc) from None
         return {
             sid
             for sid, node, org in zip(socket_ids, nodes, orgs, strict=True)
@@ -361,16 +421,15 @@ class ClusterRegistry:
         try:
             node = await self.redis.hget(PREFIX + "conn_node", socket_id)
         except RedisError as exc:
-            self.reachable = False
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
+            raise self._unreachable(exc) from None
         return str(node) if node is not None else None
 
     async def ping(self) -> bool:
         """Whether Redis answers now."""
         try:
             await self.redis.ping()
-        except RedisError:
-            self.reachable = False
+        except RedisError as exc:
+            self._unreachable(exc)
             return False
         self.reachable = True
         return True

@@ -1,6 +1,8 @@
 """The Lua scripts of the cluster registry: each change is one script, so it is atomic.
 
-Every key is under ``ARGV[1]`` (the prefix). A connection is ``conn_node``
+Every key is under ``ARGV[1]`` (the prefix, whose hash tag puts every key of the
+registry in one slot; each script is also given the prefix as its one
+declared key, so that a Redis Cluster client routes it there). A connection is ``conn_node``
 (its node), ``conns`` (its API view, JSON), ``conn_org`` (the organization it
 counts against, once authenticated) and ``conn:{sid}:rooms``; a room is
 ``room:{name}`` (its members) and ``node:{id}:rooms`` (member counts per node,
@@ -31,6 +33,12 @@ local P = ARGV[1]
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Claims wait until every live node has registered its connections again after
+-- Redis lost them (restarted empty): until then the counts are too low.
+local function settling()
+  local ready = redis.call('GET', P .. 'ready_at')
+  return (not ready) or now_ms() < tonumber(ready)
 end
 local function join_room(node, sid, room)
   if redis.call('SADD', P .. 'conn:' .. sid .. ':rooms', room) == 1 then
@@ -80,8 +88,10 @@ end
 CLAIM_SOCKET: Final = (
     _LIBRARY
     + """
--- ARGV: prefix, node, sid, info, max_total. 1 admitted, 0 the cluster is full.
+-- ARGV: prefix, node, sid, info, max_total. 1 admitted, 0 the cluster is full,
+-- -2 the registry is being rebuilt (see settling).
 if redis.call('HEXISTS', P .. 'conn_node', ARGV[3]) == 1 then return 1 end
+if settling() then return -2 end
 if tonumber(redis.call('GET', P .. 'total') or '0') >= tonumber(ARGV[5]) then return 0 end
 add(ARGV[2], ARGV[3], ARGV[4])
 return 1
@@ -92,7 +102,9 @@ CLAIM_ORG: Final = (
     _LIBRARY
     + """
 -- ARGV: prefix, sid, org, info, max_per_org. 1 counted, 0 the organization is full,
--- -1 the socket is not registered (Redis lost it: the heartbeat puts it back).
+-- -1 the socket is not registered (Redis lost it: the heartbeat puts it back),
+-- -2 the registry is being rebuilt (see settling).
+if settling() then return -2 end
 if redis.call('HEXISTS', P .. 'conn_node', ARGV[2]) == 0 then return -1 end
 if redis.call('HEXISTS', P .. 'conn_org', ARGV[2]) == 1 then return 1 end
 if tonumber(redis.call('HGET', P .. 'orgs', ARGV[3]) or '0') >= tonumber(ARGV[5]) then
@@ -141,11 +153,17 @@ return 1
 SYNC: Final = (
     _LIBRARY
     + """
--- ARGV: prefix, node, node info (JSON), connections (JSON list of {s, o, r, i}).
+-- ARGV: prefix, node, node info (JSON), connections (JSON list of {s, o, r, i}),
+-- settle (ms).
 -- The heartbeat: the node's entry, then its connections made to match what it
 -- holds (a Redis restarted empty, or writes lost in an outage, are repaired here).
+-- A registry found empty takes claims only after ``settle`` ms, time for every
+-- live node to beat once (0 when a cluster starts: no node held anything).
 -- Returns 1 if the node was still registered, 0 if it had been reaped or lost.
 local node = ARGV[2]
+if redis.call('EXISTS', P .. 'ready_at') == 0 then
+  redis.call('SET', P .. 'ready_at', now_ms() + tonumber(ARGV[5]))
+end
 local known = redis.call('ZSCORE', P .. 'nodes', node)
 redis.call('ZADD', P .. 'nodes', now_ms(), node)
 redis.call('HSET', P .. 'nodeinfo', node, ARGV[3])

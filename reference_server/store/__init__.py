@@ -19,6 +19,7 @@ from .base import (
     StoreStats,
     StoreUnavailableError,
     StreamHead,
+    UnconfirmedAppendError,
     snapshot_key,
 )
 from .memory import MemoryStore
@@ -34,6 +35,7 @@ __all__ = [
     "StoreWrapper",
     "StoredMessage",
     "StreamHead",
+    "UnconfirmedAppendError",
     "open_store",
     "snapshot_key",
 ]

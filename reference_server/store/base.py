@@ -22,6 +22,7 @@ __all__ = [
     "StoreUnavailableError",
     "StoredMessage",
     "StreamHead",
+    "UnconfirmedAppendError",
     "life_epoch",
     "snapshot_key",
 ]
@@ -38,6 +39,22 @@ class StoreUnavailableError(ProtocolError):
 
     def __init__(self, message: str) -> None:
         super().__init__(ErrorCode.INTERNAL_ERROR, message, retryable=True)
+
+
+class UnconfirmedAppendError(StoreUnavailableError):
+    """Logged, but fewer replicas than required confirmed it in time: 503, retryable.
+
+    Unlike its base, the message stands: it is in the log (subscribers get it
+    live or from the log), so a retry with the same ``Idempotency-Key`` must
+    answer this ``message_id`` instead of publishing it again.
+    """
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(
+            "the message store's replicas did not confirm the message in time;"
+            " it is logged and may have been delivered"
+        )
+        self.message_id = message_id
 
 
 @dataclass(frozen=True, slots=True)

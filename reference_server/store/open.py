@@ -1,4 +1,4 @@
-"""Build the store a server's settings name: ``memory``, ``none`` or ``redis://...``."""
+"""Build the store a server's settings name: ``memory``, ``none`` or a Redis URL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,11 @@ StoreWrapper = Callable[[MessageStore | None, ServerSettings], MessageStore | No
 
 
 def open_store(settings: ServerSettings) -> MessageStore | None:
-    """The store of ``settings.store_url``; ``None`` for ``none`` (no replay, no snapshot)."""
+    """The store of ``settings.store_url``; ``None`` for ``none`` (no replay, no snapshot).
+
+    A Redis URL is ``redis://``, ``rediss://`` or ``redis+sentinel://`` (see
+    :mod:`reference_server.redis_clients`).
+    """
     spec = settings.store_url
     if spec == "none":
         return None
@@ -24,10 +28,12 @@ def open_store(settings: ServerSettings) -> MessageStore | None:
             max_messages=settings.store_max_messages,
             max_age_seconds=settings.store_max_age_seconds,
         )
-    from .redis import RedisStore  # only a redis:// store needs redis-py
+    from .redis import RedisStore  # only a Redis store needs redis-py
 
     return RedisStore(
         spec,
         max_messages=settings.store_max_messages,
         max_age_seconds=settings.store_max_age_seconds,
+        min_replicas=settings.store_min_replicas,
+        replica_timeout_ms=settings.store_replica_timeout_ms,
     )

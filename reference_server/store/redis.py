@@ -16,6 +16,21 @@ message starts a new life at seq 1 in a new epoch
 stream's keys: a ``since`` or ``snapshot`` for an organization that never
 published costs nothing. A malformed entry is skipped, logged, and the
 replay reported incomplete; it never fails every resume of its stream.
+
+**Replicas and failovers** (``redis+sentinel://``, see
+:mod:`reference_server.redis_clients`). A broadcast is answered only after
+Redis ``WAIT`` confirms that ``store_min_replicas`` replicas hold it (default:
+1 when the primary has a replica). A replica promoted by Sentinel may lack
+the last appends, which clients may have received; so a life's epoch is
+named after the replication id of the primary it began on (and the age-bound
+window), each stream remembers the replication id it was last written on,
+and a primary promoted from a replica (``master_replid2`` set) that finds
+another one starts the stream's next life: a new epoch, never a reused
+``seq``. A primary restarted from its own disk keeps its streams' lives.
+
+**Keys** share the organization's hash tag, ``intraday:{ORG}:...``: every
+script touches one slot (ready for Redis Cluster). The set of organizations
+with a log, for the figures, is written apart from the scripts.
 """
 
 from __future__ import annotations
@@ -29,9 +44,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..redis_clients import open_redis
 from .base import (
     KeyRecord,
     ReplaySlice,
@@ -39,6 +54,7 @@ from .base import (
     StoreStats,
     StoreUnavailableError,
     StreamHead,
+    UnconfirmedAppendError,
     life_epoch,
     snapshot_key,
 )
@@ -48,10 +64,8 @@ __all__ = ["RedisStore"]
 log = logging.getLogger("reference_server.store")
 
 _PREFIX = "intraday:"
-_ACTIVE = f"{_PREFIX}active-streams"
-"""Sorted set: every stream with a message younger than the age bound, by its last append."""
-_EPOCH_BASE = f"{_PREFIX}epoch-base"
-"""Made once per Redis data set: the epochs of streams' lives are derived from it."""
+_ORGS = f"{_PREFIX}orgs"
+"""The organizations with a log (no hash tag: written by a plain command, not a script)."""
 
 _UNAVAILABLE = "the message store is unavailable; retry later"
 """What clients are told: Redis's own text names hosts and ports, for the log only."""
@@ -59,23 +73,45 @@ _UNAVAILABLE = "the message store is unavailable; retry later"
 FIGURES_TTL = 1.0
 """Seconds the store's figures (``/health``, ``/stats``) are reused before Redis is asked again."""
 
-_APPEND = """
--- KEYS: log, seq, epoch, snapshot, snapshot times, active streams, epoch base
--- ARGV: envelope, max count, new base, snapshot key, removes, now, stream, max age, window
+_HISTORY = """
+-- The primary's replication history: its id, whether it was promoted from a
+-- replica (master_replid2 set), and its replicas.
+local function history()
+  local info = redis.call('INFO', 'replication')
+  local replid = string.match(info, 'master_replid:(%x+)')
+  local promoted = string.match(string.match(info, 'master_replid2:(%x+)') or '', '[^0]') ~= nil
+  local replicas = tonumber(string.match(info, 'connected_slaves:(%d+)') or '0')
+  return replid, promoted, replicas
+end
+-- The stream's life goes on unless it was written on another primary's history
+-- and this primary was promoted from a replica, which may lack appends that
+-- clients received: then its next life starts (a new epoch).
+local function living(epoch, written, replid, promoted)
+  return epoch and not (promoted and written ~= replid)
+end
+"""
+
+_APPEND = (
+    _HISTORY
+    + """
+-- KEYS: log, seq, epoch, snapshot, snapshot times, history, the organization's active streams
+-- ARGV: envelope, max count, (unused), snapshot key, removes, now, stream, max age, window
 -- At most 100 entries are examined or removed per bound and append: each append stays cheap.
 local now = tonumber(ARGV[6])
 local max = tonumber(ARGV[2])
 local deadline = now - tonumber(ARGV[8])
+local replid, promoted, replicas = history()
 local epoch = redis.call('GET', KEYS[3])
-if not epoch then
-  local base = redis.call('GET', KEYS[7])
-  if not base then
-    base = ARGV[3]
-    redis.call('SET', KEYS[7], base)
-  end
-  epoch = base .. '.' .. ARGV[9]
+local written = redis.call('GET', KEYS[6])
+if not living(epoch, written, replid, promoted) then
+  if not epoch then
+    redis.call('SET', KEYS[2], 0)  -- a new life starts at seq 1
+  end  -- after a promotion the log is still there: its seq goes on, in a new epoch
+  epoch = string.sub(replid, 1, 8) .. '.' .. ARGV[9]
   redis.call('SET', KEYS[3], epoch)
-  redis.call('SET', KEYS[2], 0)  -- a new life starts at seq 1
+end
+if written ~= replid then
+  redis.call('SET', KEYS[6], replid)
 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1], 't', ARGV[6])
@@ -112,45 +148,51 @@ if #stale > 0 then
   redis.call('ZREM', KEYS[5], unpack(stale))
 end
 local ttl = math.ceil(tonumber(ARGV[8]) * 1000)
-for i = 1, 5 do
+for i = 1, 6 do
   redis.call('PEXPIRE', KEYS[i], ttl)
 end
-redis.call('ZADD', KEYS[6], ARGV[6], ARGV[7])
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. deadline)
-return {seq, epoch}
+local new = redis.call('EXISTS', KEYS[7]) == 0 and 1 or 0
+redis.call('ZADD', KEYS[7], ARGV[6], ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. deadline)
+redis.call('PEXPIRE', KEYS[7], ttl)
+return {seq, epoch, replicas, new}
 """
+)
 
 _APPEND_PUBLISHED = _APPEND.replace(
-    "return {seq, epoch}",
+    "return {seq, epoch, replicas, new}",
     """local text = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[1], 2)
 redis.call('PUBLISH', ARGV[10], ARGV[11] .. text .. ARGV[12])
-return {seq, epoch}""",
+return {seq, epoch, replicas, new}""",
 )
 """The append, and the message published to a cluster's channel in the same step (see
 :mod:`reference_server.cluster.fanout`): every node sees a stream in ``seq`` order."""
 
-_EPOCH = """
--- KEYS: epoch, seq, epoch base. Writes no key of the stream: readers cost nothing.
+_EPOCH = (
+    _HISTORY
+    + """
+-- KEYS: epoch, seq, history. Writes nothing: readers cost nothing.
+local replid, promoted = history()
 local epoch = redis.call('GET', KEYS[1])
-if epoch then
-  return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0')}
+local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
+if living(epoch, redis.call('GET', KEYS[3]), replid, promoted) then
+  return {epoch, latest}
 end
-local base = redis.call('GET', KEYS[3])
-if not base then
-  base = ARGV[1]
-  redis.call('SET', KEYS[3], base)
+if not epoch then
+  latest = 0  -- no life: the next one starts at seq 1
 end
-return {base .. '.' .. ARGV[2], 0}
+return {string.sub(replid, 1, 8) .. '.' .. ARGV[2], latest}
 """
+)
 
 _FIGURES = """
--- KEYS: active streams. ARGV: the age bound's deadline, the key prefix.
--- Streams, entries held and the oldest entry's time, in one step of Redis's.
+-- KEYS: one organization's active streams. ARGV: the age bound's deadline, the
+-- organization's key prefix. Its streams, entries held and the oldest entry's time.
 local streams = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
 local count = 0
 local oldest = nil
 for _, stream in ipairs(streams) do
-  local log = ARGV[2] .. stream .. ':log'
+  local log = ARGV[2] .. string.match(stream, '^[^:]+') .. ':log'
   count = count + redis.call('XLEN', log)
   local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
   if first then
@@ -179,9 +221,26 @@ return 0
 """
 
 
+def _org_prefix(org: str) -> str:
+    """Where one organization's keys live: its hash tag, so one slot for all of them."""
+    return f"{_PREFIX}{{{org}}}:"
+
+
 def _keys(stream: str) -> tuple[str, str, str, str, str]:
-    base = f"{_PREFIX}{stream}"
+    channel, _, org = stream.partition(":")
+    base = f"{_org_prefix(org)}{channel}"
     return f"{base}:log", f"{base}:seq", f"{base}:epoch", f"{base}:snapshot", f"{base}:snaptimes"
+
+
+def _history_key(stream: str) -> str:
+    """The replication id of the primary ``stream`` was last written on."""
+    channel, _, org = stream.partition(":")
+    return f"{_org_prefix(org)}{channel}:history"
+
+
+def _active_key(stream: str) -> str:
+    """The organization's streams with a message younger than the age bound, by last append."""
+    return f"{_org_prefix(stream.partition(':')[2])}active-streams"
 
 
 def _with_place(text: str, seq: int, epoch: str) -> dict[str, Any] | None:
@@ -220,10 +279,13 @@ class RedisStore:
     """Per-stream logs in Redis.
 
     Args:
-        url: ``redis://HOST:PORT/DB`` (or ``rediss://``).
+        url: ``redis://HOST:PORT/DB`` (or ``rediss://``, or ``redis+sentinel://``).
         max_messages: entries kept per stream (approximately: ``MAXLEN ~``).
         max_age_seconds: entries older than this are not replayed, then removed.
         clock: wall-clock seconds (injected by tests to age messages).
+        min_replicas: replicas that must hold an append before it counts as
+            done (``None``: 1 when the primary has a replica, else 0).
+        replica_timeout_ms: how long an append waits for them.
     """
 
     kind = "redis"
@@ -235,17 +297,18 @@ class RedisStore:
         max_messages: int,
         max_age_seconds: float,
         clock: Callable[[], float] = time.time,
+        min_replicas: int | None = None,
+        replica_timeout_ms: int = 500,
     ) -> None:
         self.url = url
         self._clock = clock
         self._max_messages = max_messages
         self._max_age = max_age_seconds
-        # Short timeouts: while Redis is away a broadcast must fail fast (503), not hang.
+        self._min_replicas = min_replicas
+        self._replica_timeout_ms = replica_timeout_ms
         # Any: redis-py's answers are typed bytes-or-str-or-None whatever
         # decode_responses says; the shapes are checked here instead.
-        self._redis: Any = aioredis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=True
-        )
+        self._redis: Any = open_redis(url)
         self._append = self._redis.register_script(_APPEND)
         self._append_published = self._redis.register_script(_APPEND_PUBLISHED)
         self._epoch = self._redis.register_script(_EPOCH)
@@ -292,20 +355,42 @@ class RedisStore:
         if frame is not None:
             script = self._append_published
             args.extend(frame)
+        keys = [*_keys(stream), _history_key(stream), _active_key(stream)]
+        # One connection for the script and its WAIT: WAIT counts that connection's writes.
         try:
-            seq, epoch = await script(keys=[*_keys(stream), _ACTIVE, _EPOCH_BASE], args=args)
+            async with self._redis.client() as connection:
+                seq, epoch, replicas, new = await script(keys=keys, args=args, client=connection)
+                if int(new):  # an organization (again) with a log: shown in the figures
+                    await connection.sadd(_ORGS, stream.partition(":")[2])
+                wanted = self._replicas_wanted(int(replicas))
+                confirmed = wanted
+                if wanted:
+                    confirmed = int(
+                        await connection.execute_command("WAIT", wanted, self._replica_timeout_ms)
+                    )
         except RedisError as exc:
             raise self._unavailable(exc) from None
         if self._figures is not None and not self._figures[1].reachable:
             self._figures = None  # back: measure again
         envelope["seq"] = int(seq)
         envelope["epoch"] = str(epoch)
+        if confirmed < wanted:
+            log.warning(
+                "%s seq %s: %d of %d replicas confirmed within %d ms",
+                stream, seq, confirmed, wanted, self._replica_timeout_ms,
+            )  # fmt: skip
+            raise UnconfirmedAppendError(str(envelope.get("id", "")))
         return int(seq), str(epoch)
+
+    def _replicas_wanted(self, connected: int) -> int:
+        if self._min_replicas is not None:
+            return self._min_replicas
+        return min(1, connected)
 
     async def _position(self, stream: str) -> tuple[str, int]:
         _, seq_key, epoch_key, _, _ = _keys(stream)
-        keys = [epoch_key, seq_key, _EPOCH_BASE]
-        epoch, latest = await self._epoch(keys=keys, args=[secrets.token_hex(4), self._window()])
+        keys = [epoch_key, seq_key, _history_key(stream)]
+        epoch, latest = await self._epoch(keys=keys, args=["", self._window()])
         return str(epoch), int(latest)
 
     async def read_since(self, stream: str, seq: int, epoch: str | None) -> ReplaySlice:
@@ -442,11 +527,31 @@ class RedisStore:
 
     async def _measure(self) -> StoreStats:
         now = self._clock()
-        streams, count, oldest = await self._figures_script(
-            keys=[_ACTIVE], args=[now - self._max_age, _PREFIX]
-        )
-        age = now - float(oldest) if oldest else None
-        return StoreStats(self.kind, int(streams), int(count), age)
+        streams = count = 0
+        oldest: float | None = None
+        for org in sorted(await self._redis.smembers(_ORGS)):
+            active = f"{_org_prefix(org)}active-streams"
+            held, entries, first = await self._figures_script(
+                keys=[active], args=[now - self._max_age, _org_prefix(org)]
+            )
+            if not int(held):
+                await self._redis.srem(_ORGS, org)  # silent for the age bound: forgotten
+                continue
+            streams += int(held)
+            count += int(entries)
+            if first and (oldest is None or float(first) < oldest):
+                oldest = float(first)
+        age = now - oldest if oldest is not None else None
+        return StoreStats(self.kind, streams, count, age)
+
+    async def ping(self) -> bool:
+        """Whether the primary answers now (one round trip)."""
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            log.debug("store ping: %s", exc)
+            return False
+        return True
 
     async def close(self) -> None:
         """Close the connection pool."""
