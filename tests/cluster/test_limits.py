@@ -96,6 +96,11 @@ async def test_limits_hold_across_nodes_and_a_dead_nodes_slots_come_back(
         # A disconnect gives its slot back at once, on every node.
         leaving = admitted_b.pop()
         await leaving.sio.disconnect()
+
+        async def released() -> bool:  # the server learns of the disconnect a moment later
+            return await active(running, 1) == 8
+
+        await eventually(released, "the slot given back", timeout=5)
         again, _ = await attempt(running, ["org_c"])
         assert len(again) == 1
 
