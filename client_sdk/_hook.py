@@ -369,7 +369,8 @@ class MessageHook(Hook[Message[P]], Generic[P]):
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            async with asyncio.timeout(timeout):
+                await waiter
         except TimeoutError:
             raise RequestTimeoutError(f"{self!r} not subscribed within {timeout} s") from None
         finally:

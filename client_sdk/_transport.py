@@ -183,17 +183,18 @@ class SocketIOTransport:
         self._refusal = None
         try:
             with map_exceptions(f"connect to {url}", path):
-                await asyncio.wait_for(
-                    self._client.connect(
+                # asyncio.timeout, never wait_for: on 3.11 wait_for drops a cancellation
+                # that meets the connect's own end (a refused connect ends at once), and
+                # a supervisor told to stop went on retrying for ever.
+                async with asyncio.timeout(timeout):
+                    await self._client.connect(
                         url,
                         headers=dict(headers),
                         auth=dict(auth) if auth is not None else None,
                         transports=list(transports),
                         socketio_path=path.strip("/"),
                         wait_timeout=timeout,
-                    ),
-                    timeout,
-                )
+                    )
         except ConnectionLostError as exc:
             if isinstance(self._refusal, Mapping) and "code" in self._refusal:
                 raise ServerError.from_wire(self._refusal) from exc
@@ -225,7 +226,8 @@ class SocketIOTransport:
         with map_exceptions(event):
             await self._client.emit(event, data, callback=callback)
         try:
-            return await asyncio.wait_for(answered, timeout)
+            async with asyncio.timeout(timeout):
+                return await answered
         except TimeoutError:
             raise RequestTimeoutError(f"{event}: no answer in time") from None
 
@@ -238,8 +240,10 @@ class SocketIOTransport:
         """Disconnect, never raising: used on every path out."""
         self._closing = True
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._client.disconnect(), 5)
+            async with asyncio.timeout(5):
+                await self._client.disconnect()
         with contextlib.suppress(Exception):
             # The Engine.IO read loop, not AsyncClient.wait(): that one always
             # sleeps 1 s more (for its own reconnect task, which is off here).
-            await asyncio.wait_for(self._client.eio.wait(), 5)
+            async with asyncio.timeout(5):
+                await self._client.eio.wait()

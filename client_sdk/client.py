@@ -310,7 +310,8 @@ class IntradayClient:
 
         disposable = self._state.changes.subscribe(check)
         try:
-            state = await asyncio.wait_for(reached, timeout)
+            async with asyncio.timeout(timeout):
+                state = await reached
         except TimeoutError:
             raise RequestTimeoutError(f"state {', '.join(states)} not reached") from None
         finally:
