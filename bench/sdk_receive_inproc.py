@@ -142,8 +142,11 @@ async def run_sdk(
         1000,
         resume=ResumeState(None, 1000),
         policy=BUFFER(10_000),
+        read_whole=lambda _stream: False,
+        fill=lambda _stream: False,
         on_error=_noop_error,
         on_handler_error=_handler_failed,
+        on_overflow=lambda _stream: None,
     )
     dispatcher.add_listener(ServerEvent.KPI_UPDATE, counter.hit)
     dispatcher.start()

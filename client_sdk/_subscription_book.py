@@ -70,5 +70,18 @@ class SubscriptionBook:
             for scope, (channels, streams, snapshot) in by_filter.items()
         ]
 
+    def read_whole(self, stream: str) -> bool:
+        """Whether some open subscription reads ``stream`` without a department or queue filter.
+
+        Then every message of the stream reaches the socket, and a jump of
+        its ``seq`` is a hole (:mod:`client_sdk._continuity`).
+        """
+        for subscription in self._open:
+            scope = subscription.filter
+            whole = scope.department_id is None and scope.queue_name is None
+            if whole and stream in subscription.streams:
+                return True
+        return False
+
     def __len__(self) -> int:
         return len(self._open)

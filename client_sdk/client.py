@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Unpack
 
@@ -31,14 +31,16 @@ from ._callbacks import (
     check_names,
 )
 from ._dispatch import Dispatcher, Listener
+from ._requests import build_request
 from ._resume import ResumeState
+from ._resuming import Resumer
 from ._state import StateCell
 from ._subscription_book import SubscriptionBook
-from ._supervisor import Supervisor, build_request
+from ._supervisor import Supervisor
 from ._transport import SocketIOTransport
 from .config import ClientConfig, ConfigOverrides
 from .exceptions import ClientClosedError, ConnectionLostError, IntradayError, RequestTimeoutError
-from .gaps import Gap
+from .gaps import Gap, GapReason
 from .protocol import (
     AuthSuccess,
     Channel,
@@ -109,23 +111,37 @@ class IntradayClient:
         self._book = SubscriptionBook()
         self._gaps: Subject[Gap] = Subject()
         self._gap_count = 0
-        self._resume = ResumeState(self._config.resume_store, self._config.dedupe_window)
+        self._background: set[asyncio.Task[None]] = set()
+        self._resume = ResumeState(
+            self._config.resume_store, self._config.dedupe_window, on_error=self._store_failed
+        )
         self._dispatcher = Dispatcher(
             self._config.dedupe_window,
             resume=self._resume,
             policy=self._config.handler_backpressure,
+            read_whole=self._book.read_whole,
+            fill=lambda stream: self._resumer.fill(stream),
             on_error=self._server_error,
             on_handler_error=self._handler_failed,
+            on_overflow=self._overflowed,
+        )
+        self._resumer = Resumer(
+            self._config,
+            resume=self._resume,
+            dispatcher=self._dispatcher,
+            book=self._book,
+            on_gap=self._gap,
+            report=self._report,
+            capabilities=lambda: self._supervisor.server_capabilities,
+            transport=lambda: self._supervisor.transport,
         )
         self._supervisor = Supervisor(
             self._config,
             states=self._state,
-            book=self._book,
             dispatcher=self._dispatcher,
-            resume=self._resume,
+            restore=self._resumer.restore,
             fire=self._fire,
             report=self._report,
-            on_gap=self._gap,
         )
         self._closed = False
         self._handler_errors = 0
@@ -325,7 +341,7 @@ class IntradayClient:
         self._state.complete()
         self._errors.on_completed()
         self._gaps.on_completed()
-        self._resume.close()
+        await self._resume.aclose()
 
     def _live_transport(self) -> SocketIOTransport:
         self._check_open()
@@ -339,6 +355,7 @@ class IntradayClient:
 
     async def _stop(self) -> None:
         await self._supervisor.stop()
+        await self._resumer.stop()
         await self._dispatcher.stop()
 
     async def _fire(self, name: str, *args: Any) -> None:
@@ -355,6 +372,20 @@ class IntradayClient:
             with contextlib.suppress(Exception):
                 self._gaps.on_next(gap)
         await self._fire("on_gap", gap)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        # Kept referenced until done: the loop holds tasks weakly.
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _store_failed(self, error: IntradayError) -> None:
+        log.warning("%s", error)
+        self._in_background(self._server_error(error))
+
+    def _overflowed(self, stream: str | None) -> None:
+        # A dropped message the server cannot replay: said, never hidden.
+        self._in_background(self._gap(Gap(stream or "?", None, None, GapReason.OVERFLOW)))
 
     async def _server_error(self, error: IntradayError) -> None:
         self._report(error)
@@ -443,7 +474,7 @@ class IntradayClient:
         # Asked even when another handle holds the rooms (joining is idempotent):
         # that handle's request may still be in flight, or may yet fail.
         try:
-            await self._supervisor.subscribe(
+            await self._resumer.subscribe(
                 SubscribeRequest.of(wanted, filter), list(streams), snapshot=snapshot, restore=False
             )
         except BaseException:
