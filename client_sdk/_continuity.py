@@ -85,7 +85,9 @@ class StreamGuard:
     Args:
         resume: the positions (moved by the dispatcher after each message's handlers).
         read_whole: whether a stream is read without a department or queue filter.
-        fill: asks for a ``subscribe`` with ``since`` of one stream (coalesced by the caller).
+        fill: starts a ``subscribe`` with ``since`` of one stream; ``False``: no
+            subscription reads it. At most one is in flight per stream: the
+            next is asked for only once the dispatcher saw the last one end.
     """
 
     def __init__(
@@ -93,17 +95,45 @@ class StreamGuard:
         resume: ResumeState,
         *,
         read_whole: Callable[[str], bool],
-        fill: Callable[[str], None],
+        fill: Callable[[str], bool],
     ) -> None:
         self._resume = resume
         self._read_whole = read_whole
         self._fill = fill
+        self._filling: set[str] = set()
         self._windows: dict[str, int] = {}
         self._replaying: dict[str, int] = {}
         self._held: dict[str, list[Held]] = {}
         self._lost: dict[str, set[int]] = {}
         self._lost_epoch: dict[str, str] = {}
         self.replayed_upto: dict[str, int] = {}
+
+    def reset(self) -> None:
+        """Forget what waited on requests of a dispatcher run that ended."""
+        self._filling.clear()
+        self._windows.clear()
+        self._replaying.clear()
+        self._held.clear()
+
+    def request(self, stream: str) -> bool:
+        """Fill ``stream`` unless a fill of it is in flight; ``False``: nothing reads it."""
+        if stream in self._filling:
+            return True
+        if not self._fill(stream):
+            self._lost.pop(stream, None)  # no subscription of it: nothing to resume
+            return False
+        self._filling.add(stream)
+        return True
+
+    def fill_done(self, stream: str) -> None:
+        """A fill ended (after its answer's marker): the next may be asked for."""
+        self._filling.discard(stream)
+
+    def drained(self) -> None:
+        """The dispatch queue is empty: fill what it dropped (now there is room for it)."""
+        for stream, lost in list(self._lost.items()):
+            if lost and not self._windows.get(stream):
+                self.request(stream)
 
     # -- messages ---------------------------------------------------------------------
 
@@ -127,7 +157,7 @@ class StreamGuard:
             and self._read_whole(stream)
             and (position[1] != epoch or seq != position[0] + 1)
         ):
-            self._fill(stream)
+            self.request(stream)
             return Verdict.DISCARD
         return Verdict.DELIVER
 
@@ -138,11 +168,15 @@ class StreamGuard:
             lost.discard(seq)
 
     def dropped(self, stream: str, seq: int, epoch: str | None) -> None:
-        """The dispatch queue dropped message ``seq`` of ``stream``: fill it."""
+        """The dispatch queue dropped message ``seq`` of ``stream``.
+
+        It is asked for again when a later message of the stream comes to
+        be dispatched, or when the queue has drained: not while the
+        listeners are still behind, which would only drop the replay too.
+        """
         self._lost.setdefault(stream, set()).add(seq)
         if epoch is not None:
             self._lost_epoch[stream] = epoch
-        self._fill(stream)
 
     def since(self, stream: str) -> Position | None:
         """Where a fill of ``stream`` resumes: the position, else just before the first loss."""
@@ -168,7 +202,8 @@ class StreamGuard:
 
         Returns what waited for it, in seq order, marked replayed where a
         replay was in flight, for the dispatcher to deliver; then where each
-        stream continues from, for :meth:`settle` once they were handled.
+        stream continues from, for :meth:`settle` once they were handled
+        (not a stream still missing messages: filled once the queue drains).
         """
         out: list[Released] = []
         settles: list[Settle] = []
@@ -206,20 +241,17 @@ class StreamGuard:
         position = self._resume.position(stream)
         lost = self._lost.get(stream)
         out: list[Released] = []
-        stopped = False
         for message, replayed in held:
             seq, epoch = message.envelope.seq or 0, message.envelope.epoch
             if position is not None and position[1] == epoch and seq <= position[0]:
                 continue
             if lost and min(lost) < seq:
-                stopped = True  # dropped again while waiting: fill once more
-                break
+                break  # dropped again while waiting: filled once these ran
             out.append((stream, message.as_replayed() if replayed else message))
             position = (seq, epoch or "")
             if lost:
                 lost.discard(seq)
-        if stopped:
-            self._fill(stream)
+        if lost:
             return out, None
         if answer is None or answer.epoch is None or answer.seq is None:
             return out, None

@@ -42,7 +42,7 @@ from .exceptions import IntradayError, MalformedMessageError, ServerError
 from .messages import Message, RecentIds, _parse_message
 from .protocol import Channel, ControlEvent, ErrorCode, Payload, ServerEvent, stream_name
 
-__all__ = ["Dispatcher", "Listener", "ResumeBegin", "ResumeEnd"]
+__all__ = ["Dispatcher", "FillDone", "Listener", "ResumeBegin", "ResumeEnd"]
 
 log = logging.getLogger("client_sdk")
 
@@ -60,6 +60,8 @@ class _Event:
     name: str
     data: Any
     done: asyncio.Future[None] | None = None
+    counted: bool = True
+    """A message (bounded by the policy), not a control event (never dropped)."""
 
     def release(self) -> None:
         if self.done is not None and not self.done.done():
@@ -81,7 +83,14 @@ class ResumeEnd:
     ack: Any
 
 
-_Item = _Event | ResumeBegin | ResumeEnd
+@dataclass(frozen=True, slots=True)
+class FillDone:
+    """A fill of ``stream`` ended (behind its answer's marker, if it was sent)."""
+
+    stream: str
+
+
+_Item = _Event | ResumeBegin | ResumeEnd | FillDone
 
 
 def _stream_of(data: Any) -> tuple[str, int | None, str | None] | None:
@@ -133,8 +142,7 @@ class Dispatcher:
         for message_id in resume.recent_ids:
             self._recent.seen(message_id)
         self._resume = resume
-        self._fill = fill
-        self.guard = StreamGuard(resume, read_whole=read_whole, fill=self._fill_quietly)
+        self.guard = StreamGuard(resume, read_whole=read_whole, fill=fill)
         self._on_error = on_error
         self._on_handler_error = on_handler_error
         self._on_overflow = on_overflow
@@ -178,15 +186,13 @@ class Dispatcher:
 
         return remove
 
-    def _fill_quietly(self, stream: str) -> None:
-        self._fill(stream)
-
     # -- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
         """Start taking events off the queue (in the running loop)."""
         self._queue = deque()
         self._waiting = 0
+        self.guard.reset()
         self._busy, self._inline = False, None
         self._task = asyncio.get_running_loop().create_task(
             self._dispatch_forever(), name="intraday-dispatch"
@@ -217,27 +223,43 @@ class Dispatcher:
             if isinstance(item, _Event):
                 item.release()
             return
-        queue.append(item)
-        if isinstance(item, _Event):
+        capacity = self._capacity
+        full = capacity is not None and self._waiting >= capacity
+        if isinstance(item, _Event) and item.counted and full and self._evict(queue, item):
+            self._wake()
+            return
+        if isinstance(item, _Event) and item.counted:
             self._waiting += 1
-            if self._capacity is not None and self._waiting > self._capacity:
-                self._evict_oldest(queue)
+        queue.append(item)
         self._wake()
 
-    def _evict_oldest(self, queue: deque[_Item]) -> None:
-        # Markers are bookkeeping, never dropped: the oldest message goes.
-        at = next(i for i, item in enumerate(queue) if isinstance(item, _Event))
-        event = queue[at]
-        del queue[at]
-        assert isinstance(event, _Event)
-        self._waiting -= 1
+    def _evict(self, queue: deque[_Item], newcomer: _Event) -> bool:
+        """Drop a message for ``newcomer``; ``True`` if the newcomer itself went.
+
+        A message of a stream goes itself: the ones waiting stay a contiguous
+        run, and a fill asks for it again once they are handled (dropping the
+        oldest instead would drop the next one due, round after round). One
+        the server cannot replay makes room by dropping the oldest such
+        (markers are bookkeeping, never dropped), reported as a gap.
+        """
         self.dropped += 1
-        event.release()
-        where = _stream_of(event.data)
+        where = _stream_of(newcomer.data)
+        if where is not None and where[1] is not None:
+            newcomer.release()
+            self.guard.dropped(where[0], where[1], where[2])
+            return True
+        at = next(i for i, item in enumerate(queue) if isinstance(item, _Event) and item.counted)
+        oldest = queue[at]
+        assert isinstance(oldest, _Event)
+        del queue[at]
+        oldest.release()
+        self._waiting -= 1
+        where = _stream_of(oldest.data)
         if where is not None and where[1] is not None:
             self.guard.dropped(where[0], where[1], where[2])
         else:
             self._on_overflow(where[0] if where is not None else None)
+        return False
 
     def _wake(self) -> None:
         waiter, self._wakeup = self._wakeup, None
@@ -253,6 +275,10 @@ class Dispatcher:
     def end_resume(self, streams: dict[str, bool], ack: Any) -> None:
         """Its answer arrived, in the order of the packets (``None``: it failed)."""
         self._put(ResumeEnd(streams, ack))
+
+    def fill_done(self, stream: str) -> None:
+        """A fill of ``stream`` ended (after its answer, in the queue's order)."""
+        self._put(FillDone(stream))
 
     # -- the transport's sink -----------------------------------------------------
 
@@ -302,11 +328,11 @@ class Dispatcher:
             return {"received": True} if acked else None
         if acked:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._put(_Event(event, data, done))
+            self._put(_Event(event, data, done, event in _SERVER_EVENTS))
             with contextlib.suppress(asyncio.CancelledError):
                 await done
             return {"received": True}
-        self._put(_Event(event, data))
+        self._put(_Event(event, data, None, event in _SERVER_EVENTS))
         return None
 
     # -- dispatching ----------------------------------------------------------------
@@ -321,6 +347,8 @@ class Dispatcher:
                 # Empty, or an event is being dispatched in its own task
                 # (receive): the queued ones come after it. Nothing is taken
                 # off before then, so a newcomer sees a non-empty queue and waits.
+                if not self._busy:
+                    self.guard.drained()
                 self._wakeup = loop.create_future()
                 await self._wakeup
                 continue
@@ -328,12 +356,14 @@ class Dispatcher:
             self._busy = True
             try:
                 if isinstance(item, _Event):
-                    self._waiting -= 1
+                    self._waiting -= item.counted
                     await self._dispatch_event(item.name, item.data)
                 elif isinstance(item, ResumeBegin):
                     self.guard.begin(item.streams)
-                else:
+                elif isinstance(item, ResumeEnd):
                     await self._resume_ended(item)
+                else:
+                    self.guard.fill_done(item.stream)
             finally:
                 self._busy = False
                 if isinstance(item, _Event):
@@ -398,7 +428,7 @@ class Dispatcher:
         error = ServerError.from_wire(data)
         stream = error.details.get("stream")
         skipped = stream if error.code == ErrorCode.INTERNAL_ERROR else None
-        if isinstance(skipped, str) and self._fill(skipped):
+        if isinstance(skipped, str) and self.guard.request(skipped):
             # Section 6: the server could not resend what it skipped; the
             # fill's answer says complete: false, which reports the gap.
             log.info("server lost messages of %s; resuming it", stream)

@@ -81,8 +81,6 @@ class Resumer:
         self._report = report
         self._capabilities = capabilities
         self._transport = transport
-        self._filling: set[str] = set()
-        self._again: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.fills = 0
         """Subscribes sent to fill a hole while connected."""
@@ -210,10 +208,6 @@ class Resumer:
         """
         if not any(stream in entry.streams for entry in self._book.requests()):
             return False
-        if stream in self._filling:
-            self._again.add(stream)
-            return True
-        self._filling.add(stream)
         task = asyncio.get_running_loop().create_task(self._fill(stream))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -221,18 +215,14 @@ class Resumer:
 
     async def _fill(self, stream: str) -> None:
         try:
-            while True:
-                self._again.discard(stream)
-                await self._fill_once(stream)
-                if stream not in self._again:
-                    return
+            await self._fill_once(stream)
         except (ConnectionLostError, RequestTimeoutError):
             pass  # the reconnect resumes every stream from its position
         except IntradayError as exc:
             log.warning("filling %s failed: %s", stream, exc)
             self._report(exc)
         finally:
-            self._filling.discard(stream)
+            self._dispatcher.fill_done(stream)
 
     async def _fill_once(self, stream: str) -> None:
         transport = self._transport()
@@ -257,7 +247,7 @@ class Resumer:
 
     async def stop(self) -> None:
         """Cancel the fills in flight."""
-        tasks, self._tasks = self._tasks, set()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:

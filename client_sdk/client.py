@@ -81,6 +81,9 @@ class ClientStatistics:
     """Streams where messages may have been missed, since the client was made."""
     last_error: BaseException | None = None
     """Why the latest connection attempt failed (refused, HTTP 404, TLS, timeout...)."""
+    fills: int = 0
+    """Resumes of one stream while connected, to fill a hole (a ``seq`` jump, a message
+    the dispatch queue dropped, the server's section 6 ``error``)."""
 
 
 class IntradayClient:
@@ -212,6 +215,7 @@ class IntradayClient:
             rooms=tuple(self._book.rooms),
             gaps=self._gap_count,
             last_error=self._supervisor.last_error,
+            fills=self._resumer.fills,
         )
 
     def _count_dropped(self, count: int = 1) -> None:
