@@ -10,7 +10,7 @@ that stops and starts again resumes where it was.
 The file is opened when the client is made, written once to prove it can
 be, and held with an exclusive lock for the client's life: a file that is
 not writable, not a resume file, or in use by another process is refused
-there, in one line (:class:`~client_sdk.ResumeStoreError`). Writes never run
+there, in one line (:class:`~client_sdk.exceptions.ResumeStoreError`). Writes never run
 on the event loop: a move only marks the stream, and one flush per dispatch
 cycle writes every marked position in one transaction on a worker thread.
 The file lags the handlers by at most that cycle (a crash then replays a

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from client_sdk import IntradayClient, ResumeStoreError
+from client_sdk import IntradayClient
 from client_sdk._resume import ResumeState
 from client_sdk.admin import AdminClient
-from client_sdk.exceptions import IntradayError
+from client_sdk.exceptions import IntradayError, ResumeStoreError
 from client_sdk.testing import RunningServer, running_server
 from tests.delivery.sequence import ORG, Handled, publish
 from tests.sdk.conftest import fast_config
@@ -59,7 +59,8 @@ async def test_a_second_process_is_refused_the_file_at_once(tmp_path: Path) -> N
     path = tmp_path / "bot.resume"
     code = (
         "import sys, time\n"
-        "from client_sdk import IntradayClient, ResumeStoreError\n"
+        "from client_sdk import IntradayClient\n"
+        "from client_sdk.exceptions import ResumeStoreError\n"
         "started = time.monotonic()\n"
         "try:\n"
         f"    IntradayClient(url='http://127.0.0.1:9', resume_store={str(path)!r})\n"
