@@ -129,6 +129,11 @@ class StreamGuard:
         """A fill ended (after its answer's marker): the next may be asked for."""
         self._filling.discard(stream)
 
+    @property
+    def missing(self) -> bool:
+        """Whether the dispatch queue dropped messages not yet asked for again."""
+        return bool(self._lost)
+
     def drained(self) -> None:
         """The dispatch queue is empty: fill what it dropped (now there is room for it)."""
         for stream, lost in list(self._lost.items()):
@@ -164,8 +169,10 @@ class StreamGuard:
     def delivered(self, stream: str, seq: int) -> None:
         """Message ``seq`` of ``stream`` went to the handlers."""
         lost = self._lost.get(stream)
-        if lost:
+        if lost is not None:
             lost.discard(seq)
+            if not lost:
+                del self._lost[stream]
 
     def dropped(self, stream: str, seq: int, epoch: str | None) -> None:
         """The dispatch queue dropped message ``seq`` of ``stream``.
@@ -253,6 +260,7 @@ class StreamGuard:
                 lost.discard(seq)
         if lost:
             return out, None
+        self._lost.pop(stream, None)
         if answer is None or answer.epoch is None or answer.seq is None:
             return out, None
         if replay:

@@ -324,7 +324,10 @@ class Dispatcher:
                 if self._queue is queue:
                     self._inline = None
                     self._busy = False
-                    self._wake()
+                    if queue:
+                        self._wake()  # what queued meanwhile: the task's turn
+                    elif self.guard.missing:
+                        self.guard.drained()
             return {"received": True} if acked else None
         if acked:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -395,7 +398,7 @@ class Dispatcher:
         if envelope.seq is None or envelope.epoch is None or org is None or envelope.snapshot:
             await self._deliver(message, None)
             return
-        stream = stream_name(envelope.channel, org)
+        stream = f"{envelope.channel}:{org}"  # stream_name's, without its check of "all"
         verdict = self.guard.admit(stream, message)
         if verdict is Verdict.DELIVER:
             upto = self.guard.replayed_upto.get(stream)
@@ -411,7 +414,8 @@ class Dispatcher:
             return
         envelope = message.envelope
         listeners = self._listeners
-        for key in (envelope.event.value, envelope.channel.value, "*"):
+        # StrEnum members are their names as keys: no ``.value`` per message.
+        for key in (envelope.event, envelope.channel, "*"):
             for listener in listeners.get(key, ()):
                 try:
                     # call_handler's body, inline: one coroutine less per listener.
