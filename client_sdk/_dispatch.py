@@ -38,6 +38,7 @@ from typing import Any
 from ._backpressure import Backpressure
 from ._continuity import StreamGuard, Verdict
 from ._resume import ResumeState
+from ._routing import Router
 from .exceptions import IntradayError, MalformedMessageError, ServerError
 from .messages import Message, RecentIds, _parse_message
 from .protocol import Channel, ControlEvent, ErrorCode, Payload, ServerEvent, stream_name
@@ -124,6 +125,7 @@ class Dispatcher:
             ``error`` event, a malformed message).
         on_handler_error: called when a listener raised (``where``, exception).
         on_overflow: a message without ``seq`` was dropped (its stream, if known).
+        router: the subscriptions' readers, handed each message after the listeners.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class Dispatcher:
         on_error: Callable[[IntradayError], Awaitable[None]],
         on_handler_error: Callable[[str, Exception], None],
         on_overflow: Callable[[str | None], None],
+        router: Router,
     ) -> None:
         self._recent = RecentIds(dedupe_window)
         for message_id in resume.recent_ids:
@@ -146,6 +149,7 @@ class Dispatcher:
         self._on_error = on_error
         self._on_handler_error = on_handler_error
         self._on_overflow = on_overflow
+        self._router = router
         # Tuples, replaced on every change: dispatching iterates a snapshot
         # (a listener may remove itself) without copying it per message.
         self._listeners: dict[str, tuple[Listener, ...]] = {}
@@ -424,6 +428,7 @@ class Dispatcher:
                         await result
                 except Exception as exc:
                     self._on_handler_error(key, exc)
+        self._router.route(message)
         if stream is not None and envelope.seq is not None and envelope.epoch is not None:
             self.guard.delivered(stream, envelope.seq)
             self._resume.advance(stream, envelope.seq, envelope.epoch, message.id)

@@ -285,9 +285,9 @@ class Hook(reactivex.Observable[T]):
 class MessageHook(Hook[Message[P]], Generic[P]):
     """A hook over server messages: subscribes its channels with its filter while observed.
 
-    Messages are also matched against the filter locally, since the client
-    delivers every message of an event to every listener (two hooks on two
-    queues both see both queues' traffic otherwise).
+    It reads what the client routes to its subscription (checked against
+    the filter once, :mod:`client_sdk._routing`), keeping the events it
+    emits; a hook without channels listens to every message and filters.
 
     Example:
         >>> hook = kpi_updates(client, queue_name="support")  # doctest: +SKIP
@@ -392,9 +392,9 @@ class MessageHook(Hook[Message[P]], Generic[P]):
 
     def _start(self) -> None:
         self._failure = None
-        keys: tuple[str, ...] = tuple(c.value for c in self._channels) or ("*",)
-        self._removers = [self._client.add_listener(key, self._on_message) for key in keys]
         if not self._channels:
+            # Listens only: every message the client receives, filtered here.
+            self._removers = [self._client.add_listener("*", self._on_any)]
             self._set_ready(None)
             return
         released = asyncio.Event()
@@ -463,12 +463,14 @@ class MessageHook(Hook[Message[P]], Generic[P]):
                     if not await _unless_released(released, self._authenticated()):
                         raise _Released
                     f = self._filter
+                    # The subscription routes what it covers here (filtered once).
                     subscription = await self._client.subscribe(
                         self._channels,
                         organization_id=f.organization_id,
                         department_id=f.department_id,
                         queue_name=f.queue_name,
                         snapshot=self._snapshot,
+                        on_message=self._on_message,
                     )
         except _Released:
             return None
@@ -497,11 +499,13 @@ class MessageHook(Hook[Message[P]], Generic[P]):
     # -- messages -------------------------------------------------------------------
 
     def _on_message(self, message: Message[Payload]) -> None:
-        if self._events is not None and message.event not in self._events:
-            return
-        if not self._filter.covers(message.target):
+        if not self._active or (self._events is not None and message.event not in self._events):
             return
         self._accept(cast(Message[P], message))
+
+    def _on_any(self, message: Message[Payload]) -> None:
+        if self._filter.covers(message.target):
+            self._on_message(message)
 
     @property
     def by_queue(self) -> Mapping[QueueKey, Message[P]]:

@@ -141,9 +141,6 @@ class MessageStream(Iterator[Message[Payload]]):
         self.dropped = 0
         """Messages dropped because the reader fell behind."""
 
-    def _matches(self, message: Message[Payload]) -> bool:
-        return message.channel in self._wanted and self._filter.covers(message.target)
-
     def _offer(self, item: object) -> None:
         """Queue ``item`` without ever blocking the client's loop."""
         while True:
@@ -157,7 +154,8 @@ class MessageStream(Iterator[Message[Payload]]):
                     self._owner._client._count_dropped()
 
     def _on_message(self, message: Message[Payload]) -> None:
-        if not self._closed and self._matches(message):
+        # Routed by the subscription (its filter checked once, by the client).
+        if not self._closed:
             self._offer(message)
 
     def _on_state(self, state: ConnectionState) -> None:
@@ -166,7 +164,6 @@ class MessageStream(Iterator[Message[Payload]]):
 
     def _attach(self) -> None:
         client = self._owner._client
-        self._removers.append(client.add_listener("*", self._on_message))
         disposable = client.state_changes.subscribe(
             self._on_state, on_completed=lambda: self._offer(_END)
         )
@@ -180,6 +177,7 @@ class MessageStream(Iterator[Message[Payload]]):
                 organization_id=self._filter.organization_id,
                 department_id=self._filter.department_id,
                 queue_name=self._filter.queue_name,
+                on_message=self._on_message,
             )
         except BaseException:
             with contextlib.suppress(ClientClosedError):
@@ -451,8 +449,12 @@ class BlockingClient:
         organization_id: str | None = None,
         department_id: str | None = None,
         queue_name: str | None = None,
+        on_message: Callable[[Message[Payload]], None] | None = None,
     ) -> BlockingSubscription:
         """Subscribe to ``channels`` for a filter; the handle's ``close()`` unsubscribes.
+
+        ``on_message`` is called with every message the subscription covers,
+        in the client's loop thread (it must not block).
 
         Raises:
             UnauthorizedError: another organization, or not authenticated.
@@ -464,6 +466,7 @@ class BlockingClient:
                 organization_id=organization_id,
                 department_id=department_id,
                 queue_name=queue_name,
+                on_message=on_message,
             )
         )
         return BlockingSubscription(self, subscription)

@@ -34,6 +34,7 @@ from ._dispatch import Dispatcher, Listener
 from ._requests import build_request
 from ._resume import ResumeState
 from ._resuming import Resumer
+from ._routing import Router
 from ._state import StateCell
 from ._subscription_book import SubscriptionBook
 from ._supervisor import Supervisor
@@ -41,11 +42,13 @@ from ._transport import SocketIOTransport
 from .config import ClientConfig, ConfigOverrides
 from .exceptions import ClientClosedError, ConnectionLostError, IntradayError, RequestTimeoutError
 from .gaps import Gap, GapReason
+from .messages import Message
 from .protocol import (
     AuthSuccess,
     Channel,
     ClientEvent,
     ConnectionState,
+    Payload,
     PingRequest,
     Scope,
     ServerEvent,
@@ -115,6 +118,7 @@ class IntradayClient:
         self._gaps: Subject[Gap] = Subject()
         self._gap_count = 0
         self._background: set[asyncio.Task[None]] = set()
+        self._router = Router(self._handler_failed)
         self._resume = ResumeState(
             self._config.resume_store, self._config.dedupe_window, on_error=self._store_failed
         )
@@ -127,6 +131,7 @@ class IntradayClient:
             on_error=self._server_error,
             on_handler_error=self._handler_failed,
             on_overflow=self._overflowed,
+            router=self._router,
         )
         self._resumer = Resumer(
             self._config,
@@ -205,6 +210,7 @@ class IntradayClient:
             messages_dropped=dispatcher.duplicates
             + dispatcher.malformed
             + dispatcher.dropped
+            + self._router.dropped
             + self._external_drops,
             duplicates_dropped=dispatcher.duplicates,
             malformed_dropped=dispatcher.malformed,
@@ -439,6 +445,7 @@ class IntradayClient:
         department_id: str | None = None,
         queue_name: str | None = None,
         snapshot: bool = False,
+        on_message: Callable[[Message[Payload]], None] | None = None,
     ) -> Subscription:
         """Subscribe to ``channels`` for a filter; the handle unsubscribes.
 
@@ -447,7 +454,10 @@ class IntradayClient:
         ``replay`` sends what was missed; what it cannot is a gap, see
         :attr:`gaps`). With ``snapshot``, a server with the capability first
         sends the latest message of each ``(event, target)``, marked
-        ``Message.snapshot``, and again after a gap.
+        ``Message.snapshot``, and again after a gap. ``on_message`` is called
+        (synchronously, in order) with every message the subscription
+        covers, from the first one: snapshot and replayed messages that
+        arrive before this call returns included.
 
         Raises:
             UnauthorizedError: another organization, or not authenticated.
@@ -474,7 +484,10 @@ class IntradayClient:
             snapshot=snapshot,
             source=self,
         )
+        if on_message is not None:
+            subscription.route.attach(on_message)
         self._book.add(subscription)
+        self._router.add(subscription.route)
         # Asked even when another handle holds the rooms (joining is idempotent):
         # that handle's request may still be in flight, or may yet fail.
         try:
@@ -483,11 +496,13 @@ class IntradayClient:
             )
         except BaseException:
             self._book.remove(subscription)
+            self._router.remove(subscription.route)
             subscription.closed = True
             raise
         return subscription
 
     async def _close_subscription(self, subscription: Subscription) -> None:
+        self._router.remove(subscription.route)
         unused = self._book.remove(subscription)
         transport = self._supervisor.transport
         if unused and transport is not None and transport.connected and not self._closed:
