@@ -11,26 +11,22 @@ calls.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Unpack
 
 import reactivex
-from reactivex.subject import Subject
 
 from ._callbacks import (
     HANDLER_EVENTS,
     LIFECYCLE_HANDLERS,
-    Callback,
     Handlers,
-    call_handler,
     check_names,
 )
 from ._dispatch import Dispatcher, Listener
+from ._reporting import Reporter
 from ._requests import build_request
 from ._resume import ResumeState
 from ._resuming import Resumer
@@ -41,7 +37,7 @@ from ._supervisor import Supervisor
 from ._transport import SocketIOTransport
 from .config import ClientConfig, ConfigOverrides
 from .exceptions import ClientClosedError, ConnectionLostError, IntradayError, RequestTimeoutError
-from .gaps import Gap, GapReason
+from .gaps import Gap
 from .messages import Message
 from .protocol import (
     AuthSuccess,
@@ -61,8 +57,6 @@ from .protocol import (
 from .subscriptions import Subscription
 
 __all__ = ["ClientStatistics", "IntradayClient", "Listener"]
-
-log = logging.getLogger("client_sdk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +106,11 @@ class IntradayClient:
         base = config or ClientConfig()
         self._config = base.replace(**overrides) if overrides else base
         self._state = StateCell()
-        self._errors: Subject[IntradayError] = Subject()
-        self._lifecycle: dict[str, list[Callback]] = {name: [] for name in LIFECYCLE_HANDLERS}
+        self._reporter = reporter = Reporter()
         self._book = SubscriptionBook()
-        self._gaps: Subject[Gap] = Subject()
-        self._gap_count = 0
-        self._background: set[asyncio.Task[None]] = set()
-        self._router = Router(self._handler_failed)
+        self._router = Router(reporter.handler_failed)
         self._resume = ResumeState(
-            self._config.resume_store, self._config.dedupe_window, on_error=self._store_failed
+            self._config.resume_store, self._config.dedupe_window, on_error=reporter.store_failed
         )
         self._dispatcher = Dispatcher(
             self._config.dedupe_window,
@@ -128,9 +118,9 @@ class IntradayClient:
             policy=self._config.handler_backpressure,
             read_whole=self._book.read_whole,
             fill=lambda stream: self._resumer.fill(stream),
-            on_error=self._server_error,
-            on_handler_error=self._handler_failed,
-            on_overflow=self._overflowed,
+            on_error=reporter.error,
+            on_handler_error=reporter.handler_failed,
+            on_overflow=reporter.overflowed,
             router=self._router,
         )
         self._resumer = Resumer(
@@ -138,8 +128,8 @@ class IntradayClient:
             resume=self._resume,
             dispatcher=self._dispatcher,
             book=self._book,
-            on_gap=self._gap,
-            report=self._report,
+            on_gap=reporter.gap,
+            report=reporter.report,
             capabilities=lambda: self._supervisor.server_capabilities,
             transport=lambda: self._supervisor.transport,
         )
@@ -148,11 +138,10 @@ class IntradayClient:
             states=self._state,
             dispatcher=self._dispatcher,
             restore=self._resumer.restore,
-            fire=self._fire,
-            report=self._report,
+            fire=reporter.fire,
+            report=reporter.report,
         )
         self._closed = False
-        self._handler_errors = 0
         self._external_drops = 0
 
     # -- public state ---------------------------------------------------------
@@ -176,12 +165,12 @@ class IntradayClient:
     def errors(self) -> reactivex.Observable[IntradayError]:
         """Errors that did not fail a call: server ``error`` events, malformed
         messages, handler exceptions, the final reconnect failure."""
-        return self._errors
+        return self._reporter.errors
 
     @property
     def gaps(self) -> reactivex.Observable[Gap]:
         """Every :class:`~client_sdk.gaps.Gap`: a stream where messages may have been missed."""
-        return self._gaps
+        return self._reporter.gaps
 
     @property
     def failure(self) -> IntradayError | None:
@@ -214,12 +203,12 @@ class IntradayClient:
             + self._external_drops,
             duplicates_dropped=dispatcher.duplicates,
             malformed_dropped=dispatcher.malformed,
-            handler_errors=self._handler_errors,
+            handler_errors=self._reporter.handler_errors,
             last_event_age_seconds=None if last is None else time.monotonic() - last,
             dispatch_queue_depth=dispatcher.depth,
             subscriptions=len(self._book),
             rooms=tuple(self._book.rooms),
-            gaps=self._gap_count,
+            gaps=self._reporter.gap_count,
             last_error=self._supervisor.last_error,
             fills=self._resumer.fills,
         )
@@ -243,8 +232,7 @@ class IntradayClient:
         removers: list[Callable[[], None]] = []
         for name, handler in named.items():
             if name in LIFECYCLE_HANDLERS:
-                self._lifecycle[name].append(handler)
-                removers.append(self._remover(self._lifecycle[name], handler))
+                removers.append(self._reporter.add(name, handler))
             else:
                 removers.append(self._dispatcher.add_listener(HANDLER_EVENTS[name], handler))
 
@@ -252,14 +240,6 @@ class IntradayClient:
             for remover in removers:
                 with contextlib.suppress(ValueError):
                     remover()
-
-        return remove
-
-    @staticmethod
-    def _remover(handlers: list[Callback], handler: Callback) -> Callable[[], None]:
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                handlers.remove(handler)
 
         return remove
 
@@ -322,21 +302,7 @@ class IntradayClient:
             RequestTimeoutError: not reached within ``timeout``.
             IntradayError: the client failed meanwhile (its failure).
         """
-        wanted = set(states) | {ConnectionState.FAILED}
-        loop = asyncio.get_running_loop()
-        reached: asyncio.Future[ConnectionState] = loop.create_future()
-
-        def check(state: ConnectionState) -> None:
-            if state in wanted and not reached.done():
-                reached.set_result(state)
-
-        disposable = self._state.changes.subscribe(check)
-        try:
-            state = await asyncio.wait_for(reached, timeout)
-        except TimeoutError:
-            raise RequestTimeoutError(f"state {', '.join(states)} not reached") from None
-        finally:
-            disposable.dispose()
+        state = await self._state.wait_for({*states, ConnectionState.FAILED}, timeout)
         if state is ConnectionState.FAILED and ConnectionState.FAILED not in states:
             raise self.failure or ConnectionLostError("connection failed")
         return state
@@ -349,8 +315,7 @@ class IntradayClient:
         await self._stop()
         self._state.set(ConnectionState.DISCONNECTED)
         self._state.complete()
-        self._errors.on_completed()
-        self._gaps.on_completed()
+        self._reporter.complete()
         await self._resume.aclose()
 
     def _live_transport(self) -> SocketIOTransport:
@@ -367,51 +332,6 @@ class IntradayClient:
         await self._supervisor.stop()
         await self._resumer.stop()
         await self._dispatcher.stop()
-
-    async def _fire(self, name: str, *args: Any) -> None:
-        for handler in list(self._lifecycle[name]):
-            try:
-                await call_handler(handler, *args)
-            except Exception as exc:
-                self._handler_failed(name, exc)
-
-    async def _gap(self, gap: Gap) -> None:
-        self._gap_count += 1
-        log.warning("messages of %s may be missing: %s", gap.stream, gap.reason)
-        if not self._gaps.is_disposed:
-            with contextlib.suppress(Exception):
-                self._gaps.on_next(gap)
-        await self._fire("on_gap", gap)
-
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        # Kept referenced until done: the loop holds tasks weakly.
-        task = asyncio.get_running_loop().create_task(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _store_failed(self, error: IntradayError) -> None:
-        log.warning("%s", error)
-        self._in_background(self._server_error(error))
-
-    def _overflowed(self, stream: str | None) -> None:
-        # A dropped message the server cannot replay: said, never hidden.
-        self._in_background(self._gap(Gap(stream or "?", None, None, GapReason.OVERFLOW)))
-
-    async def _server_error(self, error: IntradayError) -> None:
-        self._report(error)
-        await self._fire("on_error", error)
-
-    def _handler_failed(self, where: str, exc: Exception) -> None:
-        self._handler_errors += 1
-        log.exception("handler for %s raised", where, exc_info=exc)
-        error = IntradayError(f"handler for {where} raised {type(exc).__name__}: {exc}")
-        error.__cause__ = exc
-        self._report(error)
-
-    def _report(self, error: IntradayError) -> None:
-        if not self._errors.is_disposed:
-            with contextlib.suppress(Exception):
-                self._errors.on_next(error)
 
     # -- requests -------------------------------------------------------------
 
@@ -476,14 +396,9 @@ class IntradayClient:
         rooms = tuple(subscription_room(c, scope) for c in concrete)
         streams = tuple(stream_name(c, org) for c in concrete)
         subscription = Subscription(
-            wanted,
-            filter,
-            rooms,
-            self._close_subscription,
-            streams=streams,
-            snapshot=snapshot,
+            wanted, filter, rooms, self._close_subscription, streams=streams, snapshot=snapshot,
             source=self,
-        )
+        )  # fmt: skip
         if on_message is not None:
             subscription.route.attach(on_message)
         self._book.add(subscription)
