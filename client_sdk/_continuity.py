@@ -159,8 +159,8 @@ class StreamGuard:
         lost = self._lost.get(stream)
         if (lost and min(lost) < seq) or (
             position is not None
-            and self._read_whole(stream)
             and (position[1] != epoch or seq != position[0] + 1)
+            and self._read_whole(stream)
         ):
             self.request(stream)
             return Verdict.DISCARD

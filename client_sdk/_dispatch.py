@@ -286,7 +286,7 @@ class Dispatcher:
 
     # -- the transport's sink -----------------------------------------------------
 
-    async def receive(self, event: str, data: Any, *, inline: bool = True) -> Any:
+    async def receive(self, event: str, data: Any = None, *_more: Any, inline: bool = True) -> Any:
         """Take one server event (raw envelope dict): dispatch it, or queue it behind others.
 
         The one entry point of every server event; what it returns is the
