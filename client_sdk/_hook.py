@@ -217,6 +217,12 @@ class Hook(reactivex.Observable[T]):
         """The client's state changed (never raises into the client)."""
 
     def _count_drops(self, count: int) -> None:
+        if not self._dropped:  # said once: a policy that drops says so
+            log.info(
+                "%r: a stream's backpressure policy dropped messages (KEEP_LATEST keeps "
+                "only the newest); counted in hook.dropped and statistics().messages_dropped",
+                self,
+            )
         self._dropped += count
         self._client._count_dropped(count)
 
