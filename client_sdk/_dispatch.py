@@ -303,8 +303,14 @@ class Dispatcher:
             messages = data.get("messages") if isinstance(data, dict) else None
             for envelope in messages if isinstance(messages, list) else ():
                 name = envelope.get("event") if isinstance(envelope, dict) else None
-                if isinstance(name, str) and name and name != ControlEvent.BATCH:
+                if not isinstance(name, str) or not name or name == ControlEvent.BATCH:
+                    continue
+                if name == ServerEvent.SYSTEM_MAINTENANCE:
+                    self.maintenance = True
+                if envelope.get("requires_ack") is True:  # never batched by the protocol
                     await self.receive(name, envelope, inline=False)
+                else:  # queued without a coroutine per envelope
+                    self._put(_Event(name, envelope, None, name in _SERVER_EVENTS))
             return None
         if event == ServerEvent.SYSTEM_MAINTENANCE:
             self.maintenance = True

@@ -206,7 +206,7 @@ class Resumer:
 
         Returns ``False`` when no open subscription reads the stream.
         """
-        if not any(stream in entry.streams for entry in self._book.requests()):
+        if not self._book.reads(stream):
             return False
         task = asyncio.get_running_loop().create_task(self._fill(stream))
         self._tasks.add(task)

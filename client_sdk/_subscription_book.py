@@ -73,6 +73,10 @@ class SubscriptionBook:
             for scope, (channels, streams, snapshot) in by_filter.items()
         ]
 
+    def reads(self, stream: str) -> bool:
+        """Whether some open subscription reads ``stream``."""
+        return any(stream in subscription.streams for subscription in self._open)
+
     def read_whole(self, stream: str) -> bool:
         """Whether some open subscription reads ``stream`` without a department or queue filter.
 
