@@ -181,6 +181,9 @@ class StreamGuard:
         be dispatched, or when the queue has drained: not while the
         listeners are still behind, which would only drop the replay too.
         """
+        position = self._resume.position(stream)
+        if position is not None and position[1] == epoch and seq <= position[0]:
+            return  # a copy of one the handlers had: nothing is missing
         self._lost.setdefault(stream, set()).add(seq)
         if epoch is not None:
             self._lost_epoch[stream] = epoch
@@ -229,8 +232,15 @@ class StreamGuard:
             answer = Answer.of(ack, stream) if ack is not None else None
             if ack is not None:
                 self._resume.adopt(stream)
-            elif self._resume.stored(stream) is not None:
-                self._held.pop(stream, None)  # refused: the stored position stays for the next one
+            else:
+                # No answer (refused, or the connection went): what waited may
+                # lie past a hole the replay never filled. Nothing of it is
+                # handed over; it is missing, asked for again like a drop (a
+                # reconnect's resume brings it anyway).
+                for message, _ in self._held.pop(stream, ()):
+                    envelope = message.envelope
+                    if envelope.seq is not None:
+                        self.dropped(stream, envelope.seq, envelope.epoch)
             if count > 0:
                 continue
             released, settle = self._release(stream, answer, replay)
