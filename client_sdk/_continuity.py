@@ -32,9 +32,11 @@ from typing import Any
 
 from ._resume import Position, ResumeState
 from .messages import Message
-from .protocol import Payload
+from .protocol import Channel, Payload, stream_name
 
-__all__ = ["Answer", "StreamGuard", "Verdict"]
+__all__ = ["Answer", "StreamGuard", "Verdict", "stream_of"]
+
+_CHANNELS = {c.value: c for c in Channel}
 
 
 class Verdict(Enum):
@@ -77,6 +79,23 @@ Released = tuple[str, Message[Payload]]
 
 Settle = tuple[str, str, int]
 """``(stream, epoch, latest)``: where a stream continues once its released messages ran."""
+
+
+def stream_of(data: Any) -> tuple[str, int | None, str | None] | None:
+    """The stream and seq of a raw envelope, if it names them (for a message never parsed)."""
+    if not isinstance(data, dict):
+        return None
+    channel = _CHANNELS.get(data.get("channel"))  # type: ignore[arg-type]
+    target = data.get("target")
+    org = target.get("organization_id") if isinstance(target, dict) else None
+    if channel is None or channel is Channel.ALL or not isinstance(org, str):
+        return None
+    seq, epoch = data.get("seq"), data.get("epoch")
+    return (
+        stream_name(channel, org),
+        seq if isinstance(seq, int) else None,
+        epoch if isinstance(epoch, str) else None,
+    )
 
 
 class StreamGuard:

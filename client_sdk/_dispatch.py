@@ -36,12 +36,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._backpressure import Backpressure
-from ._continuity import StreamGuard, Verdict
+from ._continuity import StreamGuard, Verdict, stream_of
 from ._resume import ResumeState
 from ._routing import Router
 from .exceptions import IntradayError, MalformedMessageError, ServerError
 from .messages import Message, RecentIds, _parse_message
-from .protocol import Channel, ControlEvent, ErrorCode, Payload, ServerEvent, stream_name
+from .protocol import Channel, ControlEvent, ErrorCode, Payload, ServerEvent
 
 __all__ = ["Dispatcher", "FillDone", "Listener", "ResumeBegin", "ResumeEnd"]
 
@@ -51,7 +51,6 @@ Listener = Callable[[Message[Payload]], Any]
 """Called with each message of its key; may be a coroutine function."""
 
 _SERVER_EVENTS = frozenset(e.value for e in ServerEvent)
-_CHANNELS = {c.value: c for c in Channel}
 
 
 @dataclass(slots=True)
@@ -92,23 +91,6 @@ class FillDone:
 
 
 _Item = _Event | ResumeBegin | ResumeEnd | FillDone
-
-
-def _stream_of(data: Any) -> tuple[str, int | None, str | None] | None:
-    """The stream and seq of a raw envelope, if it names them (for a message never parsed)."""
-    if not isinstance(data, dict):
-        return None
-    channel = _CHANNELS.get(data.get("channel"))  # type: ignore[arg-type]
-    target = data.get("target")
-    org = target.get("organization_id") if isinstance(target, dict) else None
-    if channel is None or channel is Channel.ALL or not isinstance(org, str):
-        return None
-    seq, epoch = data.get("seq"), data.get("epoch")
-    return (
-        stream_name(channel, org),
-        seq if isinstance(seq, int) else None,
-        epoch if isinstance(epoch, str) else None,
-    )
 
 
 class Dispatcher:
@@ -247,7 +229,7 @@ class Dispatcher:
         (markers are bookkeeping, never dropped), reported as a gap.
         """
         self.dropped += 1
-        where = _stream_of(newcomer.data)
+        where = stream_of(newcomer.data)
         if where is not None and where[1] is not None:
             newcomer.release()
             self.guard.dropped(where[0], where[1], where[2])
@@ -258,7 +240,7 @@ class Dispatcher:
         del queue[at]
         oldest.release()
         self._waiting -= 1
-        where = _stream_of(oldest.data)
+        where = stream_of(oldest.data)
         if where is not None and where[1] is not None:
             self.guard.dropped(where[0], where[1], where[2])
         else:
