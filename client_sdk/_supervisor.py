@@ -142,6 +142,8 @@ class Supervisor:
         while True:
             try:
                 await self._establish(first)
+                if self._stopping:
+                    return
             except IntradayError as exc:
                 self._fail(exc, ready)
                 return
@@ -222,6 +224,11 @@ class Supervisor:
 
     async def _attempt(self) -> None:
         assert self._lost is not None
+        if self._stopping:
+            # stop() cancelled us, but Python 3.11's wait_for can swallow a
+            # cancellation whose future finished at the same moment: never
+            # start again (nor clear the loss stop() signalled) once stopping.
+            raise asyncio.CancelledError
         if self.transport is not None:
             await self.transport.close()
         self._lost.clear()
