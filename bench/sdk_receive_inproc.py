@@ -45,6 +45,7 @@ from sdk_receive import kpi_payload  # bench/ is the script's directory: on sys.
 from client_sdk._backpressure import BUFFER
 from client_sdk._dispatch import Dispatcher
 from client_sdk._resume import ResumeState
+from client_sdk._routing import Router
 from client_sdk._transport import SocketIOTransport
 from client_sdk.exceptions import IntradayError
 from client_sdk.protocol import Scope, ServerEvent, build_envelope
@@ -142,8 +143,12 @@ async def run_sdk(
         1000,
         resume=ResumeState(None, 1000),
         policy=BUFFER(10_000),
+        read_whole=lambda _stream: False,
+        fill=lambda _stream: False,
         on_error=_noop_error,
         on_handler_error=_handler_failed,
+        on_overflow=lambda _stream: None,
+        router=Router(_handler_failed),
     )
     dispatcher.add_listener(ServerEvent.KPI_UPDATE, counter.hit)
     dispatcher.start()

@@ -9,13 +9,16 @@ then made anyway, because a client stuck in a stale state would be worse.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import warnings
+from collections.abc import Collection
 
 import reactivex
 from reactivex.subject import BehaviorSubject
 
+from .exceptions import RequestTimeoutError
 from .protocol import ALLOWED_TRANSITIONS, ConnectionState
 
 __all__ = ["StateCell"]
@@ -52,6 +55,30 @@ class StateCell:
         # An observer that raises must not stop the client from moving on.
         with contextlib.suppress(Exception):
             self._subject.on_next(state)
+
+    async def wait_for(
+        self, wanted: Collection[ConnectionState], timeout: float | None
+    ) -> ConnectionState:
+        """Wait until the state is one of ``wanted``; return it.
+
+        Raises:
+            RequestTimeoutError: not reached within ``timeout``.
+        """
+        reached: asyncio.Future[ConnectionState] = asyncio.get_running_loop().create_future()
+
+        def check(state: ConnectionState) -> None:
+            if state in wanted and not reached.done():
+                reached.set_result(state)
+
+        disposable = self.changes.subscribe(check)
+        try:
+            async with asyncio.timeout(timeout):  # wait_for can drop a cancellation on 3.11
+                return await reached
+        except TimeoutError:
+            names = ", ".join(s for s in wanted if s is not ConnectionState.FAILED)
+            raise RequestTimeoutError(f"state {names} not reached") from None
+        finally:
+            disposable.dispose()
 
     def complete(self) -> None:
         """No more states: observers complete (the client was closed)."""

@@ -31,10 +31,12 @@ class SubscriptionBook:
     def __init__(self) -> None:
         self._open: list[Subscription] = []
         self._needed: Counter[str] = Counter()
+        self._whole: set[str] | None = None  # streams read whole, computed when asked
 
     def add(self, subscription: Subscription) -> list[str]:
         """Record ``subscription``; the rooms no one needed before."""
         self._open.append(subscription)
+        self._whole = None
         new = [room for room in subscription.rooms if self._needed[room] == 0]
         self._needed.update(subscription.rooms)
         return new
@@ -44,6 +46,7 @@ class SubscriptionBook:
         if subscription not in self._open:
             return []
         self._open.remove(subscription)
+        self._whole = None
         self._needed.subtract(subscription.rooms)
         unused = [room for room in subscription.rooms if self._needed[room] <= 0]
         for room in unused:
@@ -69,6 +72,26 @@ class SubscriptionBook:
             Restore(SubscribeRequest.of(sorted(channels), scope), sorted(streams), snapshot[0])
             for scope, (channels, streams, snapshot) in by_filter.items()
         ]
+
+    def reads(self, stream: str) -> bool:
+        """Whether some open subscription reads ``stream``."""
+        return any(stream in subscription.streams for subscription in self._open)
+
+    def read_whole(self, stream: str) -> bool:
+        """Whether some open subscription reads ``stream`` without a department or queue filter.
+
+        Then every message of the stream reaches the socket, and a jump of
+        its ``seq`` is a hole (:mod:`client_sdk._continuity`).
+        """
+        if self._whole is None:
+            self._whole = {
+                stream
+                for subscription in self._open
+                if subscription.filter.department_id is None
+                and subscription.filter.queue_name is None
+                for stream in subscription.streams
+            }
+        return stream in self._whole
 
     def __len__(self) -> int:
         return len(self._open)

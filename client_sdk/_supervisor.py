@@ -16,100 +16,31 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from tenacity import RetryError
 
 from ._disconnect_policy import is_terminal
 from ._dispatch import Dispatcher
-from ._resume import ResumeState
+from ._requests import WireRequest, build_request, parse_ack, request
 from ._retry import RetryPolicy
 from ._state import StateCell
-from ._subscription_book import SubscriptionBook
 from ._transport import SocketIOTransport
 from .config import ClientConfig
 from .exceptions import (
     AuthenticationError,
     ConnectionLostError,
     IntradayError,
-    MalformedMessageError,
     ReconnectFailedError,
-    ServerError,
 )
-from .gaps import Gap, GapReason
-from .protocol import (
-    AuthenticateRequest,
-    AuthSuccess,
-    Capability,
-    ClientEvent,
-    ConnectionState,
-    ControlEvent,
-    ServerEvent,
-    StreamPosition,
-    SubscribeAck,
-    SubscribeRequest,
-)
+from .protocol import AuthenticateRequest, AuthSuccess, ClientEvent, ConnectionState
 
-__all__ = ["PROBE_EPOCH", "Supervisor", "WireRequest", "build_request", "request"]
+__all__ = ["Supervisor", "WireRequest", "build_request", "request"]
 
 log = logging.getLogger("client_sdk")
 
 Fire = Callable[..., Coroutine[Any, Any, None]]
 """Runs the application's lifecycle handlers of a name (``on_connect``...)."""
-
-_R = TypeVar("_R", bound=BaseModel)
-
-
-class WireRequest(Protocol):
-    """A client request model of :mod:`client_sdk.protocol` (they all have ``to_wire``)."""
-
-    def to_wire(self) -> dict[str, Any]:
-        """The JSON object sent."""
-        ...
-
-
-def build_request(model: type[_R], **fields: Any) -> _R:
-    """A request model, or ``ValueError`` naming the bad field (nothing is sent)."""
-    try:
-        return model(**fields)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise ValueError(f"{model.__name__}: {problems}") from None
-
-
-PROBE_EPOCH = "?"
-"""The epoch a client sends to learn where a stream is without a replay.
-
-Section 6: ``since`` of an epoch that is not the stream's replays nothing
-and answers ``complete: false`` with the stream's epoch and latest seq. A
-new subscription asks so, to know from where to resume after an outage
-even if nothing arrives before it."""
-
-
-async def request(
-    transport: SocketIOTransport,
-    event: str,
-    body: WireRequest,
-    timeout: float,
-    on_answer: Callable[[Any], None] | None = None,
-) -> dict[str, Any]:
-    """Send one protocol request and return its success ack.
-
-    Raises:
-        ServerError: the server refused (its protocol error).
-        MalformedMessageError: the ack is not an object.
-        ConnectionLostError, RequestTimeoutError: no answer.
-    """
-    ack = await transport.call(event, body.to_wire(), timeout, on_answer=on_answer)
-    if not isinstance(ack, dict):
-        raise MalformedMessageError(f"{event}: the ack is not an object", event=event, raw=ack)
-    if ack.get("success") is False:
-        raise ServerError.from_wire(ack.get("error"))
-    return ack
 
 
 class Supervisor:
@@ -118,12 +49,10 @@ class Supervisor:
     Args:
         config: the client's configuration.
         states: the client's state; every move goes through it.
-        book: the open subscriptions, restored after every reconnect.
-        dispatcher: receives every server event, and the resume markers.
-        resume: where the client is in each stream.
+        dispatcher: receives every server event (and says if maintenance was announced).
+        restore: subscribes the open subscriptions again on a new connection.
         fire: runs lifecycle handlers (``on_connect``, ``on_disconnect``, ...).
         report: publishes an error on the client's ``errors``.
-        on_gap: told of every gap.
     """
 
     def __init__(
@@ -131,20 +60,15 @@ class Supervisor:
         config: ClientConfig,
         *,
         states: StateCell,
-        book: SubscriptionBook,
         dispatcher: Dispatcher,
-        resume: ResumeState,
+        restore: Callable[[SocketIOTransport], Awaitable[None]],
         fire: Fire,
         report: Callable[[IntradayError], None],
-        on_gap: Callable[[Gap], Awaitable[None]],
     ) -> None:
         self._config = config
         self._states = states
-        self._book = book
         self._dispatcher = dispatcher
-        self._sink = dispatcher.receive
-        self._resume = resume
-        self._on_gap = on_gap
+        self._restore = restore
         self._fire = fire
         self._report = report
         self._policy = RetryPolicy.of(config)
@@ -162,7 +86,6 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._lost: asyncio.Event | None = None
         self._lost_reason = ""
-        self._maintenance = False  # the server announced system:maintenance on this connection
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
 
@@ -219,6 +142,8 @@ class Supervisor:
         while True:
             try:
                 await self._establish(first)
+                if self._stopping:
+                    return
             except IntradayError as exc:
                 self._fail(exc, ready)
                 return
@@ -245,7 +170,7 @@ class Supervisor:
             # The state says what happens next before the handler hears of the loss.
             kicked = is_terminal(
                 reason,
-                maintenance_announced=self._maintenance,
+                maintenance_announced=self._dispatcher.maintenance,
                 reconnect_after_kick=self._config.reconnect_after_kick,
             )
             if kicked:
@@ -271,24 +196,6 @@ class Supervisor:
             task = asyncio.get_running_loop().create_task(self._fire("on_error", exc))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-
-    async def _watch(self, event: str, data: Any, *, inline: bool = True) -> Any:
-        # Synchronous up to the sink's call, so arrival order is kept.
-        if event == ControlEvent.BATCH:
-            # Each envelope takes the path of a single event, in order, queued
-            # (inline=False): dispatched here, the first could wait in an async
-            # listener while a later event queued ahead of the rest. Queuing does
-            # not await (a batch carries no requires_ack message, whose sink
-            # waits for its listeners), so nothing can slip in between.
-            messages = data.get("messages") if isinstance(data, dict) else None
-            for envelope in messages if isinstance(messages, list) else ():
-                name = envelope.get("event") if isinstance(envelope, dict) else None
-                if isinstance(name, str) and name and name != ControlEvent.BATCH:
-                    await self._watch(name, envelope, inline=False)
-            return None
-        if event == ServerEvent.SYSTEM_MAINTENANCE:
-            self._maintenance = True
-        return await self._sink(event, data, inline=inline)
 
     def _on_lost(self, reason: str) -> None:
         self._lost_reason = reason
@@ -317,11 +224,16 @@ class Supervisor:
 
     async def _attempt(self) -> None:
         assert self._lost is not None
+        if self._stopping:
+            # stop() cancelled us, but Python 3.11's wait_for can swallow a
+            # cancellation whose future finished at the same moment: never
+            # start again (nor clear the loss stop() signalled) once stopping.
+            raise asyncio.CancelledError
         if self.transport is not None:
             await self.transport.close()
         self._lost.clear()
-        self._maintenance = False
-        transport = SocketIOTransport(self._watch, self._on_lost)
+        self._dispatcher.maintenance = False
+        transport = SocketIOTransport(self._dispatcher.receive, self._on_lost)
         self.transport = transport
         config = self._config
         try:
@@ -336,14 +248,7 @@ class Supervisor:
             await self._fire("on_connect")
             if self.credentials is not None:
                 await self._authenticate(transport, *self.credentials)
-            for restore in self._book.requests():
-                await self.subscribe(
-                    restore.request,
-                    restore.streams,
-                    snapshot=restore.snapshot,
-                    restore=True,
-                    transport=transport,
-                )
+            await self._restore(transport)
         except BaseException:
             self.transport = None
             await transport.close()
@@ -394,142 +299,11 @@ class Supervisor:
             capabilities=list(self._config.announced),
         )
         ack = await request(transport, ClientEvent.AUTHENTICATE, body, self._config.ack_timeout)
-        try:
-            self.identity = AuthSuccess.model_validate(ack)
-        except ValidationError:
-            raise MalformedMessageError(
-                "authenticate: the success ack is not the protocol's", event="authenticate", raw=ack
-            ) from None
+        self.identity = parse_ack(AuthSuccess, ClientEvent.AUTHENTICATE, ack)
         return self.identity
-
-    # -- subscriptions and resumes ------------------------------------------------
 
     @property
     def server_capabilities(self) -> frozenset[str]:
         """What the server announced at authentication."""
         identity = self.identity
         return frozenset(identity.server.capabilities) if identity is not None else frozenset()
-
-    async def subscribe(
-        self,
-        base: SubscribeRequest,
-        streams: list[str],
-        *,
-        snapshot: bool,
-        restore: bool,
-        transport: SocketIOTransport | None = None,
-    ) -> SubscribeAck:
-        """Subscribe, resuming ``streams`` where the client is, and say every gap.
-
-        A new subscription resumes only the positions a previous process left
-        (a ``resume_store``) and probes the streams this process has not read;
-        a restored one (after a reconnect) resumes every stream it reads.
-
-        Raises:
-            ConnectionLostError: not connected.
-            ServerError: the server refused.
-        """
-        transport = transport or self.transport
-        if transport is None:
-            raise ConnectionLostError(f"not connected (state: {self._states.value})")
-        capabilities = self.server_capabilities
-        replay = Capability.REPLAY in capabilities
-        since: dict[str, StreamPosition] = {}
-        probes: set[str] = set()
-        resumed: dict[str, tuple[int, str]] = {}
-        for stream in streams:
-            fresh = self._resume.position(stream) is None
-            position = (
-                self._resume.position(stream) if restore else self._resume.take_stored(stream)
-            )
-            if position is not None:
-                resumed[stream] = position
-                since[stream] = StreamPosition(seq=position[0], epoch=position[1])
-            elif fresh and not restore:
-                probes.add(stream)
-                since[stream] = StreamPosition(seq=0, epoch=PROBE_EPOCH)
-        wanted = snapshot and not restore and Capability.SNAPSHOT in capabilities
-        update: dict[str, Any] = {"since": (since or None) if replay else None, "snapshot": wanted}
-        ack = await self._resuming(transport, base.model_copy(update=update), replay and since)
-        gaps = await self._gaps(ack, streams, resumed, probes, restore, replay)
-        if gaps and snapshot and restore and Capability.SNAPSHOT in capabilities:
-            # The state the gap may have skipped: the latest of each target again.
-            refresh = base.model_copy(update={"snapshot": True})
-            await request(transport, ClientEvent.SUBSCRIBE, refresh, self._config.ack_timeout)
-        return ack
-
-    async def _resuming(
-        self, transport: SocketIOTransport, body: SubscribeRequest, resuming: object
-    ) -> SubscribeAck:
-        streams = list(body.since or {}) if resuming else []
-        if not streams:
-            raw = await request(transport, ClientEvent.SUBSCRIBE, body, self._config.ack_timeout)
-            return _parse_ack(raw)
-        dispatcher = self._dispatcher
-        ended = False
-
-        def on_answer(answer: Any) -> None:
-            nonlocal ended
-            ended = True
-            replay = answer.get("replay") if isinstance(answer, dict) else None
-            parts = replay if isinstance(replay, dict) else {}
-            latest: dict[str, int | None] = {}
-            for stream in streams:
-                part = parts.get(stream)
-                seq = part.get("seq") if isinstance(part, dict) else None
-                latest[stream] = seq if isinstance(seq, int) else None
-            dispatcher.end_resume(latest)
-
-        dispatcher.begin_resume(streams)
-        try:
-            raw = await request(
-                transport, ClientEvent.SUBSCRIBE, body, self._config.ack_timeout, on_answer
-            )
-        finally:
-            if not ended:
-                dispatcher.end_resume(dict.fromkeys(streams))
-        return _parse_ack(raw)
-
-    async def _gaps(
-        self,
-        ack: SubscribeAck,
-        streams: list[str],
-        resumed: dict[str, tuple[int, str]],
-        probes: set[str],
-        restore: bool,
-        replay: bool,
-    ) -> list[Gap]:
-        gaps: list[Gap] = []
-        if not replay:
-            # Nothing can be given back: every outage (or stored position) is a gap.
-            lost = streams if restore else list(resumed)
-            gaps = [Gap(s, None, None, GapReason.NO_REPLAY) for s in lost]
-        else:
-            answers = ack.replay or {}
-            for stream in probes:
-                result = answers.get(stream)
-                known = self._resume.position(stream) is not None
-                if result is not None and result.epoch and result.seq is not None and not known:
-                    self._resume.restart(stream, result.seq, result.epoch)
-            for stream, (last_seq, last_epoch) in resumed.items():
-                result = answers.get(stream)
-                if result is not None and result.complete:
-                    continue
-                reason = GapReason.INCOMPLETE
-                if result is not None and result.epoch and result.epoch != last_epoch:
-                    reason = GapReason.EPOCH_CHANGED
-                gaps.append(Gap(stream, last_seq, last_epoch, reason, result))
-                if result is not None and result.epoch and result.seq is not None:
-                    self._resume.restart(stream, result.seq, result.epoch)
-        for gap in gaps:
-            await self._on_gap(gap)
-        return gaps
-
-
-def _parse_ack(raw: dict[str, Any]) -> SubscribeAck:
-    try:
-        return SubscribeAck.model_validate(raw)
-    except ValidationError:
-        raise MalformedMessageError(
-            "subscribe: the success ack is not the protocol's", event="subscribe", raw=raw
-        ) from None

@@ -26,8 +26,11 @@ from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError,
 
 __all__ = ["SocketIOTransport", "explain", "map_exceptions"]
 
-EventSink = Callable[[str, Any], Awaitable[Any]]
-"""Receives every server event; what it returns is the event's ack."""
+EventSink = Callable[..., Awaitable[Any]]
+"""Receives every server event as ``(event, data=None, *more)``; what it returns is its ack.
+
+It runs in a task of its own per message (python-engineio); its first step
+must be synchronous, so that arrival order is kept."""
 
 
 _STATUS = re.compile(r"status code (\d{3})")
@@ -125,18 +128,14 @@ class SocketIOTransport:
             engineio_logger=False,
             serializer=_Packet,
         )
-        self._sink = sink
         self._on_lost = on_lost
         self._closing = False
         self._refusal: Any = None
-        self._client.on("*", self._any)
+        # The sink itself, not a wrapper: one coroutine less per message. It
+        # takes (event, data=None, *more), as python-socketio calls "*" handlers.
+        self._client.on("*", sink)
         self._client.on("disconnect", self._disconnected)
         self._client.on("connect_error", self._refused)
-
-    async def _any(self, event: str, *args: Any) -> Any:
-        # Runs in its own task per message (python-engineio); the sink's first
-        # step is synchronous, so arrival order is kept.
-        return await self._sink(event, args[0] if args else None)
 
     async def _refused(self, data: Any = None) -> None:
         # python-socketio hands over {"message", "data": ERROR}; the ERROR is ``data``.

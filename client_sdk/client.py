@@ -11,39 +11,40 @@ calls.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Unpack
 
 import reactivex
-from reactivex.subject import Subject
 
 from ._callbacks import (
     HANDLER_EVENTS,
     LIFECYCLE_HANDLERS,
-    Callback,
     Handlers,
-    call_handler,
     check_names,
 )
 from ._dispatch import Dispatcher, Listener
+from ._reporting import Reporter
+from ._requests import build_request
 from ._resume import ResumeState
+from ._resuming import Resumer
+from ._routing import Router
 from ._state import StateCell
 from ._subscription_book import SubscriptionBook
-from ._supervisor import Supervisor, build_request
+from ._supervisor import Supervisor
 from ._transport import SocketIOTransport
 from .config import ClientConfig, ConfigOverrides
 from .exceptions import ClientClosedError, ConnectionLostError, IntradayError, RequestTimeoutError
 from .gaps import Gap
+from .messages import Message
 from .protocol import (
     AuthSuccess,
     Channel,
     ClientEvent,
     ConnectionState,
+    Payload,
     PingRequest,
     Scope,
     ServerEvent,
@@ -56,8 +57,6 @@ from .protocol import (
 from .subscriptions import Subscription
 
 __all__ = ["ClientStatistics", "IntradayClient", "Listener"]
-
-log = logging.getLogger("client_sdk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +78,9 @@ class ClientStatistics:
     """Streams where messages may have been missed, since the client was made."""
     last_error: BaseException | None = None
     """Why the latest connection attempt failed (refused, HTTP 404, TLS, timeout...)."""
+    fills: int = 0
+    """Resumes of one stream while connected, to fill a hole (a ``seq`` jump, a message
+    the dispatch queue dropped, the server's section 6 ``error``)."""
 
 
 class IntradayClient:
@@ -104,31 +106,42 @@ class IntradayClient:
         base = config or ClientConfig()
         self._config = base.replace(**overrides) if overrides else base
         self._state = StateCell()
-        self._errors: Subject[IntradayError] = Subject()
-        self._lifecycle: dict[str, list[Callback]] = {name: [] for name in LIFECYCLE_HANDLERS}
+        self._reporter = reporter = Reporter()
         self._book = SubscriptionBook()
-        self._gaps: Subject[Gap] = Subject()
-        self._gap_count = 0
-        self._resume = ResumeState(self._config.resume_store, self._config.dedupe_window)
+        self._router = Router(reporter.handler_failed)
+        self._resume = ResumeState(
+            self._config.resume_store, self._config.dedupe_window, on_error=reporter.store_failed
+        )
         self._dispatcher = Dispatcher(
             self._config.dedupe_window,
             resume=self._resume,
             policy=self._config.handler_backpressure,
-            on_error=self._server_error,
-            on_handler_error=self._handler_failed,
+            read_whole=self._book.read_whole,
+            fill=lambda stream: self._resumer.fill(stream),
+            on_error=reporter.error,
+            on_handler_error=reporter.handler_failed,
+            on_overflow=reporter.overflowed,
+            router=self._router,
+        )
+        self._resumer = Resumer(
+            self._config,
+            resume=self._resume,
+            dispatcher=self._dispatcher,
+            book=self._book,
+            on_gap=reporter.gap,
+            report=reporter.report,
+            capabilities=lambda: self._supervisor.server_capabilities,
+            transport=lambda: self._supervisor.transport,
         )
         self._supervisor = Supervisor(
             self._config,
             states=self._state,
-            book=self._book,
             dispatcher=self._dispatcher,
-            resume=self._resume,
-            fire=self._fire,
-            report=self._report,
-            on_gap=self._gap,
+            restore=self._resumer.restore,
+            fire=reporter.fire,
+            report=reporter.report,
         )
         self._closed = False
-        self._handler_errors = 0
         self._external_drops = 0
 
     # -- public state ---------------------------------------------------------
@@ -152,12 +165,12 @@ class IntradayClient:
     def errors(self) -> reactivex.Observable[IntradayError]:
         """Errors that did not fail a call: server ``error`` events, malformed
         messages, handler exceptions, the final reconnect failure."""
-        return self._errors
+        return self._reporter.errors
 
     @property
     def gaps(self) -> reactivex.Observable[Gap]:
         """Every :class:`~client_sdk.gaps.Gap`: a stream where messages may have been missed."""
-        return self._gaps
+        return self._reporter.gaps
 
     @property
     def failure(self) -> IntradayError | None:
@@ -186,16 +199,18 @@ class IntradayClient:
             messages_dropped=dispatcher.duplicates
             + dispatcher.malformed
             + dispatcher.dropped
+            + self._router.dropped
             + self._external_drops,
             duplicates_dropped=dispatcher.duplicates,
             malformed_dropped=dispatcher.malformed,
-            handler_errors=self._handler_errors,
+            handler_errors=self._reporter.handler_errors,
             last_event_age_seconds=None if last is None else time.monotonic() - last,
             dispatch_queue_depth=dispatcher.depth,
             subscriptions=len(self._book),
             rooms=tuple(self._book.rooms),
-            gaps=self._gap_count,
+            gaps=self._reporter.gap_count,
             last_error=self._supervisor.last_error,
+            fills=self._resumer.fills,
         )
 
     def _count_dropped(self, count: int = 1) -> None:
@@ -217,8 +232,7 @@ class IntradayClient:
         removers: list[Callable[[], None]] = []
         for name, handler in named.items():
             if name in LIFECYCLE_HANDLERS:
-                self._lifecycle[name].append(handler)
-                removers.append(self._remover(self._lifecycle[name], handler))
+                removers.append(self._reporter.add(name, handler))
             else:
                 removers.append(self._dispatcher.add_listener(HANDLER_EVENTS[name], handler))
 
@@ -226,14 +240,6 @@ class IntradayClient:
             for remover in removers:
                 with contextlib.suppress(ValueError):
                     remover()
-
-        return remove
-
-    @staticmethod
-    def _remover(handlers: list[Callback], handler: Callback) -> Callable[[], None]:
-        def remove() -> None:
-            with contextlib.suppress(ValueError):
-                handlers.remove(handler)
 
         return remove
 
@@ -300,22 +306,7 @@ class IntradayClient:
             RequestTimeoutError: not reached within ``timeout``.
             IntradayError: the client failed meanwhile (its failure).
         """
-        wanted = set(states) | {ConnectionState.FAILED}
-        loop = asyncio.get_running_loop()
-        reached: asyncio.Future[ConnectionState] = loop.create_future()
-
-        def check(state: ConnectionState) -> None:
-            if state in wanted and not reached.done():
-                reached.set_result(state)
-
-        disposable = self._state.changes.subscribe(check)
-        try:
-            async with asyncio.timeout(timeout):
-                state = await reached
-        except TimeoutError:
-            raise RequestTimeoutError(f"state {', '.join(states)} not reached") from None
-        finally:
-            disposable.dispose()
+        state = await self._state.wait_for({*states, ConnectionState.FAILED}, timeout)
         if state is ConnectionState.FAILED and ConnectionState.FAILED not in states:
             raise self.failure or ConnectionLostError("connection failed")
         return state
@@ -328,9 +319,8 @@ class IntradayClient:
         await self._stop()
         self._state.set(ConnectionState.DISCONNECTED)
         self._state.complete()
-        self._errors.on_completed()
-        self._gaps.on_completed()
-        self._resume.close()
+        self._reporter.complete()
+        await self._resume.aclose()
 
     def _live_transport(self) -> SocketIOTransport:
         self._check_open()
@@ -344,38 +334,8 @@ class IntradayClient:
 
     async def _stop(self) -> None:
         await self._supervisor.stop()
+        await self._resumer.stop()
         await self._dispatcher.stop()
-
-    async def _fire(self, name: str, *args: Any) -> None:
-        for handler in list(self._lifecycle[name]):
-            try:
-                await call_handler(handler, *args)
-            except Exception as exc:
-                self._handler_failed(name, exc)
-
-    async def _gap(self, gap: Gap) -> None:
-        self._gap_count += 1
-        log.warning("messages of %s may be missing: %s", gap.stream, gap.reason)
-        if not self._gaps.is_disposed:
-            with contextlib.suppress(Exception):
-                self._gaps.on_next(gap)
-        await self._fire("on_gap", gap)
-
-    async def _server_error(self, error: IntradayError) -> None:
-        self._report(error)
-        await self._fire("on_error", error)
-
-    def _handler_failed(self, where: str, exc: Exception) -> None:
-        self._handler_errors += 1
-        log.exception("handler for %s raised", where, exc_info=exc)
-        error = IntradayError(f"handler for {where} raised {type(exc).__name__}: {exc}")
-        error.__cause__ = exc
-        self._report(error)
-
-    def _report(self, error: IntradayError) -> None:
-        if not self._errors.is_disposed:
-            with contextlib.suppress(Exception):
-                self._errors.on_next(error)
 
     # -- requests -------------------------------------------------------------
 
@@ -409,6 +369,7 @@ class IntradayClient:
         department_id: str | None = None,
         queue_name: str | None = None,
         snapshot: bool = False,
+        on_message: Callable[[Message[Payload]], None] | None = None,
     ) -> Subscription:
         """Subscribe to ``channels`` for a filter; the handle unsubscribes.
 
@@ -417,7 +378,10 @@ class IntradayClient:
         ``replay`` sends what was missed; what it cannot is a gap, see
         :attr:`gaps`). With ``snapshot``, a server with the capability first
         sends the latest message of each ``(event, target)``, marked
-        ``Message.snapshot``, and again after a gap.
+        ``Message.snapshot``, and again after a gap. ``on_message`` is called
+        (synchronously, in order) with every message the subscription
+        covers, from the first one: snapshot and replayed messages that
+        arrive before this call returns included.
 
         Raises:
             UnauthorizedError: another organization, or not authenticated.
@@ -436,28 +400,28 @@ class IntradayClient:
         rooms = tuple(subscription_room(c, scope) for c in concrete)
         streams = tuple(stream_name(c, org) for c in concrete)
         subscription = Subscription(
-            wanted,
-            filter,
-            rooms,
-            self._close_subscription,
-            streams=streams,
-            snapshot=snapshot,
+            wanted, filter, rooms, self._close_subscription, streams=streams, snapshot=snapshot,
             source=self,
-        )
+        )  # fmt: skip
+        if on_message is not None:
+            subscription.route.attach(on_message)
         self._book.add(subscription)
+        self._router.add(subscription.route)
         # Asked even when another handle holds the rooms (joining is idempotent):
         # that handle's request may still be in flight, or may yet fail.
         try:
-            await self._supervisor.subscribe(
+            await self._resumer.subscribe(
                 SubscribeRequest.of(wanted, filter), list(streams), snapshot=snapshot, restore=False
             )
         except BaseException:
             self._book.remove(subscription)
+            self._router.remove(subscription.route)
             subscription.closed = True
             raise
         return subscription
 
     async def _close_subscription(self, subscription: Subscription) -> None:
+        self._router.remove(subscription.route)
         unused = self._book.remove(subscription)
         transport = self._supervisor.transport
         if unused and transport is not None and transport.connected and not self._closed:

@@ -72,12 +72,19 @@ class ClientConfig:
         dedupe_window: how many recent message ids are remembered to drop duplicates.
         resume_store: a file (SQLite) that keeps the position in every stream
             and the recent message ids, written after each message's handlers
-            finished, so a process started again resumes where the last one
-            stopped (``None``: positions last as long as the client).
-        handler_backpressure: what waits for the handlers registered with
-            ``client.on(...)`` when they fall behind the feed; by default the
-            newest 1024 events, older ones dropped and counted in
-            ``statistics().messages_dropped``.
+            finished (on a worker thread, once per dispatch cycle), so a
+            process started again resumes where the last one stopped
+            (``None``: positions last as long as the client). One process
+            per file: a file that is not writable, not a resume file or in
+            use elsewhere is refused with ``ResumeStoreError`` when the
+            client is made.
+        handler_backpressure: how many messages wait for the handlers
+            registered with ``client.on(...)`` when they fall behind the feed
+            (1024 by default). A message of a stream that does not fit is
+            dropped, counted in ``statistics().messages_dropped``, and asked
+            for again with ``since`` once the handlers caught up: nothing is
+            lost. One the server cannot replay (no ``seq``) makes room by
+            dropping the oldest such, reported as a gap (``overflow``).
         reconnect_after_kick: reconnect even after the server disconnected
             the client on purpose (an admin kick, the rate limit, the
             authentication timeout). Off by default: a kick is terminal, the

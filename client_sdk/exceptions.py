@@ -45,6 +45,7 @@ __all__ = [
     "RateLimitedError",
     "ReconnectFailedError",
     "RequestTimeoutError",
+    "ResumeStoreError",
     "RoomFullError",
     "RoomNotFoundError",
     "ServerError",
@@ -71,6 +72,15 @@ class ReconnectFailedError(ConnectionLostError):
 
 class RequestTimeoutError(IntradayError, TimeoutError):
     """No answer within the timeout (also a builtin :class:`TimeoutError`)."""
+
+
+class ResumeStoreError(IntradayError):
+    """The ``resume_store`` file cannot be used: not writable, not a resume file, or in use.
+
+    Raised when the client is made (one line saying which and why); a file that
+    fails later (removed, disk full) is reported on ``errors`` and ``on_error``
+    instead, and the client goes on with its positions in memory.
+    """
 
 
 class MalformedMessageError(IntradayError):

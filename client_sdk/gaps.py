@@ -26,6 +26,11 @@ class GapReason(StrEnum):
     """The stream's log started again from empty (a server without durable storage restarted)."""
     NO_REPLAY = "no_replay"
     """The server cannot replay (no ``replay`` capability): what was published meanwhile is lost."""
+    OVERFLOW = "overflow"
+    """The handlers fell behind and the client dropped a message it cannot ask for again
+    (one without ``seq``: the server cannot replay); see ``handler_backpressure``."""
+    INVALID_POSITION = "invalid_position"
+    """The ``resume_store`` held a position of the stream that is not valid; it was dropped."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -11,13 +12,13 @@ from pydantic import ValidationError
 
 from .exceptions import MalformedMessageError
 from .protocol import (
+    EVENT_PAYLOADS,
     Channel,
     Envelope,
     Payload,
     Priority,
     Scope,
     ServerEvent,
-    parse_payload,
 )
 
 __all__ = ["Message"]
@@ -94,9 +95,18 @@ class Message(Generic[P]):
         return _parse_message(event, raw)
 
 
+# The models' own validators, each built once: ``model_validate`` per message
+# would add a Python call and its checks around the same validation.
+_ENVELOPE = Envelope.__pydantic_validator__.validate_python
+_PAYLOADS: dict[str, Callable[[Any], Any]] = {
+    event.value: model.__pydantic_validator__.validate_python
+    for event, model in EVENT_PAYLOADS.items()
+}
+
+
 def _parse_message(event: str, raw: Any) -> Message[Payload]:
     try:
-        envelope = Envelope.model_validate(raw)
+        envelope: Envelope = _ENVELOPE(raw)
     except ValidationError as exc:
         raise MalformedMessageError(
             f"{event}: not a valid envelope ({exc.error_count()} problems)", event=event, raw=raw
@@ -106,7 +116,7 @@ def _parse_message(event: str, raw: Any) -> Message[Payload]:
             f"{event}: envelope says {envelope.event}", event=event, raw=raw
         )
     try:
-        payload = parse_payload(envelope.event, envelope.data)
+        payload: Payload = _PAYLOADS[envelope.event](envelope.data)
     except ValidationError as exc:
         raise MalformedMessageError(
             f"{event}: payload off schema ({exc.error_count()} problems)", event=event, raw=raw

@@ -29,7 +29,7 @@ from typing import Any, Generic, TypeVar
 
 from reactivex import abc
 
-from ._hook import MessageHook, QueueKey
+from ._message_hook import MessageHook, QueueKey
 from .messages import Message
 from .protocol import Payload
 

@@ -9,18 +9,22 @@ its department and queue), in arrival order, until the subscription is
 closed (the loop ends) or the client fails (the loop raises the failure).
 Each loop reads its own bounded queue (:class:`~client_sdk.Backpressure`,
 ``BUFFER(1000)`` unless :meth:`Subscription.messages` says otherwise), so a
-slow loop drops its oldest messages, counted in ``dropped``, and never
-holds up the client.
+slow loop drops its oldest messages, counted in ``dropped`` and in the
+client's ``statistics().messages_dropped``, and never holds up the client.
+Loops read what the client routed to the subscription
+(:mod:`client_sdk._routing`): a message is checked against the
+subscription's filter once, however many loops read it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import reactivex
 
 from ._backpressure import BUFFER, Backpressure, PolicyQueue
+from ._routing import Route
 from .exceptions import IntradayError
 from .messages import Message
 from .protocol import Channel, ConnectionState, Payload, Scope, expand_channels
@@ -31,13 +35,7 @@ DEFAULT_BACKPRESSURE = BUFFER(1000)
 
 
 class MessageSource(Protocol):
-    """Where a subscription's messages come from (an :class:`~client_sdk.IntradayClient`)."""
-
-    def add_listener(
-        self, key: Any, listener: Callable[[Message[Payload]], Any]
-    ) -> Callable[[], None]:
-        """Call ``listener`` for every message of ``key`` (``"*"``: all)."""
-        ...
+    """The client a subscription belongs to (an :class:`~client_sdk.IntradayClient`)."""
 
     @property
     def state_changes(self) -> reactivex.Observable[ConnectionState]:
@@ -119,6 +117,8 @@ class Subscription:
         self.rooms = rooms
         self.streams = streams
         self.snapshot = snapshot
+        self.route = Route(frozenset(expand_channels(channels)), filter)
+        """Where the client hands this subscription's messages (its readers attach there)."""
         self._closer = closer
         self._source = source
         self._readers: set[SubscriptionStream] = set()
@@ -126,9 +126,7 @@ class Subscription:
 
     def covers(self, message: Message[Payload]) -> bool:
         """Whether ``message`` is one this subscription asked for (channel and scope)."""
-        return message.channel in expand_channels(self.channels) and self.filter.covers(
-            message.target
-        )
+        return self.route.covers(message)
 
     def messages(self, backpressure: Backpressure = DEFAULT_BACKPRESSURE) -> SubscriptionStream:
         """A new reader of this subscription's messages, from now on.
@@ -145,22 +143,17 @@ class Subscription:
         """
         if self._source is None:
             raise RuntimeError("this subscription was not made by a client")
-        queue: PolicyQueue[Message[Payload]] = PolicyQueue(backpressure)
+        queue: PolicyQueue[Message[Payload]] = PolicyQueue(backpressure, self.route.count_drops)
         if self.closed:
             queue.close()
             return SubscriptionStream(queue, lambda: None)
         source = self._source
-        wanted = frozenset(expand_channels(self.channels))
-
-        def on_message(message: Message[Payload]) -> None:
-            if message.channel in wanted and self.filter.covers(message.target):
-                queue.put_nowait(message)
 
         def on_state(state: ConnectionState) -> None:
             if state is ConnectionState.FAILED:
                 queue.close(source.failure)
 
-        removers = [source.add_listener("*", on_message)]
+        removers = [self.route.attach(queue.put_nowait)]
         disposable = source.state_changes.subscribe(on_state, on_completed=queue.close)
         removers.append(disposable.dispose)
 

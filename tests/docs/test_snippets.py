@@ -143,6 +143,44 @@ async def test_quickstart_prints_kpi_updates(
     assert all(re.fullmatch(r"\d\d:\d\d:\d\d support: health \d+\.0", line) for line in lines)
 
 
+async def _feed_three_queues(admin: AdminClient) -> None:
+    """A department's three queues updated at once, as a feed does every tick."""
+    while True:
+        await asyncio.gather(
+            *(
+                admin.publish_kpi(
+                    {
+                        "organization_id": "acme",
+                        "department_id": "customer_care",
+                        "queue_name": queue,
+                        "timestamp": _now(),
+                        "health_score": 90,
+                    }
+                )
+                for queue in ("support", "billing", "returns")
+            )
+        )
+        await asyncio.sleep(0.05)
+
+
+async def test_quickstart_prints_every_queue_of_a_department(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running_server(admin_token=ADMIN_TOKEN) as server, server.admin() as admin:
+        feeder = asyncio.create_task(_feed_three_queues(admin))
+        try:
+            await _run_main(
+                SNIPPETS / "quickstart.py", _env(server, INTRADAY_COUNT="9"), monkeypatch
+            )
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+    queues = [line.split()[1].rstrip(":") for line in capsys.readouterr().out.splitlines()]
+    assert len(queues) == 9
+    assert all(queues.count(q) >= 2 for q in ("support", "billing", "returns")), queues
+
+
 async def test_subscription_loop_prints_messages(
     live: RunningServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

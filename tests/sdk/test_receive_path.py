@@ -13,11 +13,12 @@ import asyncio
 import engineio.json
 import engineio.packet
 import httpx
+import pytest
 import socketio.packet
 
 from client_sdk import ClientConfig, IntradayClient, Message
 from client_sdk.hooks import UNBOUNDED
-from client_sdk.protocol import BroadcastRequest, KpiPayload
+from client_sdk.protocol import BroadcastRequest, KpiPayload, Scope
 from reference_server.app import ReferenceServer
 from tests.conftest import WAIT, ServerFactory, eventually, kpi
 from tests.sdk.conftest import fast_config
@@ -167,3 +168,29 @@ async def test_a_batch_is_not_overtaken_by_a_later_event_while_a_handler_waits(
         async with asyncio.timeout(WAIT):
             await all_seen.wait()
     assert seen == list(range(10))
+
+
+async def test_a_message_is_filtered_once_per_subscription_however_many_read_it(
+    server: ReferenceServer, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing checks a subscription's filter once per message; its readers never again."""
+    checked: list[Scope] = []
+    covers = Scope.covers
+
+    def counting(self: Scope, target: Scope) -> bool:
+        checked.append(self)
+        return covers(self, target)
+
+    monkeypatch.setattr(Scope, "covers", counting)
+    async with IntradayClient(config_for(server)) as client:
+        subscription = await client.subscribe(["kpi"], queue_name="support")
+        handled = asyncio.Event()
+        client.on(on_kpi_update=lambda _message: handled.set())
+        loops = [subscription.messages(), subscription.messages(), subscription.messages()]
+        checked.clear()
+        response = await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", n=1))
+        assert response.status_code == 200
+        firsts = await asyncio.wait_for(asyncio.gather(*(anext(loop) for loop in loops)), WAIT)
+        await asyncio.wait_for(handled.wait(), WAIT)
+        assert [number(message) for message in firsts] == [1, 1, 1]
+        assert sum(1 for scope in checked if scope is subscription.filter) == 1

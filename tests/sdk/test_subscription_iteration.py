@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from client_sdk import ClientConfig, IntradayClient, ReconnectFailedError
+from client_sdk.hooks import KEEP_LATEST
 from client_sdk.protocol import KpiPayload
 from reference_server.app import ReferenceServer
 from tests.conftest import ServerFactory, kpi
@@ -76,3 +77,22 @@ async def test_a_failed_client_raises_its_failure_in_the_loop(make_server: Serve
     with pytest.raises(ReconnectFailedError):
         await asyncio.wait_for(anext(stream), 30)
     await client.close()
+
+
+async def test_a_loop_that_falls_behind_says_what_it_dropped(
+    server: ReferenceServer, api: httpx.AsyncClient
+) -> None:
+    async with IntradayClient(config_for(server)) as client:
+        subscription = await client.subscribe(["kpi"], queue_name="support")
+        latest = subscription.messages(KEEP_LATEST)  # read only after the burst
+        arrived = asyncio.Event()
+        client.on(on_kpi_update=lambda m: arrived.set() if m.payload.health_score == 3 else None)
+        for score in (1, 2, 3):
+            await api.post(
+                "/api/ws/broadcast/kpi", json=kpi("org_a", "support", health_score=score)
+            )
+        await asyncio.wait_for(arrived.wait(), WAIT)
+        message = await asyncio.wait_for(anext(latest), WAIT)
+        assert message.payload.health_score == 3
+        assert latest.dropped == 2
+        assert client.statistics().messages_dropped == 2

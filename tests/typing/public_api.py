@@ -31,6 +31,7 @@ from client_sdk.hooks import (
     ConnectionHealth,
     ConnectionStatusHook,
     HealthHook,
+    LiveHooks,
     MessageHook,
     alert_notifications,
     attendance_updates,
@@ -107,6 +108,11 @@ async def hooks_api(client: IntradayClient) -> None:
     assert_type(health(client, 5.0), HealthHook)
     assert_type(health(client).latest, ConnectionHealth | None)
     kpi_updates(client, queue="support")  # type: ignore[call-arg]
+    live = LiveHooks(client)  # the same factories, the client filled in
+    assert_type(live.kpi_updates(queue_name="support"), MessageHook[KpiPayload])
+    assert_type(live.alert_notifications(keep=5), AlertHook)
+    assert_type(live.health(5.0), HealthHook)
+    live.kpi_updates(queue="support")  # type: ignore[call-arg]
     async with kpi_updates(client).stream() as updates:
         async for message in updates:
             assert_type(message, Message[KpiPayload])
