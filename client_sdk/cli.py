@@ -38,6 +38,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._argtypes import positive
 from .client import IntradayClient
 from .config import ClientConfig
 from .exceptions import ConnectionLostError, IntradayError, ServerError
@@ -377,16 +378,6 @@ def _channels(text: str) -> tuple[Channel, ...]:
         raise argparse.ArgumentTypeError(f"{text!r}: channels are {known}") from None
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not positive")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Live events of an Intraday live-updates server."
@@ -428,10 +419,12 @@ def _parser() -> argparse.ArgumentParser:
             default=token,
             help="a JWT, for servers in jwt mode (default $INTRADAY_TOKEN)",
         )
-        command.add_argument("--duration", type=_positive, help="stop after this many seconds")
+        command.add_argument(
+            "--duration", type=positive(float), help="stop after this many seconds"
+        )
         command.add_argument(
             "--connect-timeout",
-            type=_positive,
+            type=positive(float),
             default=CONNECT_TIMEOUT,
             help=f"give up if the first connection takes longer (default {CONNECT_TIMEOUT:g} s)",
         )

@@ -31,13 +31,13 @@ from .auth import Authenticator, mode_warning
 from .completeness import LiveCompleteness
 from .config import ServerSettings
 from .connections import Registry
-from .delivery import DeliveryRecorder, LocalDelivery
+from .delivery import DeliveryRecorder, Fanout, FanoutWrapper, LocalDelivery
 from .distribution import Distribution, LocalDistribution
 from .handlers import ClientHandlers, describe_server
 from .hub import Hub
 from .idempotency import Idempotency, open_keys
 from .metrics import ServerMetrics
-from .publisher import Fanout, FanoutWrapper, Publisher
+from .publisher import Publisher
 from .resume import ReplayHolds, Resumer, ResumerWrapper
 from .screening import IngressScreen, LimitScreen, ScreenWrapper
 from .stats import ServerStats

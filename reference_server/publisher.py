@@ -32,11 +32,11 @@ from client_sdk.protocol import (
     utc_now,
 )
 
-from .delivery import DeliveryRecorder, Fanout, FanoutWrapper, LocalDelivery, OutgoingMessage
+from .delivery import DeliveryRecorder, LocalDelivery, OutgoingMessage
 from .distribution import Distribution
 from .validation import validating
 
-__all__ = ["Fanout", "FanoutWrapper", "Publisher", "build_message", "resolve_target"]
+__all__ = ["Publisher", "build_message", "resolve_target"]
 
 
 def resolve_target(request: BroadcastRequest, data: dict[str, Any]) -> Scope:

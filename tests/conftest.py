@@ -22,7 +22,7 @@ import socketio
 
 from reference_server.app import ReferenceServer
 from reference_server.config import load_settings
-from reference_server.publisher import FanoutWrapper
+from reference_server.delivery import FanoutWrapper
 from reference_server.resume import ResumerWrapper
 from reference_server.screening import ScreenWrapper
 from reference_server.store import StoreWrapper

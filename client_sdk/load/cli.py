@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .._argtypes import positive as _positive
 from ._run import LoadConfig, Progress, run_load
 from ._server_probe import is_loopback_url
 from .report import render_table, write_report
@@ -26,19 +27,6 @@ from .report import render_table, write_report
 __all__ = ["main"]
 
 PROG = "intraday-live load"
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is not positive")
-        return value
-
-    return parse
 
 
 def _parser() -> argparse.ArgumentParser:

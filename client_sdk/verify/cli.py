@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from .._argtypes import positive as _positive
 from ..load._server_probe import is_loopback_url
 from .report import render_table, write_json, write_junit
 from .run import FAULTS, VerifyConfig, run_verify
@@ -27,19 +28,6 @@ from .run import FAULTS, VerifyConfig, run_verify
 __all__ = ["main"]
 
 PROG = "intraday-live verify"
-
-
-def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text!r} is not positive")
-        return value
-
-    return parse
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -41,7 +41,7 @@ from ..screening import IngressScreen
 from ..stats import ServerStats
 from ..validation import parse_model
 from .codecs import BridgeCodec
-from .outbox import Message, Outbox, OutboxPolicy, WireLike
+from .outbox import Outbox, OutboxLink, OutboxPolicy, WireLike
 from .socketio_server import outbox_policy
 from .uvicorn_server import wire_of
 
@@ -64,7 +64,7 @@ def origin_allowed(settings: ServerSettings, origin: str | None) -> bool:
     return origin in settings.cors_origins
 
 
-class BridgeLink:
+class BridgeLink(OutboxLink):
     """A bridge socket as the hub sees it: frames through its :class:`~.outbox.Outbox`."""
 
     transport = "bridge"
@@ -104,22 +104,6 @@ class BridgeLink:
         self.too_slow = True
         self.outbox.put_nowait(None)
         self.closed.set()  # wakes the reader, which ends the connection
-
-    async def send(self, event: str, data: Any) -> None:
-        """Hand ``{"event", "data"}`` to the outbox; a message may wait for its batch."""
-        self.outbox.deliver(Message(event, data))
-
-    async def send_replayed(self, event: str, data: Any) -> None:
-        """Hand over a replayed message, paced by the socket's drain (never too slow)."""
-        await self.outbox.deliver_paced(Message(event, data))
-
-    def start_batching(self) -> None:
-        """Gather messages into ``{"event": "batch", "data": {"messages": [...]}}`` frames."""
-        self.outbox.batching = True
-
-    async def send_ack(self, ack_id: int, data: Any) -> None:
-        """Hand ``{"event": "ack", "id", "data"}`` to the outbox (after what is due)."""
-        self.outbox.answer(ack_id, data)
 
     async def join(self, room: str) -> None:
         """Nothing to do: bridge membership lives in the hub's registry."""

@@ -61,6 +61,7 @@ __all__ = [
     "Encoded",
     "Message",
     "Outbox",
+    "OutboxLink",
     "OutboxPolicy",
     "WireLike",
     "flush_batches",
@@ -504,3 +505,26 @@ def flush_batches(outboxes: list[Outbox]) -> None:
     """Send what every one of ``outboxes`` has gathered (the shutdown notice is urgent)."""
     for outbox in outboxes:
         outbox.flush()
+
+
+class OutboxLink:
+    """What every socket's link hands to its :class:`Outbox` (Socket.IO and bridge alike)."""
+
+    __slots__ = ()
+    outbox: Outbox
+
+    async def send(self, event: str, data: Any) -> None:
+        """Hand one event to the outbox (a message may wait for its batch)."""
+        self.outbox.deliver(Message(event, data))
+
+    async def send_replayed(self, event: str, data: Any) -> None:
+        """Hand over a replayed message, paced by the socket's drain (never too slow)."""
+        await self.outbox.deliver_paced(Message(event, data))
+
+    def start_batching(self) -> None:
+        """Gather this socket's messages into ``batch`` events from now on."""
+        self.outbox.batching = True
+
+    async def send_ack(self, ack_id: int, data: Any) -> None:
+        """Answer the client's request ``ack_id`` (after what is already due)."""
+        self.outbox.answer(ack_id, data)

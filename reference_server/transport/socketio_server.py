@@ -61,7 +61,7 @@ from .admission import SessionAdmission
 from .codecs import SocketIOCodec
 from .guard import engineio_logger
 from .ingress import NAMESPACE, Ingress
-from .outbox import Message, Outbox, OutboxPolicy, WireLike
+from .outbox import Message, Outbox, OutboxLink, OutboxPolicy, WireLike
 from .uvicorn_server import WebSocketIndex, Wire
 
 __all__ = [
@@ -103,7 +103,7 @@ class OutboxEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
         return Outbox(self.outbox_codec, self.outbox_policy)
 
 
-class SocketIOLink:
+class SocketIOLink(OutboxLink):
     """A Socket.IO socket as the hub sees it: everything through its outbox."""
 
     __slots__ = ("_server", "_sid", "outbox")
@@ -120,22 +120,6 @@ class SocketIOLink:
             return str(self._server.transport(self._sid, namespace=NAMESPACE))
         except KeyError:
             return "closed"
-
-    async def send(self, event: str, data: Any) -> None:
-        """Hand one event to the outbox (a message may wait for its batch)."""
-        self.outbox.deliver(Message(event, data))
-
-    async def send_replayed(self, event: str, data: Any) -> None:
-        """Hand over a replayed message, paced by the socket's drain (never too slow)."""
-        await self.outbox.deliver_paced(Message(event, data))
-
-    def start_batching(self) -> None:
-        """Gather this socket's messages into ``batch`` events from now on."""
-        self.outbox.batching = True
-
-    async def send_ack(self, ack_id: int, data: Any) -> None:
-        """Answer the client's request ``ack_id`` (after what is already due)."""
-        self.outbox.answer(ack_id, data)
 
     async def join(self, room: str) -> None:
         """Enter python-socketio's room too (the Admin UI shows them)."""
@@ -175,7 +159,7 @@ def _outbox_of(connection: Connection) -> Outbox | None:
 
 
 class OutboxFanout:
-    """The publisher's :class:`~reference_server.publisher.Fanout`: room emits into outboxes.
+    """The delivery's :class:`~reference_server.delivery.Fanout`: room emits into outboxes.
 
     One :class:`~.outbox.Message` per emit (encoded, and framed, once), handed
     to the outbox of every socket in the rooms, Socket.IO and bridge alike.

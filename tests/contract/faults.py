@@ -23,7 +23,7 @@ from typing import Any
 from client_sdk.protocol import Capability, Channel, Scope, SubscribeRequest, parse_room
 from reference_server.config import ServerSettings
 from reference_server.connections import Connection, Registry
-from reference_server.publisher import Fanout, FanoutWrapper
+from reference_server.delivery import Fanout, FanoutWrapper
 from reference_server.resume import Hold, Resumer, ResumerWrapper
 from reference_server.screening import IngressScreen, ScreenWrapper
 from reference_server.store import (

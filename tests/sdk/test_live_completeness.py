@@ -26,7 +26,7 @@ from client_sdk.protocol import KpiPayload
 from reference_server.app import ReferenceServer
 from reference_server.config import load_settings
 from reference_server.connections import Registry
-from reference_server.publisher import Fanout
+from reference_server.delivery import Fanout
 from tests.delivery.sequence import ORG, Handled, publish
 from tests.sdk.conftest import fast_config
 
