@@ -190,6 +190,18 @@ def kpi(org: str = "org_a", queue: str = "support", **extra: Any) -> dict[str, A
     }
 
 
+def alert(n: int, org: str = "org_a", queue: str = "q1") -> dict[str, Any]:
+    """A valid ``alert:triggered`` payload, numbered ``n`` by its ``alert_id``."""
+    return {
+        "organization_id": org,
+        "queue_name": queue,
+        "timestamp": "2026-11-25T10:30:00Z",
+        "alert_id": f"alert_{n}",
+        "rule_name": "utilization_high",
+        "severity": "high",
+    }
+
+
 async def eventually(
     condition: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.02
 ) -> Any:

@@ -9,21 +9,10 @@ from client_sdk import IntradayClient
 from client_sdk.messages import Message
 from client_sdk.protocol import BroadcastRequest
 from reference_server.app import ReferenceServer
-from tests.conftest import WAIT, ServerFactory, kpi
+from tests.conftest import WAIT, ServerFactory, alert, kpi
 from tests.sdk.conftest import fast_config
 
 ORG = "org_a"
-
-
-def alert(n: int) -> dict[str, Any]:
-    return {
-        "organization_id": ORG,
-        "queue_name": "q1",
-        "timestamp": "2026-11-25T10:30:00Z",
-        "alert_id": f"alert_{n}",
-        "rule_name": "utilization_high",
-        "severity": "high",
-    }
 
 
 async def burst(server: ReferenceServer, count: int) -> list[str]:

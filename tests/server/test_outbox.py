@@ -19,23 +19,12 @@ import socketio
 
 from client_sdk.protocol import BroadcastRequest
 from reference_server.app import ReferenceServer
-from tests.conftest import WAIT, ServerFactory, SioClient, kpi
+from tests.conftest import WAIT, ServerFactory, SioClient, alert, kpi
 from tests.server.test_bridge import BridgeClient, BridgeFactory, make_bridge  # noqa: F401
 from tests.server.test_slow_clients import until
 
 ORG = "org_a"
 AUTH = {"user_id": "user_1", "organization_id": ORG}
-
-
-def alert(n: int) -> dict[str, Any]:
-    return {
-        "organization_id": ORG,
-        "queue_name": "q1",
-        "timestamp": "2026-11-25T10:30:00Z",
-        "alert_id": f"alert_{n}",
-        "rule_name": "utilization_high",
-        "severity": "high",
-    }
 
 
 def envelopes(events: list[tuple[str, Any]]) -> list[dict[str, Any]]:
