@@ -53,7 +53,7 @@ import contextvars
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.config import HTTP_PROTOCOLS
@@ -219,7 +219,9 @@ class _GuardedConnection(asyncio.Protocol):
         self._under_way = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport, whatever its class: uvloop's TCPTransport does not
+        # derive from asyncio.Transport (an isinstance check refused every connection).
+        transport = cast(asyncio.Transport, transport)
         if not self._guard._admit(self, len(self._server_state.connections)):
             log.warning("connection refused: %d open", len(self._server_state.connections))
             transport.abort()

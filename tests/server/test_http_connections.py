@@ -269,3 +269,33 @@ def test_failed_accepts_are_logged_once_per_interval_without_a_traceback(
     records = [r for r in caplog.records if "accept failed" in r.getMessage()]
     assert len(records) == 1  # was a traceback for each of the 1,000
     assert records[0].exc_info is None
+
+
+UVLOOP_SERVER = """
+import asyncio, httpx, uvloop
+from reference_server.app import ReferenceServer
+from reference_server.config import load_settings
+
+async def main():
+    server = ReferenceServer(load_settings(port=0), install_signal_handlers=False)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            print((await http.get(server.url + "/api/ws/health")).status_code)
+    finally:
+        await server.stop()
+
+asyncio.run(main(), loop_factory=uvloop.new_event_loop)
+"""
+
+
+async def test_the_server_answers_when_embedded_on_uvloop() -> None:
+    """uvicorn users run on uvloop, whose TCP transport is no ``asyncio.Transport`` subclass."""
+    pytest.importorskip("uvloop")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", UVLOOP_SERVER, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()[-2000:]
+    assert out.decode().strip() == "200", err.decode()[-2000:]
