@@ -272,7 +272,7 @@ def test_failed_accepts_are_logged_once_per_interval_without_a_traceback(
 
 
 UVLOOP_SERVER = """
-import asyncio, httpx, uvloop
+import httpx, uvloop
 from reference_server.app import ReferenceServer
 from reference_server.config import load_settings
 
@@ -285,7 +285,7 @@ async def main():
     finally:
         await server.stop()
 
-asyncio.run(main(), loop_factory=uvloop.new_event_loop)
+uvloop.run(main())  # asyncio.run has no loop_factory before 3.12
 """
 
 
