@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._argtypes import positive
-from .client import IntradayClient
+from ._client import IntradayClient
+from ._messages import Message
 from .config import ClientConfig
 from .exceptions import ConnectionLostError, IntradayError, ServerError
 from .gaps import Gap
-from .messages import Message
 from .protocol import (
     AlertPayload,
     AttendanceCheckPayload,
