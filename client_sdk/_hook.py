@@ -21,7 +21,7 @@ from ._backpressure import Backpressure, PolicyQueue
 from .protocol import ConnectionState, Payload
 
 if TYPE_CHECKING:
-    from ._client import IntradayClient
+    from .client import IntradayClient
 
 __all__ = ["Hook"]
 

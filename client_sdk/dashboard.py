@@ -34,8 +34,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._client import IntradayClient
-from ._messages import Message
+from .client import IntradayClient
 from .exceptions import ConnectionLostError, IntradayError
 from .gaps import Gap
 from .hooks import (
@@ -48,6 +47,7 @@ from .hooks import (
     health,
     kpi_updates,
 )
+from .messages import Message
 from .protocol import (
     AlertPayload,
     AlertStatus,

@@ -73,7 +73,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from ._client import IntradayClient
+    from .client import IntradayClient
 
 __all__ = [
     "BUFFER",

@@ -40,14 +40,7 @@ async def _waits(port: int) -> int:
 
 
 def _store(port: int) -> RedisStore:
-    # WAIT's bound is generous: on a loaded machine (CI runs two Pythons' suites at
-    # once) the replica may take longer than the default 500 ms to confirm.
-    return RedisStore(
-        f"redis://127.0.0.1:{port}/0",
-        max_messages=100,
-        max_age_seconds=3600,
-        replica_timeout_ms=10_000,
-    )
+    return RedisStore(f"redis://127.0.0.1:{port}/0", max_messages=100, max_age_seconds=3600)
 
 
 @pytest.mark.timeout(30)
