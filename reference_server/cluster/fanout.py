@@ -120,17 +120,6 @@ class NodeChannel:
             raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
         return _count(numsub)
 
-    async def listeners(self) -> int:
-        """How many nodes listen now (those a delivery published now reaches).
-
-        Raises:
-            ClusterUnavailableError: Redis cannot be reached.
-        """
-        try:
-            return _count(await self._redis.pubsub_numsub(PRESENCE))
-        except (RedisError, OSError) as exc:
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
-
     def answer(self, origin: str, answer: wire.Delivered) -> None:
         """Send ``answer`` to node ``origin`` (in the background: the listener does not wait)."""
         task = asyncio.get_running_loop().create_task(self._send_answer(origin, answer))
