@@ -65,7 +65,7 @@ class ClusterRun:
     cpu_us_per_message: float = float("nan")
     burst_s: float = float("nan")
     redis_quiet_cpu_per_s: float = float("nan")
-    """Redis CPU seconds per second before the burst, every client connected and silent."""
+    """Redis CPU seconds per second after the burst, every client connected and silent."""
     redis_commands: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per Redis command during the burst: (calls, usec), from ``INFO commandstats`` deltas."""
     error: str = ""
@@ -201,11 +201,6 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
                     raise RuntimeError(f"{connected}/{count} connected to {url}: {reports}")
             node_pids = [child.proc.pid for child, _ in started]
             redis_pid = redis[0].proc.pid if redis is not None else None
-            if redis_pid and args.quiet > 0:
-                # Redis's work that goes with time, not broadcasts (heartbeats, its own cron).
-                quiet0 = cpu_ns_seconds(redis_pid)
-                await asyncio.sleep(args.quiet)
-                res.redis_quiet_cpu_per_s = (cpu_ns_seconds(redis_pid) - quiet0) / args.quiet
             stats0 = await command_stats(redis[1]) if redis is not None else {}
             node0 = [compare.cpu_seconds(p) for p in node_pids]
             redis0 = cpu_ns_seconds(redis_pid) if redis_pid else 0.0
@@ -221,6 +216,13 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
             res.redis_cpu_s = (cpu_ns_seconds(redis_pid) - redis0) if redis_pid else 0.0
             if redis is not None:
                 res.redis_commands = _delta(stats0, await command_stats(redis[1]))
+            if redis_pid and args.quiet > 0:
+                # Redis's work that goes with time, not broadcasts (heartbeats, its own cron),
+                # every client still connected: measured after the burst, once the
+                # connections' registration is long settled.
+                quiet0 = cpu_ns_seconds(redis_pid)
+                await asyncio.sleep(args.quiet)
+                res.redis_quiet_cpu_per_s = (cpu_ns_seconds(redis_pid) - quiet0) / args.quiet
             res.received = sum(r["received"] for r in results)
             latencies = sorted(x for r in results for x in r["latencies"])
             res.p50_ms = compare.percentile(latencies, 0.50)
@@ -339,8 +341,9 @@ def _command_table(runs: list[ClusterRun], args: argparse.Namespace) -> list[str
         "",
         f"## Redis per broadcast by command ({args.clients} clients; INFO commandstats deltas)",
         "",
-        "Calls and usec per broadcast. A script's commands count under their own names",
-        "and inside its `evalsha` too; the process CPU (last row) is the whole.",
+        "Calls and usec per broadcast (usec: Redis's own timing of each command, wall clock,",
+        "so a busy machine inflates it). A script's commands count under their own names and",
+        "inside its `evalsha` too; the process CPU (last row, /proc schedstat) is the whole.",
         "",
         "| command | " + " | ".join(f"{v} calls | {v} usec" for v in variants) + " |",
         "| --- | " + " | ".join("--- | ---" for _ in variants) + " |",
@@ -416,8 +419,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quiet",
         type=float,
-        default=5.0,
-        help="seconds of Redis CPU measured before each burst, nothing broadcast (0: skip)",
+        default=10.0,
+        help="seconds of Redis CPU measured after each burst, nothing broadcast (0: skip)",
     )
     parser.add_argument("--json", help="also write every run's figures to this file")
     args = parser.parse_args(argv)
