@@ -31,7 +31,8 @@ Phases:
 
 Every phase checks that all N messages arrived (a timeout reports losses instead of hanging).
 ``--profile`` additionally runs one SDK-alone phase under cProfile and prints the top
-functions by cumulative time.
+functions by cumulative time (``--profile-client sdk1`` profiles the unbatched SDK instead,
+``bare`` the baseline).
 
 Run (from the repo root, with the project venv active)::
 
@@ -334,12 +335,13 @@ async def _run(url: str, args: argparse.Namespace) -> int:
 
     if args.profile:
         profiler = cProfile.Profile()
-        result = await _phase("profile-sdk", url, ["sdk"], args, profiler)
-        ok &= result.counters["sdk"].count == n
+        kind = args.profile_client
+        result = await _phase(f"profile-{kind}", url, [kind], args, profiler)
+        ok &= result.counters[kind].count == n
         out = io.StringIO()
         stats = pstats.Stats(profiler, stream=out).sort_stats(args.profile_sort)
         stats.print_stats(args.profile_top)
-        print(f"\ncProfile of one SDK-alone phase ({args.profile_sort}):")
+        print(f"\ncProfile of one {kind}-alone phase ({args.profile_sort}):")
         print(out.getvalue())
     print("no losses" if ok else "LOSSES (see stderr)")
     return 0 if ok else 1
@@ -352,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent POSTs")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per phase")
     parser.add_argument("--profile", action="store_true", help="cProfile an SDK-alone phase")
+    parser.add_argument(
+        "--profile-client", choices=sorted(CONNECT), default="sdk", help="the client profiled"
+    )
     parser.add_argument("--profile-top", type=int, default=25, help="rows of the profile")
     parser.add_argument("--profile-sort", default="cumulative", help="pstats sort key")
     args = parser.parse_args(argv)

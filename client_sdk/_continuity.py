@@ -161,32 +161,33 @@ class StreamGuard:
 
     # -- messages ---------------------------------------------------------------------
 
-    def admit(self, stream: str, message: Message[Payload]) -> Verdict:
-        """Decide about ``message`` of ``stream`` (it has ``seq`` and ``epoch``)."""
-        seq = message.envelope.seq
-        epoch = message.envelope.epoch
-        assert seq is not None
-        assert epoch is not None
-        if self._windows.get(stream):
+    def admit(self, stream: str, seq: int, epoch: str, message: Message[Payload]) -> Verdict:
+        """Decide about ``message``, number ``seq`` of ``stream`` in ``epoch``."""
+        windows = self._windows
+        if windows and windows.get(stream):
             self._held.setdefault(stream, []).append((message, bool(self._replaying.get(stream))))
             return Verdict.HOLD
         position = self._resume.position(stream)
-        if position is None and self._resume.stored(stream) is not None:
-            return Verdict.DISCARD  # the subscribe that resumes the stored position replays it
-        if position is not None and position[1] == epoch and seq <= position[0]:
-            return Verdict.OLD
-        lost = self._lost.get(stream)
-        if (lost and min(lost) < seq) or (
-            position is not None
-            and (position[1] != epoch or seq != position[0] + 1)
-            and self._read_whole(stream)
-        ):
+        if position is None:
+            if self._resume.stored(stream) is not None:
+                return Verdict.DISCARD  # the subscribe that resumes the stored position replays it
+            jump = False
+        elif position[1] == epoch:
+            if seq <= position[0]:
+                return Verdict.OLD
+            jump = seq != position[0] + 1
+        else:
+            jump = True
+        lost = self._lost.get(stream) if self._lost else None
+        if (lost and min(lost) < seq) or (jump and self._read_whole(stream)):
             self.request(stream)
             return Verdict.DISCARD
         return Verdict.DELIVER
 
     def delivered(self, stream: str, seq: int) -> None:
         """Message ``seq`` of ``stream`` went to the handlers."""
+        if not self._lost:
+            return
         lost = self._lost.get(stream)
         if lost is not None:
             lost.discard(seq)

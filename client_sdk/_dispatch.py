@@ -51,6 +51,7 @@ Listener = Callable[[Message[Payload]], Any]
 """Called with each message of its key; may be a coroutine function."""
 
 _SERVER_EVENTS = frozenset(e.value for e in ServerEvent)
+_STREAM_PREFIX = {c: f"{c.value}:" for c in Channel}
 
 
 @dataclass(slots=True)
@@ -135,6 +136,9 @@ class Dispatcher:
         # Tuples, replaced on every change: dispatching iterates a snapshot
         # (a listener may remove itself) without copying it per message.
         self._listeners: dict[str, tuple[Listener, ...]] = {}
+        # Per event: its channel and the (key, listener) pairs of the event, that
+        # channel and "*"; cleared on every change (one look-up per message).
+        self._called: dict[str, tuple[Channel, tuple[tuple[str, Listener], ...]]] = {}
         self._capacity = policy.capacity
         self._queue: deque[_Item] | None = None
         self._waiting = 0  # messages (not markers) in the queue
@@ -163,12 +167,14 @@ class Dispatcher:
         """Call ``listener`` for an event, a channel or ``"*"``; returns its remover."""
         name = key.value if isinstance(key, (ServerEvent, Channel)) else key
         self._listeners[name] = (*self._listeners.get(name, ()), listener)
+        self._called.clear()
 
         def remove() -> None:
             current = self._listeners.get(name, ())
             if listener in current:
                 at = current.index(listener)
                 self._listeners[name] = current[:at] + current[at + 1 :]
+                self._called.clear()
 
         return remove
 
@@ -372,10 +378,9 @@ class Dispatcher:
             self.guard.settle(*settle)
 
     async def _dispatch_event(self, event: str, data: Any) -> None:
-        if event == ControlEvent.ERROR:
-            await self._server_error(data)
-            return
         if event not in _SERVER_EVENTS:
+            if event == ControlEvent.ERROR:
+                await self._server_error(data)
             return  # control events (authenticated, client:pong, ...) need no listener
         self.received += 1
         self.last_event_at = time.monotonic()
@@ -386,40 +391,52 @@ class Dispatcher:
             await self._on_error(exc)
             return
         envelope = message.envelope
+        seq, epoch = envelope.seq, envelope.epoch
         org = envelope.target.organization_id
-        if envelope.seq is None or envelope.epoch is None or org is None or envelope.snapshot:
+        if seq is None or epoch is None or org is None or envelope.snapshot:
             await self._deliver(message, None)
             return
-        stream = f"{envelope.channel}:{org}"  # stream_name's, without its check of "all"
-        verdict = self.guard.admit(stream, message)
+        stream = _STREAM_PREFIX[envelope.channel] + org  # stream_name's, without its check
+        guard = self.guard
+        verdict = guard.admit(stream, seq, epoch, message)
         if verdict is Verdict.DELIVER:
-            upto = self.guard.replayed_upto.get(stream)
-            if upto is not None and envelope.seq <= upto:
+            replayed = guard.replayed_upto  # empty unless a replay ran
+            if replayed and seq <= replayed.get(stream, -1):
                 message = message.as_replayed()
             await self._deliver(message, stream)
         elif verdict is Verdict.OLD:
             self.duplicates += 1
 
     async def _deliver(self, message: Message[Payload], stream: str | None) -> None:
-        if self._recent.seen(message.id):
+        envelope = message.envelope
+        if self._recent.seen(envelope.id):
             self.duplicates += 1
             return
-        envelope = message.envelope
-        listeners = self._listeners
-        # StrEnum members are their names as keys: no ``.value`` per message.
-        for key in (envelope.event, envelope.channel, "*"):
-            for listener in listeners.get(key, ()):
-                try:
-                    # call_handler's body, inline: one coroutine less per listener.
-                    result = listener(message)
-                    if result is not None and inspect.isawaitable(result):
-                        await result
-                except Exception as exc:
-                    self._on_handler_error(key, exc)
+        for key, listener in self._listeners_of(envelope.event, envelope.channel):
+            try:
+                # call_handler's body, inline: one coroutine less per listener.
+                result = listener(message)
+                if result is not None and inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self._on_handler_error(key, exc)
         self._router.route(message)
-        if stream is not None and envelope.seq is not None and envelope.epoch is not None:
-            self.guard.delivered(stream, envelope.seq)
-            self._resume.advance(stream, envelope.seq, envelope.epoch, message.id)
+        seq, epoch = envelope.seq, envelope.epoch
+        if stream is not None and seq is not None and epoch is not None:
+            self.guard.delivered(stream, seq)
+            self._resume.advance(stream, seq, epoch, envelope.id)
+
+    def _listeners_of(
+        self, event: ServerEvent, channel: Channel
+    ) -> tuple[tuple[str, Listener], ...]:
+        called = self._called.get(event)
+        if called is not None and called[0] is channel:
+            return called[1]
+        # A snapshot, as the tuples are (a listener may remove itself meanwhile);
+        # StrEnum members are their names as keys.
+        pairs = tuple((k, f) for k in (event, channel, "*") for f in self._listeners.get(k, ()))
+        self._called[event] = (channel, pairs)
+        return pairs
 
     async def _server_error(self, data: Any) -> None:
         error = ServerError.from_wire(data)

@@ -151,8 +151,11 @@ class ResumeState:
         current = self._positions.get(stream)
         if current is not None and current[1] == epoch and current[0] >= seq:
             return
+        if self._db is None:  # no file: _move's first step is all there is to do
+            self._positions[stream] = (seq, epoch)
+            return
         self._move(stream, (seq, epoch))
-        if message_id is not None and self._db is not None:
+        if message_id is not None:
             self._new_ids.append(message_id)
 
     def restart(self, stream: str, seq: int, epoch: str) -> None:
