@@ -15,9 +15,11 @@ logging.getLogger("client_sdk").addHandler(logging.NullHandler())
 # The protocol stays importable without socketio, aiohttp or asyncio: the
 # client and the rest load on first use (PEP 562).
 if TYPE_CHECKING:
+    from ._client import ClientStatistics, IntradayClient
+    from ._messages import Message
+    from ._subscriptions import Subscription
     from .admin import AdminClient
     from .blocking import BlockingClient
-    from .client import ClientStatistics, IntradayClient
     from .config import ClientConfig, TokenProvider
     from .exceptions import (
         AuthenticationError,
@@ -39,9 +41,7 @@ if TYPE_CHECKING:
         UnauthorizedError,
     )
     from .hooks import Backpressure, ConnectionHealth, LiveHooks
-    from .messages import Message
     from .protocol import PROTOCOL_VERSION, Channel, ConnectionState, Scope, ServerEvent
-    from .subscriptions import Subscription
 
 _LAZY: dict[str, str] = {
     "Backpressure": ".hooks",
@@ -53,16 +53,16 @@ _LAZY: dict[str, str] = {
     "Channel": ".protocol",
     "ClientClosedError": ".exceptions",
     "ClientConfig": ".config",
-    "ClientStatistics": ".client",
+    "ClientStatistics": "._client",
     "ConnectionLimitError": ".exceptions",
     "ConnectionLostError": ".exceptions",
     "ConnectionState": ".protocol",
     "InternalServerError": ".exceptions",
-    "IntradayClient": ".client",
+    "IntradayClient": "._client",
     "IntradayError": ".exceptions",
     "InvalidMessageError": ".exceptions",
     "MalformedMessageError": ".exceptions",
-    "Message": ".messages",
+    "Message": "._messages",
     "MessageTooLargeError": ".exceptions",
     "PROTOCOL_VERSION": ".protocol",
     "RateLimitedError": ".exceptions",
@@ -73,7 +73,7 @@ _LAZY: dict[str, str] = {
     "Scope": ".protocol",
     "ServerError": ".exceptions",
     "ServerEvent": ".protocol",
-    "Subscription": ".subscriptions",
+    "Subscription": "._subscriptions",
     "SubscriptionFailedError": ".exceptions",
     "TokenProvider": ".config",
     "UnauthorizedError": ".exceptions",

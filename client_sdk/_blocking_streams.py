@@ -10,13 +10,13 @@ import queue
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
 
+from ._messages import Message
+from ._subscriptions import Subscription
 from .exceptions import ClientClosedError, RequestTimeoutError
-from .messages import Message
 from .protocol import Channel, ConnectionState, Payload, Scope, expand_channels
-from .subscriptions import Subscription
 
 if TYPE_CHECKING:
-    from .client import IntradayClient
+    from ._client import IntradayClient
 
 __all__ = ["BlockingSubscription", "MessageStream", "OnTimeout"]
 

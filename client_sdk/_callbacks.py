@@ -6,9 +6,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypedDict
 
+from ._messages import Message
 from .exceptions import IntradayError
 from .gaps import Gap
-from .messages import Message
 from .protocol import (
     AlertPayload,
     AttendanceCheckPayload,

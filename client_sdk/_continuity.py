@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from ._messages import Message
 from ._resume import Position, ResumeState
-from .messages import Message
 from .protocol import Channel, Payload, stream_name
 
 __all__ = ["Answer", "StreamGuard", "Verdict", "stream_of"]

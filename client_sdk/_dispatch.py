@@ -37,10 +37,10 @@ from typing import Any
 
 from ._backpressure import Backpressure
 from ._continuity import StreamGuard, Verdict, stream_of
+from ._messages import Message, RecentIds, _parse_message
 from ._resume import ResumeState
 from ._routing import Router
 from .exceptions import IntradayError, MalformedMessageError, ServerError
-from .messages import Message, RecentIds, _parse_message
 from .protocol import Channel, ControlEvent, ErrorCode, Payload, ServerEvent
 
 __all__ = ["Dispatcher", "FillDone", "Listener", "ResumeBegin", "ResumeEnd"]

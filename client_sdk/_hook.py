@@ -21,7 +21,7 @@ from ._backpressure import Backpressure, PolicyQueue
 from .protocol import ConnectionState, Payload
 
 if TYPE_CHECKING:
-    from .client import IntradayClient
+    from ._client import IntradayClient
 
 __all__ = ["Hook"]
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from ._backpressure import Backpressure
 from ._hook import Hook
 from ._message_hook import MessageHook
+from ._messages import Message
 from .exceptions import IntradayError
-from .messages import Message
 from .protocol import AlertPayload, Channel, ConnectionState, Scope
 
 if TYPE_CHECKING:
-    from .client import IntradayClient
+    from ._client import IntradayClient
 
 __all__ = ["AlertHook", "ConnectionHealth", "ConnectionStatusHook", "HealthHook"]
 

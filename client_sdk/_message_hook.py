@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar, cast
 
 from ._backpressure import Backpressure
 from ._hook import Hook
+from ._messages import Message
 from ._retry import RetryPolicy
+from ._subscriptions import Subscription
 from .exceptions import ClientClosedError, IntradayError, RequestTimeoutError
-from .messages import Message
 from .protocol import Channel, ConnectionState, Payload, Scope, ServerEvent
-from .subscriptions import Subscription
 
 if TYPE_CHECKING:
-    from .client import IntradayClient
+    from ._client import IntradayClient
 
 __all__ = ["MessageHook", "QueueKey"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .messages import Message
+from ._messages import Message
 from .protocol import Channel, Payload, Scope
 
 __all__ = ["Route", "Router", "Sink"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from ._subscriptions import Subscription
 from .protocol import Channel, Scope, SubscribeRequest
-from .subscriptions import Subscription
 
 __all__ = ["Restore", "SubscriptionBook"]
 

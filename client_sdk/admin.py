@@ -15,8 +15,9 @@ is one of the SDK's exceptions:
 * any other network failure raises
   :class:`~client_sdk.exceptions.ConnectionLostError`.
 
-httpx is an implementation detail: its exceptions are translated in one place,
-:func:`_translate_errors`, and never reach the caller.
+httpx is an implementation detail: requests go through
+:mod:`client_sdk._admin_http`, where its exceptions are translated in one
+place and never reach the caller.
 
 Publishing is safe to retry: every :meth:`AdminClient.broadcast` and
 ``publish_*`` call sends an ``Idempotency-Key`` of its own (or the one given)
@@ -39,32 +40,16 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
-import json
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ValidationError
-from pydantic_core import to_jsonable_python
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
+from pydantic import BaseModel
 
-from .exceptions import (
-    ClientClosedError,
-    ConnectionLostError,
-    RequestTimeoutError,
-    ServerError,
-)
+from ._admin_http import AdminHttp, jsonable
 from .protocol import (
-    API_BASE,
     AlertPayload,
     AttendanceCheckPayload,
     AttendancePayload,
@@ -76,118 +61,17 @@ from .protocol import (
     ConnectionInfo,
     ConnectionList,
     DisconnectResult,
-    ErrorCode,
-    ErrorInfo,
     Health,
     KpiPayload,
     MetricAlertPayload,
     Payload,
     Priority,
     RoomList,
-    Scope,
     ServerEvent,
     Stats,
 )
 
 __all__ = ["AdminClient"]
-
-_Model = TypeVar("_Model", bound=BaseModel)
-
-_SNIPPET = 200
-"""How much of an unexpected body an error quotes."""
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-"""The header that makes a publish safe to retry (protocol section 9)."""
-
-
-def _worth_retrying(error: BaseException) -> bool:
-    """A publish whose fate is unknown or that the server could not take for now."""
-    if isinstance(error, RequestTimeoutError | ConnectionLostError):
-        return True
-    return isinstance(error, ServerError) and error.http_status == 503
-
-
-def _unexpected(message: str, *, http_status: int | None, body: str | None = None) -> ServerError:
-    """A ``ServerError`` with code ``INTERNAL_ERROR`` for an answer we cannot read."""
-    details: dict[str, Any] = {}
-    if body is not None:
-        details["body"] = body[:_SNIPPET]
-    info = ErrorInfo(code=ErrorCode.INTERNAL_ERROR, message=message, details=details or None)
-    return ServerError.from_error(info, http_status=http_status)
-
-
-@contextlib.contextmanager
-def _translate_errors() -> Iterator[None]:
-    """The one seam where httpx exceptions become the SDK's.
-
-    Timeouts first: ``httpx.TimeoutException`` is also an ``httpx.TransportError``.
-    """
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        raise RequestTimeoutError(f"management API request timed out: {exc}") from exc
-    except httpx.TransportError as exc:
-        raise ConnectionLostError(f"management API unreachable: {exc}") from exc
-    except httpx.DecodingError as exc:
-        raise _unexpected(f"undecodable answer: {exc}", http_status=None) from exc
-    except httpx.HTTPError as exc:  # TooManyRedirects and whatever httpx adds later
-        raise _unexpected(f"HTTP failure: {exc}", http_status=None) from exc
-
-
-def _read_body(response: httpx.Response) -> dict[str, Any]:
-    """The JSON object of a successful answer, or the SDK exception for a failed one."""
-    status = response.status_code
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        raise _unexpected(
-            f"HTTP {status} with a body that is not JSON", http_status=status, body=response.text
-        ) from None
-    if not isinstance(body, dict):
-        raise _unexpected(
-            f"HTTP {status} with a JSON body that is not an object",
-            http_status=status,
-            body=response.text,
-        )
-    if body.get("success") is False:
-        try:
-            info = ErrorInfo.model_validate(body.get("error"))
-        except ValidationError:
-            raise _unexpected(
-                f"HTTP {status} with a malformed error object",
-                http_status=status,
-                body=response.text,
-            ) from None
-        raise ServerError.from_error(info, http_status=status)
-    # A 2xx body without ``success`` is taken as it is (servers differ here).
-    if not response.is_success:
-        raise _unexpected(
-            f"HTTP {status} with an unexpected body", http_status=status, body=response.text
-        )
-    return body
-
-
-def _parse(model: type[_Model], body: dict[str, Any], status: int) -> _Model:
-    """Validate a successful body as ``model``; a mismatch is ``INTERNAL_ERROR``."""
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise _unexpected(
-            f"answer is not a valid {model.__name__}: {exc.error_count()} problem(s)",
-            http_status=status,
-            body=json.dumps(body, default=str),
-        ) from None
-
-
-def _jsonable(data: BaseModel | Scope | Mapping[str, Any], what: str) -> dict[str, Any]:
-    """A payload or target as a JSON object: models dumped, mappings converted."""
-    if isinstance(data, BaseModel):
-        return data.model_dump(mode="json", exclude_unset=True)
-    if isinstance(data, Scope):  # a BroadcastTarget too: its unset fields are None
-        return cast(dict[str, Any], to_jsonable_python(data, exclude_none=True))
-    if isinstance(data, Mapping):
-        return cast(dict[str, Any], to_jsonable_python(dict(data)))
-    raise TypeError(f"{what} must be a pydantic model or a mapping, not {type(data).__name__}")
 
 
 class AdminClient:
@@ -237,39 +121,30 @@ class AdminClient:
         publish_attempts: int = 4,
         retry_delay: float = 0.2,
     ) -> None:
-        if publish_attempts < 1:
-            raise ValueError("publish_attempts: at least 1")
-        try:
-            url = httpx.URL(base_url)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"base_url: not a URL: {base_url!r}") from exc
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"base_url: need an absolute http(s) URL, not {base_url!r}")
-        root = str(url.copy_with(query=None, fragment=None)).rstrip("/")
-        self._api_url = root if root.endswith(API_BASE) else root + API_BASE
-        self._token = token
-        self._timeout = timeout
-        self._transport = transport
-        self._publish_attempts = publish_attempts
-        self._retry_delay = retry_delay
-        self._client: httpx.AsyncClient | None = None
-        self._closed = False
+        self._http = AdminHttp(
+            base_url,
+            token=token,
+            timeout=timeout,
+            transport=transport,
+            publish_attempts=publish_attempts,
+            retry_delay=retry_delay,
+        )
 
     def __repr__(self) -> str:
-        return f"<AdminClient {self._api_url}{' closed' if self._closed else ''}>"
+        return f"<AdminClient {self._http.api_url}{' closed' if self._http.closed else ''}>"
 
     @property
     def api_url(self) -> str:
         """The management API's base URL, ending with ``/api/ws``."""
-        return self._api_url
+        return self._http.api_url
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` has been called."""
-        return self._closed
+        return self._http.closed
 
     async def __aenter__(self) -> Self:
-        self._http()
+        self._http.open()
         return self
 
     async def __aexit__(
@@ -282,65 +157,7 @@ class AdminClient:
 
     async def close(self) -> None:
         """Close the connection pool. Idempotent; the client cannot be used afterwards."""
-        self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._closed:
-            raise ClientClosedError("the AdminClient is closed")
-        if self._client is None:
-            headers = {"Accept": "application/json"}
-            if self._token is not None:
-                headers["Authorization"] = f"Bearer {self._token}"
-            self._client = httpx.AsyncClient(
-                base_url=self._api_url + "/",
-                headers=headers,
-                timeout=httpx.Timeout(self._timeout),
-                transport=self._transport,
-                follow_redirects=False,
-            )
-        return self._client
-
-    async def _call(
-        self,
-        model: type[_Model],
-        method: str,
-        route: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> _Model:
-        client = self._http()
-        with _translate_errors():
-            response = await client.request(
-                method, route, params=params, json=body, headers=headers
-            )
-        return _parse(model, _read_body(response), response.status_code)
-
-    async def _post_once(
-        self,
-        route: str,
-        body: dict[str, Any],
-        params: Mapping[str, str] | None,
-        idempotency_key: str | None,
-    ) -> BroadcastResult:
-        """POST a broadcast with one key, retried while the outcome is unknown or refused 503."""
-        headers = {IDEMPOTENCY_HEADER: idempotency_key or uuid.uuid4().hex}
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._publish_attempts),
-            wait=wait_exponential(multiplier=self._retry_delay, max=2.0),
-            retry=retry_if_exception(_worth_retrying),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await self._call(
-                    BroadcastResult, "POST", route, params=params, body=body, headers=headers
-                )
-        raise AssertionError("unreachable: tenacity re-raises the last failure")
+        await self._http.close()
 
     # -- reading the server's state ----------------------------------------------
 
@@ -352,7 +169,7 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._call(Health, "GET", "health")
+        return await self._http.call(Health, "GET", "health")
 
     async def stats(self) -> Stats:
         """Connections, rooms, message counts, latency and error count.
@@ -362,7 +179,7 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._call(Stats, "GET", "stats")
+        return await self._http.call(Stats, "GET", "stats")
 
     async def connections(self, organization_id: str | None = None) -> ConnectionList:
         """Every connected socket, or only those of ``organization_id``.
@@ -373,7 +190,7 @@ class AdminClient:
             RequestTimeoutError: the server did not answer in time.
         """
         params = {"organization_id": organization_id} if organization_id is not None else None
-        return await self._call(ConnectionList, "GET", "connections", params=params)
+        return await self._http.call(ConnectionList, "GET", "connections", params=params)
 
     async def connection(self, socket_id: str) -> ConnectionInfo:
         """One connected socket.
@@ -384,7 +201,7 @@ class AdminClient:
             RequestTimeoutError: the server did not answer in time.
         """
         # ConnectionDetail also reads the flat body of servers older than section 9's shape.
-        detail = await self._call(ConnectionDetail, "GET", _socket_route(socket_id))
+        detail = await self._http.call(ConnectionDetail, "GET", _socket_route(socket_id))
         return detail.connection
 
     async def disconnect(self, socket_id: str) -> DisconnectResult:
@@ -395,7 +212,7 @@ class AdminClient:
             ConnectionLostError: the server cannot be reached.
             RequestTimeoutError: the server did not answer in time.
         """
-        return await self._call(DisconnectResult, "DELETE", _socket_route(socket_id))
+        return await self._http.call(DisconnectResult, "DELETE", _socket_route(socket_id))
 
     async def rooms(self, organization_id: str | None = None) -> RoomList:
         """Every non-empty room with its type and size, or only those of ``organization_id``.
@@ -406,7 +223,7 @@ class AdminClient:
             RequestTimeoutError: the server did not answer in time.
         """
         params = {"organization_id": organization_id} if organization_id is not None else None
-        return await self._call(RoomList, "GET", "rooms", params=params)
+        return await self._http.call(RoomList, "GET", "rooms", params=params)
 
     # -- publishing ------------------------------------------------------------------
 
@@ -448,13 +265,13 @@ class AdminClient:
         """
         body: dict[str, Any] = {
             "event": str(event),
-            "data": _jsonable(data, "data"),
+            "data": jsonable(data, "data"),
             "priority": str(priority),
             "requires_ack": requires_ack,
         }
         if target is not None:
-            body["target"] = _jsonable(target, "target")
-        return await self._post_once("broadcast", body, None, idempotency_key)
+            body["target"] = jsonable(target, "target")
+        return await self._http.post_publish("broadcast", body, None, idempotency_key)
 
     async def publish_kpi(
         self,
@@ -583,8 +400,8 @@ class AdminClient:
         params = {"priority": str(priority), "requires_ack": "true" if requires_ack else "false"}
         if event is not None:
             params["event"] = str(event)
-        body = _jsonable(payload, "payload")
-        return await self._post_once(f"broadcast/{kind}", body, params, idempotency_key)
+        body = jsonable(payload, "payload")
+        return await self._http.post_publish(f"broadcast/{kind}", body, params, idempotency_key)
 
 
 def _socket_route(socket_id: str) -> str:

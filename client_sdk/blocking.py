@@ -34,10 +34,10 @@ from typing import Any, TypeVar, Unpack
 
 from ._blocking_streams import BlockingSubscription, MessageStream, OnTimeout
 from ._callbacks import Handlers
-from .client import ClientStatistics, IntradayClient, Listener
+from ._client import ClientStatistics, IntradayClient, Listener
+from ._messages import Message
 from .config import ClientConfig, ConfigOverrides
 from .exceptions import ClientClosedError, IntradayError, RequestTimeoutError
-from .messages import Message
 from .protocol import AuthSuccess, Channel, ConnectionState, Payload, Scope
 
 __all__ = ["BlockingClient", "BlockingSubscription", "MessageStream"]

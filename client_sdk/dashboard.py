@@ -34,7 +34,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .client import IntradayClient
+from ._client import IntradayClient
+from ._messages import Message
 from .exceptions import ConnectionLostError, IntradayError
 from .gaps import Gap
 from .hooks import (
@@ -47,7 +48,6 @@ from .hooks import (
     health,
     kpi_updates,
 )
-from .messages import Message
 from .protocol import (
     AlertPayload,
     AlertStatus,

@@ -73,7 +73,7 @@ from .protocol import (
 )
 
 if TYPE_CHECKING:
-    from .client import IntradayClient
+    from ._client import IntradayClient
 
 __all__ = [
     "BUFFER",

@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 from reactivex import abc
 
 from ._message_hook import MessageHook, QueueKey
-from .messages import Message
+from ._messages import Message
 from .protocol import Payload
 
 __all__ = ["LiveChart", "LiveTable", "LiveView", "live_chart", "live_table"]

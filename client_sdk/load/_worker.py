@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..client import IntradayClient
+from .._client import IntradayClient
+from .._messages import Message
 from ..config import ClientConfig
-from ..messages import Message
 from ..protocol import Channel, ConnectionState, Payload
 from ._tally import LatencyHistogram, SequenceTally, Timeline
 

@@ -24,10 +24,10 @@ from typing import Any
 
 import socketio
 
-from ..client import IntradayClient
+from .._client import IntradayClient
+from .._messages import Message
 from ..config import ClientConfig
 from ..gaps import Gap
-from ..messages import Message
 from ..protocol import Channel, ControlEvent, ErrorCode, stream_name
 from .ledger import SubscriberLog
 

@@ -40,7 +40,14 @@ async def _waits(port: int) -> int:
 
 
 def _store(port: int) -> RedisStore:
-    return RedisStore(f"redis://127.0.0.1:{port}/0", max_messages=100, max_age_seconds=3600)
+    # WAIT's bound is generous: on a loaded machine (CI runs two Pythons' suites at
+    # once) the replica may take longer than the default 500 ms to confirm.
+    return RedisStore(
+        f"redis://127.0.0.1:{port}/0",
+        max_messages=100,
+        max_age_seconds=3600,
+        replica_timeout_ms=10_000,
+    )
 
 
 @pytest.mark.timeout(30)

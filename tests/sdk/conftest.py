@@ -29,11 +29,10 @@ from typing import Any, Final, Generic, TypeVar
 
 import pytest
 
+from client_sdk import IntradayClient, Message
 from client_sdk.admin import AdminClient
-from client_sdk.client import IntradayClient
 from client_sdk.config import ClientConfig
 from client_sdk.exceptions import IntradayError
-from client_sdk.messages import Message
 from client_sdk.protocol import ConnectionState, KpiPayload, SystemPayload
 from client_sdk.testing import RunningServer, running_server
 from client_sdk.verify.proxy import TcpProxy

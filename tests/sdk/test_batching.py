@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from client_sdk import IntradayClient
-from client_sdk.messages import Message
+from client_sdk import IntradayClient, Message
 from client_sdk.protocol import BroadcastRequest
 from reference_server.app import ReferenceServer
 from tests.conftest import WAIT, ServerFactory, alert, kpi

@@ -13,8 +13,8 @@ from typing import Any
 import jwt
 import pytest
 
+from client_sdk import IntradayClient
 from client_sdk.admin import AdminClient
-from client_sdk.client import IntradayClient
 from client_sdk.exceptions import AuthenticationError
 from client_sdk.protocol import ConnectionState
 from client_sdk.verify.proxy import TcpProxy

@@ -18,10 +18,9 @@ import pytest
 import socketio
 import uvicorn
 
+from client_sdk import IntradayClient, Message
 from client_sdk.admin import AdminClient
-from client_sdk.client import IntradayClient
 from client_sdk.exceptions import MalformedMessageError, RateLimitedError, ServerError
-from client_sdk.messages import Message
 from client_sdk.protocol import ConnectionState, ErrorCode, KpiPayload, Payload
 from tests.conftest import WAIT, eventually, kpi
 from tests.sdk.conftest import ClientFactory, Watcher, fast_config

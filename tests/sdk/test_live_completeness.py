@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from client_sdk import IntradayClient
+from client_sdk import IntradayClient, Message
 from client_sdk.admin import AdminClient
 from client_sdk.hooks import BUFFER
-from client_sdk.messages import Message
 from client_sdk.protocol import KpiPayload
 from reference_server.app import ReferenceServer
 from reference_server.config import load_settings

@@ -9,6 +9,7 @@ closing the client still cuts off a handler that is running.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import engineio.json
 import engineio.packet
@@ -17,8 +18,9 @@ import pytest
 import socketio.packet
 
 from client_sdk import ClientConfig, IntradayClient, Message
-from client_sdk.hooks import UNBOUNDED
-from client_sdk.protocol import BroadcastRequest, KpiPayload, Scope
+from client_sdk.blocking import BlockingClient
+from client_sdk.hooks import UNBOUNDED, kpi_updates
+from client_sdk.protocol import BroadcastRequest, KpiPayload, Payload, Scope
 from reference_server.app import ReferenceServer
 from tests.conftest import WAIT, ServerFactory, eventually, kpi
 from tests.sdk.conftest import fast_config
@@ -194,3 +196,63 @@ async def test_a_message_is_filtered_once_per_subscription_however_many_read_it(
         await asyncio.wait_for(handled.wait(), WAIT)
         assert [number(message) for message in firsts] == [1, 1, 1]
         assert sum(1 for scope in checked if scope is subscription.filter) == 1
+
+
+async def test_no_reader_of_any_kind_filters_a_message_again(
+    server: ReferenceServer, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23: every reader a subscription can have shares its one filter check.
+
+    Three subscriptions cover the message, each read by every kind of reader
+    it can have: the application's (``on_message`` and two ``messages()``
+    loops), a hook's (two observers and a stream) and a blocking client's
+    stream. A fourth, of another channel, is never looked at. A reader that
+    filtered again, or a subscription checked twice, adds a check: exactly
+    one per subscription that covers the message.
+    """
+    checked: list[Scope] = []
+    covers = Scope.covers
+
+    def counting(self: Scope, target: Scope) -> bool:
+        checked.append(self)
+        return covers(self, target)
+
+    monkeypatch.setattr(Scope, "covers", counting)
+    blocking = BlockingClient(config_for(server))
+    await asyncio.to_thread(blocking.connect, WAIT)
+    try:
+        stream = await asyncio.to_thread(
+            blocking.messages, ["kpi"], queue_name="support", timeout=WAIT
+        )
+        async with IntradayClient(config_for(server)) as client:
+            called: list[Message[Payload]] = []
+            subscription = await client.subscribe(
+                ["kpi"], queue_name="support", on_message=called.append
+            )
+            elsewhere = await client.subscribe(["alerts"])
+            loops = [subscription.messages(), subscription.messages()]
+            hook = kpi_updates(client, queue_name="support")
+            observed: list[Message[KpiPayload]] = []
+            hook.subscribe(observed.append)
+            hook.subscribe(observed.append)
+            async with hook.stream() as hook_stream:
+                assert stream.subscription is not None
+                filters = [subscription.filter, hook.subscription_filter]
+                filters.append(stream.subscription.filter)
+                checked.clear()
+                response = await api.post("/api/ws/broadcast/kpi", json=kpi("org_a", n=1))
+                assert response.status_code == 200
+                async with asyncio.timeout(WAIT):
+                    firsts = [await anext(loop) for loop in loops]
+                    firsts.append(await anext(hook_stream))
+                blocked = await asyncio.to_thread(next, stream, None)
+            assert blocked is not None
+            received: list[Message[Any]] = [*firsts, *called, *observed, blocked]
+            assert [number(message) for message in received] == [1] * 7
+            # One check per subscription that covers the message, by value: a
+            # reader re-checking with a copy of the filter counts too.
+            assert sum(1 for scope in checked if scope in filters) == len(filters), checked
+            assert elsewhere.filter not in filters
+            assert elsewhere.filter not in checked
+    finally:
+        await asyncio.to_thread(blocking.close)

@@ -24,9 +24,9 @@ from typing import Protocol
 import reactivex
 
 from ._backpressure import BUFFER, Backpressure, PolicyQueue
+from ._messages import Message
 from ._routing import Route
 from .exceptions import IntradayError
-from .messages import Message
 from .protocol import Channel, ConnectionState, Payload, Scope, expand_channels
 
 __all__ = ["MessageSource", "Subscription", "SubscriptionStream"]

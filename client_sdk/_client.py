@@ -26,6 +26,7 @@ from ._callbacks import (
     check_names,
 )
 from ._dispatch import Dispatcher, Listener
+from ._messages import Message
 from ._reporting import Reporter
 from ._requests import build_request
 from ._resume import ResumeState
@@ -33,12 +34,12 @@ from ._resuming import Resumer
 from ._routing import Router
 from ._state import StateCell
 from ._subscription_book import SubscriptionBook
+from ._subscriptions import Subscription
 from ._supervisor import Supervisor
 from ._transport import SocketIOTransport
 from .config import ClientConfig, ConfigOverrides
 from .exceptions import ClientClosedError, ConnectionLostError, IntradayError, RequestTimeoutError
 from .gaps import Gap
-from .messages import Message
 from .protocol import (
     AuthSuccess,
     Channel,
@@ -54,7 +55,6 @@ from .protocol import (
     stream_name,
     subscription_room,
 )
-from .subscriptions import Subscription
 
 __all__ = ["ClientStatistics", "IntradayClient", "Listener"]
 
