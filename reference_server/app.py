@@ -203,8 +203,11 @@ class IntradayApp:
             return
         path = scope.get("path", "")
         if path in (self._path, self._path + "/"):
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            if kind == "websocket" and "EIO" not in query:
+            # A bool, not the parsed query: this frame lives as long as the WebSocket.
+            bridge = kind == "websocket" and "EIO" not in parse_qs(
+                scope.get("query_string", b"").decode("latin-1")
+            )
+            if bridge:
                 policy = self.sio.outbox_policy
                 await serve_bridge(self.hub, self._screen, scope, receive, send, policy)
             else:
@@ -368,10 +371,10 @@ class ReferenceServer:
     @property
     def port(self) -> int:
         """The port actually bound (useful with ``port=0``)."""
-        for server in self._server.servers:
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        raise RuntimeError("the server is not listening")
+        ports = self._server.ports()
+        if not ports:
+            raise RuntimeError("the server is not listening")
+        return ports[0]
 
     @property
     def url(self) -> str:

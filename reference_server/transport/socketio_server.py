@@ -257,6 +257,15 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         if socket is not None and isinstance(socket.queue, Outbox):
             socket.queue.find_wire = self._wire_finder(eio_sid, socket)
             socket.queue.on_too_slow = lambda m, b: self._too_slow(eio_sid, m, b)
+        # The environ is kept for the session's life, and with it the ASGI scope.
+        # Its body reader is an instance of a class python-engineio defines per
+        # request (2.4 KiB), and nothing reads a connect request's body; the
+        # scope's header list (1 KiB) is read on the way in only (the environ
+        # keeps its own copy of the headers as HTTP_* keys).
+        environ.pop("wsgi.input", None)
+        scope = environ.get("asgi.scope")
+        if isinstance(scope, dict) and scope.get("type") == "websocket":
+            scope["headers"] = []
         await super()._handle_eio_connect(eio_sid, environ)
         return None
 
