@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -117,15 +117,15 @@ class EngineIOGuard:
         self._websockets = websockets
         self._abandon = abandon
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: no frame of this dispatch lives as long as a WebSocket.
         if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-        elif scope["type"] == "http" and scope.get("method") == "POST":
-            await self._post(scope, receive, send)
-        elif scope["type"] == "http" and scope.get("method") == "GET" and self._abandon:
-            await self._poll(scope, receive, send)
-        else:
-            await self._guarded(scope, receive, send)
+            return self._websocket(scope, receive, send)
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            return self._post(scope, receive, send)
+        if scope["type"] == "http" and scope.get("method") == "GET" and self._abandon:
+            return self._poll(scope, receive, send)
+        return self._guarded(scope, receive, send)
 
     # -- WebSocket ------------------------------------------------------------
 

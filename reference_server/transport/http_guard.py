@@ -37,6 +37,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -145,21 +146,21 @@ class ConnectionGuard:
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """The application, telling the guard when each request starts and ends."""
 
-        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        def guarded(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+            # Not a coroutine: it hands over the application's awaitable, so that
+            # no frame of the guard stays alive as long as a WebSocket does (and
+            # none keeps uvicorn's HTTP protocol alive past the upgrade).
             connection = connection_of_request()
             if not isinstance(connection, _GuardedConnection) or scope["type"] not in (
                 "http",
                 "websocket",
             ):
-                await app(scope, receive, send)
-                return
+                return app(scope, receive, send)
             connection.request_started()
             if scope["type"] == "http":
-                await _request(app, connection, scope, receive, send)
-                return
+                return _request(app, connection, scope, receive, send)
             connection.forget()  # under way for good: the WebSocket protocol owns it now
-            del connection  # nothing keeps uvicorn's HTTP protocol alive past the upgrade
-            await app(scope, receive, send)
+            return app(scope, receive, send)
 
         return guarded
 
