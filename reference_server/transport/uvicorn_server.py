@@ -162,6 +162,21 @@ def websocket_protocol(threshold: int) -> type[WebSocketsSansIOProtocol]:
     of once the response is sent (uvicorn copied them into the ASGI scope).
     """
 
+    # uvicorn's own settings (12-bit windows, memLevel 5), our extension, and no
+    # context takeover from server to client: each compressed message starts
+    # afresh, so one compression serves every socket (frames.MessageFrames) and no
+    # compressor lives between messages. The factory only negotiates (each
+    # connection gets its own extension from it): one list serves every connection.
+    factories = [
+        ThresholdDeflateFactory(
+            threshold,
+            server_no_context_takeover=True,
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
+        )
+    ]
+
     class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -169,19 +184,8 @@ def websocket_protocol(threshold: int) -> type[WebSocketsSansIOProtocol]:
             self.writable: Any = LeanEvent()
             self.writable.set()
             if self.config.ws_per_message_deflate:
-                # uvicorn's own settings (12-bit windows, memLevel 5), our extension,
-                # and no context takeover from server to client: each compressed
-                # message starts afresh, so one compression serves every socket
-                # (frames.MessageFrames) and no compressor lives between messages.
-                factory = ThresholdDeflateFactory(
-                    threshold,
-                    server_no_context_takeover=True,
-                    server_max_window_bits=12,
-                    client_max_window_bits=12,
-                    compress_settings={"memLevel": 5},
-                )
                 self.conn = ServerProtocol(
-                    extensions=[factory],
+                    extensions=factories,
                     max_size=self.config.ws_max_size,
                     logger=logging.getLogger("uvicorn.error"),
                 )
