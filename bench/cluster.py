@@ -36,10 +36,11 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import compare
+import redis.asyncio as aioredis
 from compare import Child, Variant
 
 VARIANTS = ("single", "cluster-1", "cluster-2")
@@ -62,6 +63,11 @@ class ClusterRun:
     redis_cpu_s: float = float("nan")
     node_cpu_us_per_delivery: float = float("nan")
     cpu_us_per_message: float = float("nan")
+    burst_s: float = float("nan")
+    redis_quiet_cpu_per_s: float = float("nan")
+    """Redis CPU seconds per second after the burst, every client connected and silent."""
+    redis_commands: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per Redis command during the burst: (calls, usec), from ``INFO commandstats`` deltas."""
     error: str = ""
 
 
@@ -81,6 +87,47 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def cpu_ns_seconds(pid: int) -> float:
+    """CPU seconds of every thread of ``pid``, to the nanosecond (``/proc/PID/task/*/schedstat``).
+
+    ``/proc/PID/stat`` counts in clock ticks (10 ms): too coarse for Redis's few
+    milliseconds per second while nothing is broadcast.
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+async def command_stats(url: str) -> dict[str, tuple[int, int]]:
+    """Redis's ``INFO commandstats``: per command, (calls, usec) since the server started.
+
+    Commands a Lua script runs are counted under their own names as well as inside the
+    script's ``evalsha`` time: the rows overlap, the process CPU is the total.
+    """
+    client = aioredis.from_url(url)
+    try:
+        info = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {
+        str(name).removeprefix("cmdstat_"): (int(row["calls"]), int(row["usec"]))
+        for name, row in info.items()
+    }
+
+
+def _delta(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    rows = {}
+    for name, (calls, usec) in after.items():
+        calls0, usec0 = before.get(name, (0, 0))
+        if calls > calls0:
+            rows[name] = (calls - calls0, usec - usec0)
+    return rows
 
 
 @contextlib.asynccontextmanager
@@ -103,14 +150,16 @@ async def redis_server() -> AsyncIterator[tuple[Child, str]]:
 @contextlib.asynccontextmanager
 async def nodes(
     variant: str, capacity: int
-) -> AsyncIterator[tuple[list[tuple[Child, str]], Child | None]]:
-    """The nodes of ``variant`` (each a child and its URL) and the Redis they share, if any."""
+) -> AsyncIterator[tuple[list[tuple[Child, str]], tuple[Child, str] | None]]:
+    """The nodes of ``variant`` (each a child and its URL) and the Redis they share, if any
+    (its child and URL)."""
     async with contextlib.AsyncExitStack() as stack:
+        redis: tuple[Child, str] | None = None
         if variant == "single":
             flags: list[tuple[str, ...]] = [()]
-            redis: Child | None = None
         else:
-            redis, url = await stack.enter_async_context(redis_server())
+            redis = await stack.enter_async_context(redis_server())
+            url = redis[1]
             count = int(variant.removeprefix("cluster-"))
             flags = [("--cluster", url, "--node-id", f"node-{i + 1}") for i in range(count)]
         started = [
@@ -151,17 +200,29 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
                 if connected != count:
                     raise RuntimeError(f"{connected}/{count} connected to {url}: {reports}")
             node_pids = [child.proc.pid for child, _ in started]
-            redis_pid = redis.proc.pid if redis is not None else None
+            redis_pid = redis[0].proc.pid if redis is not None else None
+            stats0 = await command_stats(redis[1]) if redis is not None else {}
             node0 = [compare.cpu_seconds(p) for p in node_pids]
-            redis0 = compare.cpu_seconds(redis_pid) if redis_pid else 0.0
+            redis0 = cpu_ns_seconds(redis_pid) if redis_pid else 0.0
+            burst0 = time.monotonic()
             first_sent, errors = await compare.broadcast(urls[0], args.messages, args.inflight)
             if errors:
                 res.error = "; ".join(errors)
             children = [child for mine in children_of_nodes for child in mine]
             results = await compare.collect(children, args.timeout)
             node1 = [compare.cpu_seconds(p) for p in node_pids]
+            res.burst_s = time.monotonic() - burst0
             res.node_cpu_s = sum(b - a for a, b in zip(node0, node1, strict=True))
-            res.redis_cpu_s = (compare.cpu_seconds(redis_pid) - redis0) if redis_pid else 0.0
+            res.redis_cpu_s = (cpu_ns_seconds(redis_pid) - redis0) if redis_pid else 0.0
+            if redis is not None:
+                res.redis_commands = _delta(stats0, await command_stats(redis[1]))
+            if redis_pid and args.quiet > 0:
+                # Redis's work that goes with time, not broadcasts (heartbeats, its own cron),
+                # every client still connected: measured after the burst, once the
+                # connections' registration is long settled.
+                quiet0 = cpu_ns_seconds(redis_pid)
+                await asyncio.sleep(args.quiet)
+                res.redis_quiet_cpu_per_s = (cpu_ns_seconds(redis_pid) - quiet0) / args.quiet
             res.received = sum(r["received"] for r in results)
             latencies = sorted(x for r in results for x in r["latencies"])
             res.p50_ms = compare.percentile(latencies, 0.50)
@@ -264,9 +325,57 @@ def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace
                 value = _median([r.rss_per_conn_kib for r in mine])
                 lines.append(f"- {variant}: {value:.1f} KiB per connection")
         errors += [f"- idle {r.variant} round {r.round}: {r.error}" for r in idle if r.error]
+    lines += _command_table(runs, args)
     if errors:
         lines += ["", "Errors:", *errors]
     return "\n".join(lines)
+
+
+def _command_table(runs: list[ClusterRun], args: argparse.Namespace) -> list[str]:
+    """Redis's work per broadcast by command (medians over rounds): where its CPU goes."""
+    variants = [v for v in args.variants if any(r.variant == v and r.redis_commands for r in runs)]
+    if not variants:
+        return []
+    names = sorted({name for r in runs for name in r.redis_commands})
+    lines = [
+        "",
+        f"## Redis per broadcast by command ({args.clients} clients; INFO commandstats deltas)",
+        "",
+        "Calls and usec per broadcast (usec: Redis's own timing of each command, wall clock,",
+        "so a busy machine inflates it). A script's commands count under their own names and",
+        "inside its `evalsha` too; the process CPU (last row, /proc schedstat) is the whole.",
+        "",
+        "| command | " + " | ".join(f"{v} calls | {v} usec" for v in variants) + " |",
+        "| --- | " + " | ".join("--- | ---" for _ in variants) + " |",
+    ]
+    total: dict[str, float] = {}
+    for name in names:
+        cells = []
+        for variant in variants:
+            mine = [r for r in runs if r.variant == variant and r.redis_commands]
+            calls = _median([r.redis_commands.get(name, (0, 0))[0] / args.messages for r in mine])
+            usec = _median([r.redis_commands.get(name, (0, 0))[1] / args.messages for r in mine])
+            cells.append(f"{calls:.2f} | {usec:.1f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for variant in variants:
+        mine = [r for r in runs if r.variant == variant]
+        total[variant] = _median([1e6 * r.redis_cpu_s / args.messages for r in mine])
+    lines.append("| process CPU | " + " | ".join(f" | {total[v]:.1f}" for v in variants) + " |")
+    for variant in variants:
+        mine = [r for r in runs if r.variant == variant]
+        quiet = _median([r.redis_quiet_cpu_per_s for r in mine])
+        net = _median(
+            [
+                1e6 * (r.redis_cpu_s - r.redis_quiet_cpu_per_s * r.burst_s) / args.messages
+                for r in mine
+            ]
+        )
+        burst = _median([r.burst_s for r in mine])
+        lines.append(
+            f"\n{variant}: Redis CPU while nothing is broadcast {1e3 * quiet:.2f} ms/s; "
+            f"burst {burst:.1f} s; process CPU per broadcast net of that {net:.1f} us."
+        )
+    return lines
 
 
 async def orchestrate(args: argparse.Namespace) -> int:
@@ -307,6 +416,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-procs", type=int, default=4)
     parser.add_argument("--connect-concurrency", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a burst")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=10.0,
+        help="seconds of Redis CPU measured after each burst, nothing broadcast (0: skip)",
+    )
     parser.add_argument("--json", help="also write every run's figures to this file")
     args = parser.parse_args(argv)
     unknown = set(args.variants) - set(VARIANTS)

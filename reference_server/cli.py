@@ -156,7 +156,12 @@ def _settings(args: argparse.Namespace, settings_cls: Any, **forced: Any) -> Ser
 
 def _configure_logging(settings: ServerSettings) -> None:
     level = getattr(logging, settings.log_level.upper()) if settings.enable_logging else 100
-    configure_logging(level, settings.log_format, sys.stderr)
+    configure_logging(
+        level,
+        settings.log_format,
+        sys.stderr,
+        connection_lines=settings.log_connection_events,
+    )
 
 
 def banner(url: str, settings: ServerSettings) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -118,6 +118,10 @@ class Connection:
         self.last_activity_at = utc_now()
 
 
+_RECIPIENT_SETS_KEPT = 64
+"""Lists of rooms whose recipients a registry keeps at most (all are forgotten past it)."""
+
+
 class Registry:
     """Connections by socket id and room membership, for one server process.
 
@@ -129,6 +133,8 @@ class Registry:
         self._connections: dict[str, Connection] = {}
         self._members: dict[str, set[str]] = {}
         self._authenticated_by_org: Counter[str] = Counter()
+        # recipient_ids' answers, until a socket comes, goes, joins or leaves.
+        self._recipients: dict[tuple[str, ...], frozenset[str]] = {}
         self.observer: RegistryObserver | None = None
         """Told of every change (a cluster node's mirror in Redis); ``None`` on a single node."""
 
@@ -137,12 +143,14 @@ class Registry:
     def add(self, connection: Connection) -> None:
         """Register a new socket."""
         self._connections[connection.socket_id] = connection
+        self._changed()
 
     def remove(self, socket_id: str) -> Connection | None:
         """Forget a socket and take it out of every room."""
         connection = self._connections.pop(socket_id, None)
         if connection is None:
             return None
+        self._changed()
         for room in list(connection.rooms):
             self._leave(connection, room)
         if self.observer is not None:
@@ -184,6 +192,7 @@ class Registry:
             return False
         connection.rooms.add(room)
         self._members.setdefault(room, set()).add(connection.socket_id)
+        self._changed()
         if self.observer is not None:
             self.observer.joined(connection, room)
         return True
@@ -200,6 +209,7 @@ class Registry:
         if room not in connection.rooms:
             return False
         connection.rooms.discard(room)
+        self._changed()
         members = self._members.get(room)
         if members is not None:
             members.discard(connection.socket_id)
@@ -219,6 +229,29 @@ class Registry:
         for room in rooms:
             seen.update(self._members.get(room, ()))
         return seen
+
+    def recipient_ids(self, rooms: Sequence[str]) -> frozenset[str]:
+        """:meth:`member_ids`, plus the sockets named by id in ``rooms``; kept until a change.
+
+        A broadcast goes to the same rooms as the one before it far more
+        often than a socket comes, goes, joins or leaves: the answer is kept
+        (per list of rooms, until one of those changes) instead of being
+        remade for every message. The same set is returned until then, so a
+        caller may key its own cache on its identity.
+        """
+        key = tuple(rooms)
+        found = self._recipients.get(key)
+        if found is None:
+            if len(self._recipients) >= _RECIPIENT_SETS_KEPT:
+                self._recipients.clear()
+            ids = self.member_ids(key)
+            ids.update(room for room in key if room in self._connections)
+            found = self._recipients[key] = frozenset(ids)
+        return found
+
+    def _changed(self) -> None:
+        if self._recipients:
+            self._recipients.clear()
 
     def connections(self, socket_ids: Iterable[str]) -> list[Connection]:
         """The connections with these ids (ids no longer connected are skipped)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -151,7 +152,7 @@ class LocalDelivery:
         if completeness is not None:
             completeness.bind(self._deliver_logged)
 
-    def recipients(self, message: OutgoingMessage) -> tuple[list[str], set[str]]:
+    def recipients(self, message: OutgoingMessage) -> tuple[list[str], AbstractSet[str]]:
         """The rooms to emit to and the id of every socket of this process they hold, each once."""
         registry = self._registry
         target = message.target
@@ -166,7 +167,7 @@ class LocalDelivery:
             ]
             # A socket id is also the socket's own python-socketio room.
             ids = [c.socket_id for c in chosen]
-            return ids, set(ids)
+            return ids, frozenset(ids)
         maintenance = message.event is ServerEvent.SYSTEM_MAINTENANCE
         if org is not None:
             rooms = list(delivery_rooms(EVENT_CHANNEL[message.event], target))
@@ -177,7 +178,7 @@ class LocalDelivery:
             # checked): the one case that spans organizations.
             prefixes = ("org:", "notifications:org:") if maintenance else ("notifications:org:",)
             rooms = [r for r in registry.rooms() if r.startswith(prefixes)]
-        return rooms, registry.member_ids(rooms)
+        return rooms, registry.recipient_ids(rooms)
 
     async def deliver(self, message: OutgoingMessage) -> int:
         """Hand ``message`` to this process's recipients; how many sockets it concerns here.

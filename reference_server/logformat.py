@@ -23,7 +23,16 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final, Literal, TextIO
 
-__all__ = ["ID_FIELDS", "IdSource", "JsonFormatter", "LogFormat", "bind_ids", "configure_logging"]
+__all__ = [
+    "ID_FIELDS",
+    "WEBSOCKET_LOGGER",
+    "IdSource",
+    "JsonFormatter",
+    "LogFormat",
+    "WebSocketLineFilter",
+    "bind_ids",
+    "configure_logging",
+]
 
 LogFormat = Literal["text", "json"]
 
@@ -65,9 +74,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: int, log_format: LogFormat, stream: TextIO) -> None:
-    """Send the root logger's records to ``stream`` in ``log_format`` at ``level``."""
+class WebSocketLineFilter(logging.Filter):
+    """Drops the INFO line uvicorn and websockets write per WebSocket (accepted, open, closed).
+
+    They are connection events like ours: ``log_connection_events`` off
+    silences them too (one line per connection costs CPU on a busy server).
+    """
+
+    LINES: Final = frozenset(
+        {'%s - "WebSocket %s" [accepted]', "connection open", "connection closed"}
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """``False`` for one of :attr:`LINES` at INFO."""
+        return not (record.levelno == logging.INFO and record.msg in self.LINES)
+
+
+WEBSOCKET_LOGGER: Final = "uvicorn.error"
+"""Where uvicorn and its websockets connections log (as configured by :mod:`.transport`)."""
+
+
+def configure_logging(
+    level: int, log_format: LogFormat, stream: TextIO, *, connection_lines: bool = True
+) -> None:
+    """Send the root logger's records to ``stream`` in ``log_format`` at ``level``.
+
+    Without ``connection_lines``, the transport's one line per WebSocket is dropped.
+    """
     handler = logging.StreamHandler(stream)
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    websocket_logger = logging.getLogger(WEBSOCKET_LOGGER)
+    for old in [f for f in websocket_logger.filters if isinstance(f, WebSocketLineFilter)]:
+        websocket_logger.removeFilter(old)
+    if not connection_lines:
+        websocket_logger.addFilter(WebSocketLineFilter())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +81,7 @@ class ReplayHolds:
             holds.setdefault(stream, _StreamHold()).holders += 1
         return Hold(self, connection, streams)
 
-    def withhold(self, stream: str, message: HeldMessage, member_ids: set[str]) -> set[str]:
+    def withhold(self, stream: str, message: HeldMessage, member_ids: AbstractSet[str]) -> set[str]:
         """Those of ``member_ids`` that must not get ``message`` of ``stream`` now.
 
         A socket whose replay of ``stream`` is running keeps the message for

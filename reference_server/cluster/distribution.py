@@ -10,23 +10,27 @@ work whatever the size of the rooms (one publish, one answer per node).
 
 A logged message is appended and published by one script of the store
 (``append_published``) when the store is the cluster's Redis, so every node
-receives each stream in ``seq`` order; with a store elsewhere the append and
-the publish are two steps under this node's stream lock.
+receives each stream in ``seq`` order; the messages of a stream that queue
+while one script runs go together in the next (:mod:`.group_commit`). With a
+store elsewhere the append and the publish are two steps under this node's
+stream lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from ..delivery import OutgoingMessage
-from ..store import MessageStore
+from ..store import MessageStore, UnconfirmedAppendError
+from ..store.redis import Published
 from ..stream_locks import StreamLocks
 from . import wire
-from .fanout import CHANNEL, NodeChannel
+from .fanout import CHANNEL, PRESENCE, NodeChannel
+from .group_commit import GroupCommit
 
 __all__ = ["ANSWER_TIMEOUT", "Answers", "ClusterDistribution", "LogAndPublish", "outgoing"]
 
@@ -35,8 +39,16 @@ log = logging.getLogger("reference_server.cluster")
 ANSWER_TIMEOUT: Final = 2.0
 """Seconds a publish waits for every node's answer before it counts those it has."""
 
-LogAndPublish = Callable[[str, dict[str, Any], tuple[str, str, str]], Awaitable[tuple[int, str]]]
-"""A store's append that publishes the message in the same step (``append_published``)."""
+Frame = tuple[dict[str, Any], str, str]
+"""A message as the store's script publishes it: ``(envelope, head, tail)``."""
+
+
+class LogAndPublish(Protocol):
+    """A store's append that publishes each message in the same step (``append_published``)."""
+
+    async def __call__(
+        self, stream: str, messages: Sequence[Frame], channel: str, presence: str
+    ) -> Published: ...
 
 
 @dataclass(slots=True)
@@ -151,6 +163,7 @@ class ClusterDistribution:
         self._store = store
         self._log_and_publish = log_and_publish
         self._locks = StreamLocks()
+        self._commits: GroupCommit[Frame, Published] = GroupCommit(self._commit)
 
     def _delivery(self, message: OutgoingMessage) -> wire.Delivery:
         return wire.Delivery(
@@ -177,19 +190,25 @@ class ClusterDistribution:
             stream = message.stream
             if self._store is None or stream is None:
                 nodes = await self._channel.publish(self._delivery(message))
+            elif self._log_and_publish is not None:
+                nodes = await self._log_and_send(stream, message)
             else:
                 async with self._locks.hold(stream):
-                    nodes = await self._log_and_send(stream, message)
+                    await self._store.append(stream, message.envelope)  # sets seq and epoch
+                    nodes = await self._channel.publish(self._delivery(message))
             return await self._answers.total(message_id, nodes, ANSWER_TIMEOUT)
         finally:
             self._answers.forget(message_id)
 
     async def _log_and_send(self, stream: str, message: OutgoingMessage) -> int:
-        assert self._store is not None
-        if self._log_and_publish is not None:
-            # One script: every node receives the stream in seq order.
-            head, tail = wire.store_frame(self._delivery(message))
-            await self._log_and_publish(stream, message.envelope, (CHANNEL, head, tail))
-            return await self._channel.listeners()
-        await self._store.append(stream, message.envelope)  # sets seq and epoch in it
-        return await self._channel.publish(self._delivery(message))
+        # One script logs and publishes (every node receives the stream in seq order); the
+        # messages of the stream that came meanwhile go in the same script (group commit).
+        head, tail = wire.store_frame(self._delivery(message))
+        published = await self._commits.submit(stream, (message.envelope, head, tail))
+        if not published.confirmed:
+            raise UnconfirmedAppendError(message.message_id)
+        return published.listeners
+
+    async def _commit(self, stream: str, messages: list[Frame]) -> Published:
+        assert self._log_and_publish is not None
+        return await self._log_and_publish(stream, messages, CHANNEL, PRESENCE)

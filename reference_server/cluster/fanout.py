@@ -85,7 +85,8 @@ class NodeChannel:
         self.dropped = 0
         """Frames on the channel that were not our messages (dropped)."""
         self._task: asyncio.Task[None] | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sender: asyncio.Task[None] | None = None  # sends the queued answers
+        self._answers_out: list[tuple[str, str]] = []  # (answer channel, frame) not yet sent
 
     def start(self) -> None:
         """Start listening (in the background, retrying for as long as it runs)."""
@@ -94,7 +95,7 @@ class NodeChannel:
 
     async def close(self) -> None:
         """Stop listening and close the client."""
-        tasks = [t for t in (self._task, *self._sending) if t is not None]
+        tasks = [t for t in (self._task, self._sender) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -120,28 +121,28 @@ class NodeChannel:
             raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
         return _count(numsub)
 
-    async def listeners(self) -> int:
-        """How many nodes listen now (those a delivery published now reaches).
-
-        Raises:
-            ClusterUnavailableError: Redis cannot be reached.
-        """
-        try:
-            return _count(await self._redis.pubsub_numsub(PRESENCE))
-        except (RedisError, OSError) as exc:
-            raise ClusterUnavailableError(f"the cluster's Redis is unreachable: {exc}") from None
-
     def answer(self, origin: str, answer: wire.Delivered) -> None:
-        """Send ``answer`` to node ``origin`` (in the background: the listener does not wait)."""
-        task = asyncio.get_running_loop().create_task(self._send_answer(origin, answer))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        """Send ``answer`` to node ``origin`` (in the background: the listener does not wait).
 
-    async def _send_answer(self, origin: str, answer: wire.Delivered) -> None:
-        try:
-            await self._redis.publish(answer_channel(origin), wire.encode(answer))
-        except (RedisError, OSError) as exc:  # the publisher counts what reached it
-            log.debug("cluster: an answer to %s was lost: %s", origin, exc)
+        The answers that come while a send is out go together in the next one (one
+        pipelined round trip): Redis reads and answers them at once instead of one by one.
+        """
+        self._answers_out.append((answer_channel(origin), wire.encode(answer)))
+        # done(), not a set emptied by a done callback: that callback runs later, and an
+        # answer queued in between would wait for the next one.
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_answers())
+
+    async def _send_answers(self) -> None:
+        while self._answers_out:
+            batch, self._answers_out = self._answers_out, []
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for channel, frame in batch:
+                        pipe.publish(channel, frame)
+                    await pipe.execute()
+            except (RedisError, OSError) as exc:  # the publisher counts what reached it
+                log.debug("cluster: %d answers were lost: %s", len(batch), exc)
 
     def _up(self) -> None:
         self.listening = True

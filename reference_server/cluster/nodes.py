@@ -1,7 +1,11 @@
 """A node's id, its heartbeat, and how dead nodes are found and their connections released.
 
 Every ``node_heartbeat_seconds`` a node writes its entry (time, URL, figures)
-and makes its connections in Redis match its own registry; then it reaps:
+and the API view of its connections that changed; it makes all its
+connections in Redis match its own registry (a sync, whose work goes with
+their number) only when Redis may not hold what it wrote: at its first beat,
+after a write was lost or refused, when it finds itself unregistered, or
+when another Redis process answers (restarted, or a replica promoted). Then it reaps:
 one Lua script releases the connections of every node whose heartbeat is
 older than ``node_timeout_seconds`` and forgets the node, so a SIGKILLed
 node's slots come back within the timeout plus one heartbeat, and two nodes
@@ -137,7 +141,12 @@ class Heartbeat:
         # A registry found empty waits for every live node's next beat before it takes
         # claims again; a node's first beat of all finds a new cluster, with nothing to wait for.
         settle = 2 * self._interval + 1.0 if self.beats else 0.0
-        known = int(await self._cluster.sync(self._registry, self._info(), settle)) == 1
+        # A full sync costs Redis work for every connection of the node: only when Redis may
+        # not hold what this node wrote. Otherwise the beat's work goes with what changed.
+        if not self._cluster.needs_sync and await self._cluster.beat(self._registry, self._info()):
+            known = True
+        else:
+            known = await self._cluster.sync(self._registry, self._info(), settle)
         if not known and self.beats:
             log.warning(
                 "node %s was missing from Redis: its connections are registered again",

@@ -141,6 +141,9 @@ class ClusterRegistry:
         self._join = self.redis.register_script(scripts.JOIN)
         self._leave = self.redis.register_script(scripts.LEAVE)
         self._sync = self.redis.register_script(scripts.SYNC)
+        self._beat = self.redis.register_script(scripts.BEAT)
+        # Their 0 means Redis no longer holds the socket (lost): the next heartbeat syncs.
+        self._repairable = (self._join, self._leave)
         self._reap = self.redis.register_script(scripts.REAP)
         self._forget = self.redis.register_script(scripts.FORGET_NODE)
         self._count_remote = self.redis.register_script(scripts.COUNT_REMOTE)
@@ -148,6 +151,11 @@ class ClusterRegistry:
         self._writer: asyncio.Task[None] | None = None
         self.reachable = True
         """Whether the last exchange with Redis worked."""
+        self.needs_sync = True
+        """Whether Redis may not hold what this node wrote (a write was lost or refused since
+        the last :meth:`sync` began): the next heartbeat syncs in full."""
+        self._run_id: str | None = None  # the Redis process of the last sync
+        self._written: dict[str, str] = {}  # each connection's API view as last beaten
         self._logged_at = -10.0
 
     # -- admission (awaited: they decide) ------------------------------------
@@ -172,7 +180,10 @@ class ClusterRegistry:
         info["organization_id"] = organization_id
         info["status"] = "authenticated"
         args = [PREFIX, connection.socket_id, organization_id, _text(info), limit]
-        return _claimed(await self._ordered(self._claim_org, args)) != 0
+        claimed = _claimed(await self._ordered(self._claim_org, args))
+        if claimed == -1:
+            self.needs_sync = True  # Redis lost the socket: the next heartbeat puts it back
+        return claimed != 0
 
     def _ordered(self, script: Any, args: list[Any]) -> asyncio.Future[Any]:
         # Claims go through the writer too: a heartbeat's sync, whose snapshot of
@@ -215,26 +226,32 @@ class ClusterRegistry:
         info = _text(connection_info(connection, self.node))
         self._queue.put_nowait((self._leave, [PREFIX, connection.socket_id, room, info]))
 
-    def sync(
+    async def sync(
         self,
         connections: Iterable[Connection],
         node_info: dict[str, Any],
         settle_seconds: float = 0.0,
-    ) -> asyncio.Future[Any]:
+    ) -> bool:
         """Heartbeat: write this node's entry and make its connections match ``connections``.
 
-        Queued behind the writes before it, so it cannot undo a newer one. The
-        future tells whether the node was still registered (``False``: Redis
-        lost it, or the others took it for dead), and fails if Redis is away.
-        A registry found empty refuses claims for ``settle_seconds`` (time for
-        every live node to register its connections again).
+        Queued behind the writes before it, so it cannot undo a newer one.
+        Whether the node was still registered (``False``: Redis lost it, or the
+        others took it for dead). A registry found empty refuses claims for
+        ``settle_seconds`` (time for every live node to register its
+        connections again). Its work in Redis goes with the node's connections:
+        between two syncs the heartbeat is a :meth:`beat`.
+
+        Raises:
+            ClusterUnavailableError: Redis cannot be reached.
         """
+        connections = list(connections)
+        views = {c.socket_id: _text(connection_info(c, self.node)) for c in connections}
         entries = [
             {
                 "s": c.socket_id,
                 "o": c.organization_id or "",
                 "r": sorted(c.rooms),
-                "i": _text(connection_info(c, self.node)),
+                "i": views[c.socket_id],
             }
             for c in connections
         ]
@@ -245,7 +262,35 @@ class ClusterRegistry:
             json.dumps(entries, separators=(",", ":")),
             int(settle_seconds * 1000),
         ]
-        return self._ordered(self._sync, args)
+        self.needs_sync = False  # a write lost from now on is flagged again
+        try:
+            known, run_id = await self._ordered(self._sync, args)
+        except BaseException:
+            self.needs_sync = True
+            raise
+        self._run_id = str(run_id)
+        self._written = views
+        return int(known) == 1
+
+    async def beat(self, connections: Iterable[Connection], node_info: dict[str, Any]) -> bool:
+        """Heartbeat between syncs: this node's entry and the connections' changed API views.
+
+        ``False`` when only a :meth:`sync` will do: the node is no longer
+        registered, the registry is being rebuilt, or another Redis process
+        answers (restarted, or a replica promoted: either may lack acknowledged
+        writes). Queued behind the writes before it, like :meth:`sync`.
+
+        Raises:
+            ClusterUnavailableError: Redis cannot be reached.
+        """
+        views = {c.socket_id: _text(connection_info(c, self.node)) for c in connections}
+        changed = [{"s": s, "i": i} for s, i in views.items() if self._written.get(s) != i]
+        args = [PREFIX, self.node, _text(node_info), json.dumps(changed, separators=(",", ":"))]
+        known, run_id = await self._ordered(self._beat, args)
+        if int(known) != 1 or str(run_id) != self._run_id:
+            return False
+        self._written = views
+        return True
 
     def start(self) -> None:
         """Start the writer task."""
@@ -295,12 +340,16 @@ class ClusterRegistry:
                 results = await pipe.execute(raise_on_error=False)
         except RedisError as exc:
             # Lost writes are repaired by the next heartbeat's sync once Redis is back.
+            self.needs_sync = True
             error = self._unreachable(exc)
             for _, future in futures:
                 if not future.done():
                     future.set_exception(error)
             return
         self.reachable = True
+        for (script, _), result in zip(batch, results, strict=True):
+            if isinstance(result, Exception) or (script in self._repairable and result == 0):
+                self.needs_sync = True  # Redis did not take it: the next heartbeat syncs
         for index, future in futures:
             result = results[index]
             if future.done():

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "BEAT",
     "CLAIM_ORG",
     "CLAIM_SOCKET",
     "COUNT_REMOTE",
@@ -30,6 +31,11 @@ __all__ = [
 
 _LIBRARY: Final = """
 local P = ARGV[1]
+-- Which Redis process this is: another one (restarted, or a replica promoted) may
+-- lack writes it acknowledged, so a node that sees it change syncs in full.
+local function run_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -159,7 +165,8 @@ SYNC: Final = (
 -- holds (a Redis restarted empty, or writes lost in an outage, are repaired here).
 -- A registry found empty takes claims only after ``settle`` ms, time for every
 -- live node to beat once (0 when a cluster starts: no node held anything).
--- Returns 1 if the node was still registered, 0 if it had been reaped or lost.
+-- Returns {1 if the node was still registered, 0 if it had been reaped or lost; the
+-- Redis process's run id}.
 local node = ARGV[2]
 if redis.call('EXISTS', P .. 'ready_at') == 0 then
   redis.call('SET', P .. 'ready_at', now_ms() + tonumber(ARGV[5]))
@@ -196,8 +203,31 @@ for _, e in ipairs(entries) do
     end
   end
 end
-if known then return 1 end
-return 0
+return {known and 1 or 0, run_id()}
+"""
+)
+
+BEAT: Final = (
+    _LIBRARY
+    + """
+-- ARGV: prefix, node, node info (JSON), changed connections (JSON list of {s, i}).
+-- The heartbeat between two syncs, whose work goes with what changed, not with how
+-- many connections the node holds: the node's entry, and the API view of the
+-- connections that changed since the last beat. A node no longer registered, or a
+-- registry being rebuilt, is left alone: the answer asks for a full SYNC.
+-- Returns {1 if the node was still registered, else 0; the Redis process's run id}.
+local node = ARGV[2]
+if redis.call('EXISTS', P .. 'ready_at') == 0 or not redis.call('ZSCORE', P .. 'nodes', node) then
+  return {0, run_id()}
+end
+redis.call('ZADD', P .. 'nodes', now_ms(), node)
+redis.call('HSET', P .. 'nodeinfo', node, ARGV[3])
+for _, e in ipairs(cjson.decode(ARGV[4])) do
+  if redis.call('HGET', P .. 'conn_node', e.s) == node then
+    redis.call('HSET', P .. 'conns', e.s, e.i)
+  end
+end
+return {1, run_id()}
 """
 )
 

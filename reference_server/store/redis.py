@@ -39,9 +39,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -59,7 +59,7 @@ from .base import (
     snapshot_key,
 )
 
-__all__ = ["RedisStore"]
+__all__ = ["Published", "RedisStore"]
 
 log = logging.getLogger("reference_server.store")
 
@@ -95,11 +95,14 @@ _APPEND = (
     _HISTORY
     + """
 -- KEYS: log, seq, epoch, snapshot, snapshot times, history, the organization's active streams
--- ARGV: envelope, max count, (unused), snapshot key, removes, now, stream, max age, window
--- At most 100 entries are examined or removed per bound and append: each append stays cheap.
-local now = tonumber(ARGV[6])
-local max = tonumber(ARGV[2])
-local deadline = now - tonumber(ARGV[8])
+-- ARGV: max count, now, stream, max age, window, channel ('' publishes nothing), presence
+-- channel, then 5 per message: envelope, snapshot key, removes, head, tail.
+-- Appends the messages in order, each published (head, envelope with its place, tail) as
+-- it is logged; then keeps the bounds once for them all. At most 100 entries are
+-- examined or removed per bound and script: each append stays cheap.
+local max = tonumber(ARGV[1])
+local now = ARGV[2]
+local deadline = tonumber(now) - tonumber(ARGV[4])
 local replid, promoted, replicas = history()
 local epoch = redis.call('GET', KEYS[3])
 local written = redis.call('GET', KEYS[6])
@@ -107,34 +110,50 @@ if not living(epoch, written, replid, promoted) then
   if not epoch then
     redis.call('SET', KEYS[2], 0)  -- a new life starts at seq 1
   end  -- after a promotion the log is still there: its seq goes on, in a new epoch
-  epoch = string.sub(replid, 1, 8) .. '.' .. ARGV[9]
+  epoch = string.sub(replid, 1, 8) .. '.' .. ARGV[5]
   redis.call('SET', KEYS[3], epoch)
 end
 if written ~= replid then
   redis.call('SET', KEYS[6], replid)
 end
-local seq = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'e', ARGV[1], 't', ARGV[6])
--- The age bound: entries before the first young one go (an entry without a time too).
-local young = nil
-for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 100)) do
-  local at = 0
-  for i = 1, #entry[2] - 1, 2 do
-    if entry[2][i] == 't' then at = tonumber(entry[2][i + 1]) or 0 end
+local seqs = {}
+for i = 8, #ARGV, 5 do
+  local envelope, key = ARGV[i], ARGV[i + 1]
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', max, seq .. '-0', 'e', envelope, 't', now)
+  if key ~= '' then
+    if ARGV[i + 2] == '1' then
+      redis.call('HDEL', KEYS[4], key)
+      redis.call('ZREM', KEYS[5], key)
+    else
+      redis.call('HSET', KEYS[4], key, seq .. ' ' .. envelope)
+      redis.call('ZADD', KEYS[5], now, key)
+    end
   end
-  young = entry[1]
-  if at >= deadline then break end
-  young = (tonumber(string.match(young, '^%d+')) + 1) .. '-0'
+  if ARGV[6] ~= '' then
+    local placed = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(envelope, 2)
+    redis.call('PUBLISH', ARGV[6], ARGV[i + 3] .. placed .. ARGV[i + 4])
+  end
+  table.insert(seqs, seq)
 end
-redis.call('XTRIM', KEYS[1], 'MINID', young)
-if ARGV[4] ~= '' then
-  if ARGV[5] == '1' then
-    redis.call('HDEL', KEYS[4], ARGV[4])
-    redis.call('ZREM', KEYS[5], ARGV[4])
-  else
-    redis.call('HSET', KEYS[4], ARGV[4], seq .. ' ' .. ARGV[1])
-    redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4])
+-- The age bound: entries before the first young one go (an entry without a time too).
+-- The oldest entry alone is read first: it is young on almost every append, and reading
+-- 100 entries into Lua every time was most of the script's cost.
+local function entry_time(entry)
+  for i = 1, #entry[2] - 1, 2 do
+    if entry[2][i] == 't' then return tonumber(entry[2][i + 1]) or 0 end
   end
+  return 0
+end
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+if oldest and entry_time(oldest) < deadline then
+  local young = nil
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 100)) do
+    young = entry[1]
+    if entry_time(entry) >= deadline then break end
+    young = (tonumber(string.match(young, '^%d+')) + 1) .. '-0'
+  end
+  redis.call('XTRIM', KEYS[1], 'MINID', young)
 end
 local stale = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. deadline, 'LIMIT', 0, 100)
 local extra = math.min(redis.call('ZCARD', KEYS[5]) - #stale - max, 100)
@@ -147,26 +166,25 @@ if #stale > 0 then
   redis.call('HDEL', KEYS[4], unpack(stale))
   redis.call('ZREM', KEYS[5], unpack(stale))
 end
-local ttl = math.ceil(tonumber(ARGV[8]) * 1000)
+local ttl = math.ceil(tonumber(ARGV[4]) * 1000)
 for i = 1, 6 do
   redis.call('PEXPIRE', KEYS[i], ttl)
 end
 local new = redis.call('EXISTS', KEYS[7]) == 0 and 1 or 0
-redis.call('ZADD', KEYS[7], ARGV[6], ARGV[7])
+redis.call('ZADD', KEYS[7], now, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. deadline)
 redis.call('PEXPIRE', KEYS[7], ttl)
-return {seq, epoch, replicas, new}
+local listeners = 0
+if ARGV[6] ~= '' then
+  listeners = redis.call('PUBSUB', 'NUMSUB', ARGV[7])[2]
+end
+return {seqs, epoch, replicas, new, listeners}
 """
 )
-
-_APPEND_PUBLISHED = _APPEND.replace(
-    "return {seq, epoch, replicas, new}",
-    """local text = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(ARGV[1], 2)
-redis.call('PUBLISH', ARGV[10], ARGV[11] .. text .. ARGV[12])
-return {seq, epoch, replicas, new}""",
-)
-"""The append, and the message published to a cluster's channel in the same step (see
-:mod:`reference_server.cluster.fanout`): every node sees a stream in ``seq`` order."""
+"""The append of one or more messages of a stream, each published to a cluster's channel
+in the same step when a channel is given (see :mod:`reference_server.cluster.fanout`):
+every node sees a stream in ``seq`` order. The subscribers of the presence channel are
+counted in that step too (no second round trip)."""
 
 _EPOCH = (
     _HISTORY
@@ -275,6 +293,16 @@ def _entry(entry_id: Any, fields: Any, epoch: str) -> tuple[float, StoredMessage
     return at, StoredMessage(number, envelope)
 
 
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What :meth:`RedisStore.append_published` did with its messages."""
+
+    listeners: int
+    """The subscribers of the presence channel when the messages were published."""
+    confirmed: bool
+    """Whether the replicas wanted confirmed them in time (else: logged, maybe delivered)."""
+
+
 class RedisStore:
     """Per-stream logs in Redis.
 
@@ -310,7 +338,6 @@ class RedisStore:
         # decode_responses says; the shapes are checked here instead.
         self._redis: Any = open_redis(url)
         self._append = self._redis.register_script(_APPEND)
-        self._append_published = self._redis.register_script(_APPEND_PUBLISHED)
         self._epoch = self._redis.register_script(_EPOCH)
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
@@ -328,38 +355,53 @@ class RedisStore:
 
     async def append(self, stream: str, envelope: dict[str, Any]) -> tuple[int, str]:
         """Log ``envelope`` as the next message of ``stream``; its ``(seq, epoch)``."""
-        return await self.append_published(stream, envelope, None)
+        if not (await self._log(stream, [(envelope, "", "")], "", "")).confirmed:
+            raise UnconfirmedAppendError(str(envelope.get("id", "")))
+        return int(envelope["seq"]), str(envelope["epoch"])
 
     async def append_published(
-        self, stream: str, envelope: dict[str, Any], frame: tuple[str, str, str] | None
-    ) -> tuple[int, str]:
-        """Log ``envelope`` and, in the same script, publish it in ``frame``.
+        self,
+        stream: str,
+        messages: Sequence[tuple[dict[str, Any], str, str]],
+        channel: str,
+        presence: str,
+    ) -> Published:
+        """Log ``messages`` of ``stream`` in order and publish each on ``channel``, in one script.
 
-        ``frame`` is ``(channel, head, tail)``: the published text is the head,
-        the envelope with its ``seq`` and ``epoch``, and the tail.
+        Each message is ``(envelope, head, tail)``: the published text is the
+        head, the envelope with its ``seq`` and ``epoch`` (also set in the
+        envelope), and the tail. The subscribers of ``presence`` are counted
+        in that same step. One script, and one ``WAIT``, whatever their number.
         """
-        key, removes = snapshot_key(envelope)
-        text = json.dumps(envelope, separators=(",", ":"))
+        return await self._log(stream, messages, channel, presence)
+
+    async def _log(
+        self,
+        stream: str,
+        messages: Sequence[tuple[dict[str, Any], str, str]],
+        channel: str,
+        presence: str,
+    ) -> Published:
         args: list[Any] = [
-            text,
             self._max_messages,
-            secrets.token_hex(4),
-            key or "",
-            "1" if removes else "0",
             f"{self._clock():.3f}",
             stream,
             self._max_age,
             self._window(),
+            channel,
+            presence,
         ]
-        script = self._append
-        if frame is not None:
-            script = self._append_published
-            args.extend(frame)
+        for envelope, head, tail in messages:
+            key, removes = snapshot_key(envelope)
+            text = json.dumps(envelope, separators=(",", ":"))
+            args += [text, key or "", "1" if removes else "0", head, tail]
         keys = [*_keys(stream), _history_key(stream), _active_key(stream)]
         # One connection for the script and its WAIT: WAIT counts that connection's writes.
         try:
             async with self._redis.client() as connection:
-                seq, epoch, replicas, new = await script(keys=keys, args=args, client=connection)
+                seqs, epoch, replicas, new, listeners = await self._append(
+                    keys=keys, args=args, client=connection
+                )
                 if int(new):  # an organization (again) with a log: shown in the figures
                     await connection.sadd(_ORGS, stream.partition(":")[2])
                 wanted = self._replicas_wanted(int(replicas))
@@ -372,15 +414,15 @@ class RedisStore:
             raise self._unavailable(exc) from None
         if self._figures is not None and not self._figures[1].reachable:
             self._figures = None  # back: measure again
-        envelope["seq"] = int(seq)
-        envelope["epoch"] = str(epoch)
+        for (envelope, _, _), seq in zip(messages, seqs, strict=True):
+            envelope["seq"] = int(seq)
+            envelope["epoch"] = str(epoch)
         if confirmed < wanted:
             log.warning(
-                "%s seq %s: %d of %d replicas confirmed within %d ms",
-                stream, seq, confirmed, wanted, self._replica_timeout_ms,
+                "%s seq %s-%s: %d of %d replicas confirmed within %d ms",
+                stream, seqs[0], seqs[-1], confirmed, wanted, self._replica_timeout_ms,
             )  # fmt: skip
-            raise UnconfirmedAppendError(str(envelope.get("id", "")))
-        return int(seq), str(epoch)
+        return Published(int(listeners), confirmed >= wanted)
 
     def _replicas_wanted(self, connected: int) -> int:
         if self._min_replicas is not None:

@@ -84,7 +84,7 @@ class BridgeLink(OutboxLink):
             BridgeCodec(settings.max_message_size_bytes), policy or outbox_policy(settings)
         )
         if wire is not None:
-            self.outbox.find_wire = lambda: wire
+            self.outbox.wire = wire
         self.outbox.on_too_slow = self._too_slow
         self.socket_id = ""
         self.closed = asyncio.Event()

@@ -43,15 +43,16 @@ class MessageFrames:
     waiting in an outbox holds its bytes once, whatever the transport.
     """
 
-    __slots__ = ("_deflated", "_head", "_plain")
+    __slots__ = ("_deflated", "_head", "_plain", "_size")
 
     def __init__(self, payload: bytes) -> None:
         self._plain = text_frame(payload)
-        self._head = len(self._plain) - len(payload)
+        self._size = len(payload)  # asked once per recipient (the compression threshold)
+        self._head = len(self._plain) - self._size
         self._deflated: dict[tuple[int, frozenset[tuple[str, Any]]], bytes] | None = None
 
     def __len__(self) -> int:
-        return len(self._plain) - self._head
+        return self._size
 
     @property
     def payload(self) -> memoryview:

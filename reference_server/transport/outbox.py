@@ -84,14 +84,15 @@ def _json(value: Any) -> str:
 class Message:
     """One message to any number of sockets, encoded once (per codec) for all of them."""
 
-    __slots__ = ("_batches", "_encoded", "_json", "batchable", "data", "event")
+    __slots__ = ("_batches", "_json", "batchable", "data", "event", "made")
 
     def __init__(self, event: str, data: Any) -> None:
         self.event = str(event)
         self.data = data
         self.batchable = batchable(self.event, data)
         self._json: str | None = None
-        self._encoded: dict[Codec, Encoded] = {}
+        self.made: dict[Codec, Encoded] = {}
+        """What :meth:`encoded` made, per codec."""
         self._batches: dict[Codec, tuple[list[Message], list[Encoded]]] | None = None
 
     @property
@@ -103,9 +104,9 @@ class Message:
 
     def encoded(self, codec: Codec) -> Encoded:
         """The message as ``codec`` sends it without an ack, made once."""
-        found = self._encoded.get(codec)
+        found = self.made.get(codec)
         if found is None:
-            found = self._encoded[codec] = codec.single(self, None)
+            found = self.made[codec] = codec.single(self, None)
         return found
 
     def batch_encoded(self, codec: Codec, batch: list[Message]) -> list[Encoded]:
@@ -221,7 +222,9 @@ class Outbox:
         policy: the server's limits.
 
     The transport sets :attr:`find_wire` (the transport to write through
-    directly, when it may) and :attr:`on_too_slow` once the socket is known.
+    directly, when it may: the outbox keeps the first one found as
+    :attr:`wire`; the transport clears it when the socket starts closing) and
+    :attr:`on_too_slow` once the socket is known.
     """
 
     __slots__ = (
@@ -245,6 +248,7 @@ class Outbox:
         "ended",
         "find_wire",
         "on_too_slow",
+        "wire",
     )
 
     def __init__(self, codec: Codec, policy: OutboxPolicy) -> None:
@@ -270,6 +274,8 @@ class Outbox:
         """Cut or closed: nothing more is delivered."""
         self.find_wire: Callable[[], WireLike | None] = _no_wire
         self.on_too_slow: Callable[[int, int], None] | None = None
+        self.wire: WireLike | None = None
+        """The transport found by :attr:`find_wire`, kept until the socket closes."""
 
     # -- the writer's side (python-engineio's socket, or the bridge's writer) --
 
@@ -360,7 +366,12 @@ class Outbox:
 
     def deliver(self, message: Message, on_ack: Callable[..., None] | None = None) -> None:
         """Hand ``message`` to this socket; ``on_ack`` is called when the client acknowledges."""
-        self._deliver(message, on_ack, paced=False)
+        if on_ack is None and not self.batching and not self.ended:
+            # The common case, once per recipient of a broadcast: kept short.
+            encoded = message.made.get(self._codec) or message.encoded(self._codec)
+            self._send(encoded, paced=False)
+        else:
+            self._deliver(message, on_ack, paced=False)
 
     async def deliver_paced(self, message: Message) -> None:
         """Hand over a replayed ``message``: wait while half the bound is used, never cut."""
@@ -397,6 +408,7 @@ class Outbox:
     def end(self) -> None:
         """The socket is gone: nothing more is delivered, nothing gathered is sent."""
         self.ended = True
+        self.wire = None
         self._batch.clear()
         self._batch_bytes = 0
         self._acks.clear()
@@ -455,7 +467,9 @@ class Outbox:
         if frames is not None and self._getter is not None and not self._items:
             # The writer is parked in get() with nothing handed to it: nothing
             # can be in flight, so a frame written now keeps the order.
-            wire = self.find_wire()
+            wire = self.wire
+            if wire is None:
+                wire = self.wire = self.find_wire()
             if wire is not None and wire.ready() and wire.write(frames):
                 self._policy.direct_writes += 1
                 return
@@ -468,7 +482,7 @@ class Outbox:
         messages = self._messages + len(self._batch) + 1
         held = self._bytes + self._batch_bytes + size
         if messages <= policy.max_messages and held <= policy.max_bytes:
-            wire = self.find_wire() if held > policy.max_bytes // 2 else None
+            wire = (self.wire or self.find_wire()) if held > policy.max_bytes // 2 else None
             held += wire.buffered() if wire is not None else 0
             if held <= policy.max_bytes:
                 return True

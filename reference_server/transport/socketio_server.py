@@ -44,7 +44,7 @@ import contextlib
 import functools
 import hmac
 import logging
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from typing import Any
 
 import engineio
@@ -63,7 +63,7 @@ from .codecs import SocketIOCodec
 from .guard import engineio_logger
 from .ingress import NAMESPACE, Ingress
 from .outbox import Message, Outbox, OutboxLink, OutboxPolicy, WireLike
-from .uvicorn_server import WebSocketIndex, Wire
+from .uvicorn_server import WebSocketIndex
 
 __all__ = [
     "POLLING_CLOSE_GRACE",
@@ -159,15 +159,23 @@ def _outbox_of(connection: Connection) -> Outbox | None:
     return outbox if isinstance(outbox, Outbox) else None
 
 
+_OUTBOX_LISTS_KEPT = 64
+"""Lists of rooms whose outboxes a fan-out keeps at most (all are forgotten past it)."""
+
+
 class OutboxFanout:
     """The delivery's :class:`~reference_server.delivery.Fanout`: room emits into outboxes.
 
     One :class:`~.outbox.Message` per emit (encoded, and framed, once), handed
     to the outbox of every socket in the rooms, Socket.IO and bridge alike.
+    The outboxes of a list of rooms are looked up once and kept while the
+    registry's answer for those rooms stays the same (no socket came, went,
+    joined or left): a broadcast then costs one hand-off per recipient.
     """
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
+        self._outboxes: dict[tuple[str, ...], tuple[frozenset[str], list[Outbox]]] = {}
 
     async def emit_to_rooms(
         self, event: str, data: dict[str, Any], rooms: list[str], skip: Collection[str] = ()
@@ -175,16 +183,26 @@ class OutboxFanout:
         """Deliver to the union of ``rooms`` (a socket id names its socket), but not ``skip``."""
         if not rooms:
             return
-        registry = self._registry
-        ids = registry.member_ids(rooms)
-        ids.update(room for room in rooms if registry.get(room) is not None)
-        if skip:
-            ids.difference_update(skip)
         message = Message(event, data)
-        for connection in registry.connections(ids):
-            outbox = _outbox_of(connection)
-            if outbox is not None:
-                outbox.deliver(message)
+        ids = self._registry.recipient_ids(rooms)
+        if skip:
+            outboxes = self._outboxes_of(ids.difference(skip))
+        else:
+            key = tuple(rooms)
+            kept = self._outboxes.get(key)
+            if kept is not None and kept[0] is ids:
+                outboxes = kept[1]
+            else:
+                outboxes = self._outboxes_of(ids)
+                if len(self._outboxes) >= _OUTBOX_LISTS_KEPT:
+                    self._outboxes.clear()
+                self._outboxes[key] = (ids, outboxes)
+        for outbox in outboxes:
+            outbox.deliver(message)
+
+    def _outboxes_of(self, ids: Iterable[str]) -> list[Outbox]:
+        found = (_outbox_of(c) for c in self._registry.connections(ids))
+        return [outbox for outbox in found if outbox is not None]
 
     async def emit_with_ack(
         self, socket_id: str, event: str, data: dict[str, Any], on_ack: Callable[..., None]
@@ -221,7 +239,6 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         eio.outbox_policy = self.outbox_policy
         eio.outbox_codec = SocketIOCodec(settings.max_message_size_bytes)
         self._websockets = websockets
-        self._wires: dict[str, Wire] = {}
         self._admission = SessionAdmission(hub, self._expire_session)
         self._ingress = Ingress(hub, screen)
         self._welcome: dict[str, dict[str, Any]] = {}
@@ -272,9 +289,11 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
         return None
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        outbox = self._outbox(eio_sid)
+        if outbox is not None:
+            outbox.wire = None  # closing: no more direct writes (end() follows)
         self._admission.ended(eio_sid)
         self._ending.discard(eio_sid)
-        self._wires.pop(eio_sid, None)
         await super()._handle_eio_disconnect(eio_sid, reason)
         socket = self.eio.sockets.get(eio_sid)
         if socket is None:
@@ -420,15 +439,15 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     # -- Engine.IO sessions ---------------------------------------------------
 
     def _find_wire(self, eio_sid: str, socket: Any) -> WireLike | None:
-        """The wire to write ``eio_sid``'s frames straight to, while it may be used."""
+        """``eio_sid``'s WebSocket, while it may be written to straight.
+
+        Asked until it finds it; the outbox keeps that (``Outbox.wire``).
+        """
         if not socket.upgraded or socket.upgrading or socket.closing or socket.closed:
             return None
-        wire = self._wires.get(eio_sid)
-        if wire is None and self._websockets is not None:
-            wire = self._websockets.wire(eio_sid, self.environ.get(eio_sid))
-            if wire is not None:
-                self._wires[eio_sid] = wire
-        return wire
+        if self._websockets is None:
+            return None
+        return self._websockets.wire(eio_sid, self.environ.get(eio_sid))
 
     def _too_slow(self, eio_sid: str, messages: int, size: int) -> None:
         sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)

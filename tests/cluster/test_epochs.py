@@ -50,8 +50,10 @@ async def test_a_promoted_replica_starts_a_new_epoch(tmp_path: Path) -> None:
         await group.start_servers()
         primary, replica = group.server_ports
         first = _store(primary)
-        places = [await first.append(STREAM, _envelope(n)) for n in (1, 2, 3)]
-        await first.close()
+        try:
+            places = [await first.append(STREAM, _envelope(n)) for n in (1, 2, 3)]
+        finally:
+            await first.close()  # also when an append fails: its socket is not left to the GC
         (_, epoch) = places[-1]
         assert [seq for seq, _ in places] == [1, 2, 3]
         # The primary has a replica: each append waited for it (store_min_replicas' default).
