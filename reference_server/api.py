@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -113,14 +114,15 @@ class LocalHostsOnly:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: it hands over the application's own awaitable, so that
+        # no frame of this check stays alive as long as a WebSocket does.
         if scope["type"] in ("http", "websocket"):
             given = dict(scope.get("headers") or []).get(b"host")
             host = given.decode("latin-1") if given is not None else None
             if host is not None and not is_local_host(host):
-                await self._refuse(host, scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+                return self._refuse(host, scope, receive, send)
+        return self.app(scope, receive, send)
 
     @staticmethod
     async def _refuse(host: str, scope: Scope, receive: Receive, send: Send) -> None:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
@@ -196,21 +196,20 @@ class IntradayApp:
         self._background: list[asyncio.Task[None]] = []
         self._path = settings.path.rstrip("/")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: it hands over the chosen part's awaitable, so that no
+        # frame of this routing stays alive as long as a WebSocket does.
         kind = scope["type"]
         if kind == "lifespan":
-            await self._lifespan(receive, send)
-            return
+            return self._lifespan(receive, send)
         path = scope.get("path", "")
-        if path in (self._path, self._path + "/"):
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            if kind == "websocket" and "EIO" not in query:
-                policy = self.sio.outbox_policy
-                await serve_bridge(self.hub, self._screen, scope, receive, send, policy)
-            else:
-                await self._engineio(scope, receive, send)
-            return
-        await self._api(scope, receive, send)
+        if path not in (self._path, self._path + "/"):
+            return self._api(scope, receive, send)
+        query = scope.get("query_string", b"").decode("latin-1")
+        if kind == "websocket" and "EIO" not in parse_qs(query):
+            policy = self.sio.outbox_policy
+            return serve_bridge(self.hub, self._screen, scope, receive, send, policy)
+        return self._engineio(scope, receive, send)
 
     def _outboxes(self) -> list[Outbox]:
         bridged = [c.link.outbox for c in self.registry if isinstance(c.link, BridgeLink)]
@@ -350,6 +349,9 @@ class ReferenceServer:
             ws_ping_timeout=settings.ping_timeout_ms / 1000,
             log_config=None,
             access_log=False,
+            # Said, not guessed: uvicorn would take an application whose __call__
+            # is not a coroutine function for ASGI 2 (ours return their awaitable).
+            interface="asgi3",
             timeout_graceful_shutdown=5,
         )
         self._server = DrainingServer(config, self.app, signals=install_signal_handlers)
@@ -368,10 +370,10 @@ class ReferenceServer:
     @property
     def port(self) -> int:
         """The port actually bound (useful with ``port=0``)."""
-        for server in self._server.servers:
-            for sock in server.sockets:
-                return int(sock.getsockname()[1])
-        raise RuntimeError("the server is not listening")
+        ports = self._server.ports()
+        if not ports:
+            raise RuntimeError("the server is not listening")
+        return ports[0]
 
     @property
     def url(self) -> str:

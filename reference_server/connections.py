@@ -81,7 +81,7 @@ class RegistryObserver(Protocol):
         ...
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class Connection:
     """One connected socket and what the server knows about it."""
 

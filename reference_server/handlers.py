@@ -43,6 +43,9 @@ from .validation import parse_model
 
 __all__ = ["ClientHandlers", "Reply", "describe_server"]
 
+NO_CAPABILITIES: frozenset[str] = frozenset()
+"""What a client that announced no capability has (one object for all of them)."""
+
 log = logging.getLogger("reference_server.subscriptions")
 connection_log = logging.getLogger("reference_server.connections")
 
@@ -169,7 +172,9 @@ class ClientHandlers:
             if connection.identity is not None:
                 return await self.authenticate_request(connection, request)
         self._registry.mark_authenticated(connection, identity)
-        connection.capabilities = frozenset(request.capabilities)
+        # None announced: one shared empty set, not one per connection.
+        announced = request.capabilities
+        connection.capabilities = frozenset(announced) if announced else NO_CAPABILITIES
         if Capability.BATCH in connection.capabilities and self._settings.batching_enabled:
             connection.link.start_batching()
         if connection.auth_timer is not None:

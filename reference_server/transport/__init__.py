@@ -9,16 +9,18 @@
   :mod:`.codecs`, :mod:`.frames`, :mod:`.batching`;
 - the seams: :mod:`.socketio_server` (every private python-socketio and
   python-engineio hook, in one table) and :mod:`.uvicorn_server` (every uvicorn and
-  websockets insider, the graceful drain included);
+  websockets insider, in one table: hooks only, no policy);
 - before any of them: :mod:`.http_guard`, bounds on TCP connections before a
   request reaches the application (a header deadline, a cap, the file limit,
-  quiet accept failures).
+  quiet accept failures);
+- the end: :mod:`.drain`, the graceful shutdown.
 
 No module outside this package imports socketio, engineio, uvicorn's
 protocols or websockets.
 """
 
 from .bridge import BridgeLink, origin_allowed, serve_bridge
+from .drain import DrainingServer
 from .guard import EngineIOGuard
 from .outbox import Message, Outbox, OutboxPolicy, flush_batches
 from .socketio_server import (
@@ -28,7 +30,7 @@ from .socketio_server import (
     create_socketio_server,
     instrument_for_admin_ui,
 )
-from .uvicorn_server import DrainingServer, WebSocketIndex, websocket_protocol
+from .uvicorn_server import WebSocketIndex, websocket_protocol
 
 __all__ = [
     "BridgeLink",

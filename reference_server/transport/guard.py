@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -117,46 +117,25 @@ class EngineIOGuard:
         self._websockets = websockets
         self._abandon = abandon
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine: no frame of this dispatch lives as long as a WebSocket.
         if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-        elif scope["type"] == "http" and scope.get("method") == "POST":
-            await self._post(scope, receive, send)
-        elif scope["type"] == "http" and scope.get("method") == "GET" and self._abandon:
-            await self._poll(scope, receive, send)
-        else:
-            await self._guarded(scope, receive, send)
+            return self._websocket(scope, receive, send)
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            return self._post(scope, receive, send)
+        if scope["type"] == "http" and scope.get("method") == "GET" and self._abandon:
+            return self._poll(scope, receive, send)
+        return self._guarded(scope, receive, send)
 
     # -- WebSocket ------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        closed = False
-
-        async def screened_receive() -> Message:
-            nonlocal closed
-            message = await receive()
-            if message["type"] != "websocket.receive" or closed:
-                return message
-            text = message.get("text")
-            if text is None or is_engineio_packet(text):
-                return message
-            closed = True
-            self._stats.record_error()
-            log.debug("closing an Engine.IO WebSocket: not an Engine.IO packet: %r", text[:40])
-            await send({"type": "websocket.close", "code": PROTOCOL_ERROR})
-            # python-engineio reads this as the client going away and cleans up.
-            return {"type": "websocket.disconnect", "code": PROTOCOL_ERROR}
-
-        async def guarded_send(message: Message) -> None:
-            if closed and message["type"] in ("websocket.send", "websocket.close"):
-                return  # the guard closed it; python-engineio does not know yet
-            await send(message)
-
+        screen = _ScreenedWebSocket(receive, send, self._stats)
         # Room emits write to this WebSocket directly (frame_emit.py); a frame this guard
         # must drop is never written there, as uvicorn then reports a close sent.
         upgrade = self._websockets.opened(scope, send) if self._websockets is not None else None
         try:
-            await self._app(scope, screened_receive, guarded_send)
+            await self._app(scope, screen.receive, screen.send)
         except Exception:
             self._stats.record_error()
             log.debug("Engine.IO WebSocket ended by an error")
@@ -270,6 +249,43 @@ class EngineIOGuard:
                 await self._refuse(send, 400, error)
             else:
                 self._stats.record_error()
+
+
+class _ScreenedWebSocket:
+    """One Engine.IO WebSocket's ASGI ``receive`` and ``send``, screened.
+
+    A class with slots, not two closures: it lives as long as the WebSocket
+    (about 250 bytes less per connection).
+    """
+
+    __slots__ = ("_closed", "_receive", "_send", "_stats")
+
+    def __init__(self, receive: Receive, send: Send, stats: ServerStats) -> None:
+        self._receive = receive
+        self._send = send
+        self._stats = stats
+        self._closed = False
+
+    async def receive(self) -> Message:
+        """The next message; a text frame that is no Engine.IO packet closes the WebSocket."""
+        message = await self._receive()
+        if message["type"] != "websocket.receive" or self._closed:
+            return message
+        text = message.get("text")
+        if text is None or is_engineio_packet(text):
+            return message
+        self._closed = True
+        self._stats.record_error()
+        log.debug("closing an Engine.IO WebSocket: not an Engine.IO packet: %r", text[:40])
+        await self._send({"type": "websocket.close", "code": PROTOCOL_ERROR})
+        # python-engineio reads this as the client going away and cleans up.
+        return {"type": "websocket.disconnect", "code": PROTOCOL_ERROR}
+
+    async def send(self, message: Message) -> None:
+        """Send ``message``, unless the guard closed the WebSocket."""
+        if self._closed and message["type"] in ("websocket.send", "websocket.close"):
+            return  # the guard closed it; python-engineio does not know yet
+        await self._send(message)
 
 
 def _content_length(scope: Scope) -> int | None:

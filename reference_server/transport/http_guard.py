@@ -23,41 +23,26 @@ asyncio logged a traceback for every failed ``accept`` (33 MiB in 7 s).
 - :func:`quiet_accept_failures`: one log line per interval for failed
   ``accept`` calls, with their count, instead of a traceback each.
 
-Which request belongs to which connection: uvicorn starts the application's
-task inside the protocol's ``data_received``, so the task inherits the
-context the guard sets around that call (:data:`_connection`).
-
-uvicorn insiders used here, and nowhere else (what / why / versions
-checked); ``tests/server/test_http_connections.py`` fails when one changes:
-
-- ``uvicorn.Config(http=cls)``, called as ``cls(config=, server_state=,
-  app_state=, _loop=)`` / the guard wraps the protocol uvicorn would use,
-  without subclassing it / uvicorn 0.55.0.
-- ``uvicorn.config.HTTP_PROTOCOLS["auto"]``, loaded with
-  ``uvicorn.importer.import_from_string`` / that protocol (httptools, else
-  h11) / 0.55.0.
-- ``server_state.connections`` holds every open HTTP and WebSocket protocol
-  / what the cap counts / 0.55.0.
-- the application's task is created inside the protocol's
-  ``data_received`` (``reset_contextvars`` off, the default) / which
-  connection a request arrived on / 0.55.0.
-- asyncio reports a failed ``accept`` to the loop's exception handler with
-  the message :data:`ACCEPT_FAILURE` / what :func:`quiet_accept_failures`
-  counts / CPython 3.11 to 3.13.
+What this relies on of uvicorn (how it makes the HTTP protocol, which
+connection a request arrived on, how many are open) is in
+:class:`~.uvicorn_server.HTTPConnectionHooks`; asyncio reports a failed
+``accept`` to the loop's exception handler with the message
+:data:`ACCEPT_FAILURE` (CPython 3.11 to 3.13), which
+:func:`quiet_accept_failures` counts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any, cast
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.config import HTTP_PROTOCOLS
-from uvicorn.importer import import_from_string
+
+from .uvicorn_server import HTTPConnectionHooks, connection_of_request
 
 __all__ = [
     "ConnectionGuard",
@@ -74,11 +59,6 @@ FILE_RESERVE = 64
 
 ACCEPT_FAILURE = "socket.accept() out of system resource"
 """The message asyncio's event loop reports a failed ``accept`` with."""
-
-_connection: contextvars.ContextVar[_GuardedConnection | None] = contextvars.ContextVar(
-    "intraday_connection", default=None
-)
-
 
 UNLIMITED = 1 << 20
 """The file limit taken where there is none (or no ``resource`` module: Windows)."""
@@ -153,7 +133,6 @@ class ConnectionGuard:
     def __init__(self, *, header_timeout: float, max_connections: int) -> None:
         self.header_timeout = header_timeout
         self.max_connections = max_connections
-        self._inner: type[asyncio.Protocol] = import_from_string(HTTP_PROTOCOLS["auto"])
         # Connections without a request under way, the longest waiting first.
         self._waiting: dict[_GuardedConnection, None] = {}
         guard = self
@@ -167,26 +146,21 @@ class ConnectionGuard:
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """The application, telling the guard when each request starts and ends."""
 
-        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-            connection = _connection.get()
-            if connection is None or scope["type"] not in ("http", "websocket"):
-                await app(scope, receive, send)
-                return
+        def guarded(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+            # Not a coroutine: it hands over the application's awaitable, so that
+            # no frame of the guard stays alive as long as a WebSocket does (and
+            # none keeps uvicorn's HTTP protocol alive past the upgrade).
+            connection = connection_of_request()
+            if not isinstance(connection, _GuardedConnection) or scope["type"] not in (
+                "http",
+                "websocket",
+            ):
+                return app(scope, receive, send)
             connection.request_started()
-            if scope["type"] == "websocket":
-                connection.forget()  # under way for good: the WebSocket protocol owns it now
-                await app(scope, receive, send)
-                return
-
-            async def sending(message: Message) -> None:
-                await send(message)
-                if message["type"] == "http.response.body" and not message.get("more_body"):
-                    connection.request_ended()
-
-            try:
-                await app(scope, receive, sending)
-            finally:
-                connection.request_ended()
+            if scope["type"] == "http":
+                return _request(app, connection, scope, receive, send)
+            connection.forget()  # under way for good: the WebSocket protocol owns it now
+            return app(scope, receive, send)
 
         return guarded
 
@@ -206,14 +180,29 @@ class ConnectionGuard:
         self._waiting.pop(connection, None)
 
 
-class _GuardedConnection(asyncio.Protocol):
+async def _request(
+    app: ASGIApp, connection: _GuardedConnection, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """One HTTP request of ``connection``: its deadline runs again once the response is sent."""
+
+    async def sending(message: Message) -> None:
+        await send(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            connection.request_ended()
+
+    try:
+        await app(scope, receive, sending)
+    finally:
+        connection.request_ended()
+
+
+class _GuardedConnection(HTTPConnectionHooks):
     """uvicorn's HTTP protocol for one connection, behind the guard's deadline and cap."""
 
     _guard: ConnectionGuard
 
     def __init__(self, **kwargs: Any) -> None:
-        self._inner: Any = self._guard._inner(**kwargs)
-        self._server_state = kwargs["server_state"]
+        super().__init__(**kwargs)
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._under_way = False
@@ -222,37 +211,24 @@ class _GuardedConnection(asyncio.Protocol):
         # A stream transport, whatever its class: uvloop's TCPTransport does not
         # derive from asyncio.Transport (an isinstance check refused every connection).
         transport = cast(asyncio.Transport, transport)
-        if not self._guard._admit(self, len(self._server_state.connections)):
-            log.warning("connection refused: %d open", len(self._server_state.connections))
+        open_now = self.open_connections()
+        if not self._guard._admit(self, open_now):
+            log.warning("connection refused: %d open", open_now)
             transport.abort()
             return
         self._transport = transport
         self._arm()
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        token = _connection.set(self)
-        try:
-            self._inner.data_received(data)
-        finally:
-            _connection.reset(token)
+        super().connection_made(transport)
 
     def eof_received(self) -> bool | None:
         if self._transport is None:
             return None
-        result: bool | None = self._inner.eof_received()
-        return result
+        return super().eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.forget()
         if self._transport is not None:
-            self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
+            super().connection_lost(exc)
 
     # -- the guard's side ---------------------------------------------------------
 

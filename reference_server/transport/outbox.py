@@ -204,6 +204,12 @@ class OutboxPolicy:
     """When gathered batches go."""
 
 
+_NO_ITEMS: Final[deque[Encoded]] = deque(maxlen=0)
+"""The items of every outbox with none waiting: an empty deque holds a 64-slot block
+(760 bytes), and an idle socket's outbox is empty nearly all the time. Never appended
+to (its ``maxlen`` of 0 would drop the item): :meth:`Outbox._push` makes a deque first."""
+
+
 def _no_wire() -> WireLike | None:
     return None
 
@@ -248,7 +254,7 @@ class Outbox:
     def __init__(self, codec: Codec, policy: OutboxPolicy) -> None:
         self._codec = codec
         self._policy = policy
-        self._items: deque[Encoded] = deque()
+        self._items: deque[Encoded] = _NO_ITEMS  # a deque of its own while items wait
         self._messages = 0  # counted items waiting in _items
         self._bytes = 0
         self._getter: asyncio.Future[None] | None = None
@@ -332,6 +338,8 @@ class Outbox:
         return len(self._items)
 
     def _push(self, item: Any, frames: MessageFrames | None, size: int) -> None:
+        if self._items is _NO_ITEMS:
+            self._items = deque()
         self._items.append((item, frames, size))
         self._unfinished += 1
         if size:
@@ -345,6 +353,8 @@ class Outbox:
 
     def _take(self) -> Any:
         item, _, size = self._items.popleft()
+        if not self._items:
+            self._items = _NO_ITEMS
         if size:
             self._messages -= 1
             self._bytes -= size

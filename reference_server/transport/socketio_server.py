@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 from collections.abc import Callable, Collection, Coroutine, Iterable
@@ -272,8 +273,18 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
             return False  # python-engineio refuses the session (HTTP 401)
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None and isinstance(socket.queue, Outbox):
-            socket.queue.find_wire = self._wire_finder(eio_sid, socket)
-            socket.queue.on_too_slow = lambda m, b: self._too_slow(eio_sid, m, b)
+            # Partials, not closures: they live as long as the session.
+            socket.queue.find_wire = functools.partial(self._find_wire, eio_sid, socket)
+            socket.queue.on_too_slow = functools.partial(self._too_slow, eio_sid)
+        # The environ is kept for the session's life, and with it the ASGI scope.
+        # Its body reader is an instance of a class python-engineio defines per
+        # request (2.4 KiB), and nothing reads a connect request's body; the
+        # scope's header list (1 KiB) is read on the way in only (the environ
+        # keeps its own copy of the headers as HTTP_* keys).
+        environ.pop("wsgi.input", None)
+        scope = environ.get("asgi.scope")
+        if isinstance(scope, dict) and scope.get("type") == "websocket":
+            scope["headers"] = []
         await super()._handle_eio_connect(eio_sid, environ)
         return None
 
@@ -427,16 +438,16 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
 
     # -- Engine.IO sessions ---------------------------------------------------
 
-    def _wire_finder(self, eio_sid: str, socket: Any) -> Callable[[], WireLike | None]:
-        # Asked until it finds the WebSocket; the outbox keeps that (Outbox.wire).
-        def find() -> WireLike | None:
-            if not socket.upgraded or socket.upgrading or socket.closing or socket.closed:
-                return None
-            if self._websockets is None:
-                return None
-            return self._websockets.wire(eio_sid, self.environ.get(eio_sid))
+    def _find_wire(self, eio_sid: str, socket: Any) -> WireLike | None:
+        """``eio_sid``'s WebSocket, while it may be written to straight.
 
-        return find
+        Asked until it finds it; the outbox keeps that (``Outbox.wire``).
+        """
+        if not socket.upgraded or socket.upgrading or socket.closing or socket.closed:
+            return None
+        if self._websockets is None:
+            return None
+        return self._websockets.wire(eio_sid, self.environ.get(eio_sid))
 
     def _too_slow(self, eio_sid: str, messages: int, size: int) -> None:
         sid = self.manager.sid_from_eio_sid(eio_sid, NAMESPACE)

@@ -1,55 +1,68 @@
-"""uvicorn and websockets as the server runs them: the only module that reads their insides.
+"""uvicorn and websockets, as the server runs them: the only module that touches their insides.
 
-Three jobs, all about uvicorn (its server, its sans-I/O WebSocket protocol)
-and the websockets library under it; no other module of the server touches
-their insides.
+Every use of uvicorn's or websockets' internals is in this module, and only
+here; it holds hooks, not policy. The policies that use them live in modules
+that import this one: the outbox (:mod:`.outbox`, through :class:`Wire`),
+the TCP connection bounds (:mod:`.http_guard`, through
+:class:`HTTPConnectionHooks`) and the graceful drain (:mod:`.drain`, through
+:class:`ServerHooks`). Checked with uvicorn 0.55.0, websockets 17.4 and
+httptools 0.9.0; ``tests/server/test_transport_seams.py`` fails when one of
+them changes what a hook relies on (the test named in the last column).
 
-**Compression with a threshold.** uvicorn (through websockets) compresses
-every frame of a connection that negotiated permessage-deflate, which for the
-protocol's few-hundred-byte envelopes roughly doubles the server's CPU per
-delivery and buys little. RFC 7692 lets a sender leave any message
-uncompressed (RSV1 clear), which is what Node's ``ws`` does below its
-threshold; :class:`ThresholdDeflate` does the same below
-``compression_threshold_bytes``. Skipping a message leaves the compressor
-untouched, so context takeover stays valid for the next compressed one. A
-fragmented message is compressed whole. :func:`websocket_protocol` gives
-uvicorn its WebSocket protocol class with that extension
-(``uvicorn.Config(ws=...)``); everything else is uvicorn's.
+What is touched / why / the test that fails when upstream changes it:
 
-**The wire.** :class:`Wire` is what an :class:`~.outbox.Outbox` writes a
-prebuilt frame through when its writer is idle (:mod:`.outbox`), and what it
-asks how many bytes the transport still holds (the bound counts them).
-:class:`WebSocketIndex` finds the uvicorn protocol behind an Engine.IO
-session (recorded by :class:`~.guard.EngineIOGuard` as each WebSocket opens:
-in the ASGI scope for a direct WebSocket, by session id for an upgrade).
-
-**The drain.** :class:`DrainingServer` is uvicorn's server with the
-protocol's graceful shutdown (it overrides uvicorn's ``_wait_tasks_to_complete``
-and reads ``server_state.connections``; checked with uvicorn 0.55,
-``tests/server/test_shutdown.py`` fails if it changes).
-
-What is read of uvicorn and websockets (checked with uvicorn 0.55 and
-websockets 17.4; ``tests/server/test_outbox_writes.py`` fails if it changes):
-``WebSocketsSansIOProtocol`` as the ``__self__`` of the ASGI ``send``, its
-``transport``, ``conn`` (``state``, ``extensions``), ``writable`` (an
-``asyncio.Event`` cleared while uvicorn's flow control pauses writing),
-``handshake_complete``, ``initial_response``, ``close_sent`` and
-``disconnected``.
+1. ``WebSocketsSansIOProtocol`` subclassed (``uvicorn.Config(ws=...)``): its
+   ``conn`` replaced; its ``queue`` (uvicorn calls ``put_nowait``, ``get``,
+   ``empty``) and ``writable`` (``set``, ``clear``, ``wait``, ``is_set``)
+   replaced by :mod:`.lean` ones; ``start_keepalive`` (called once, right
+   after the handshake response is written) also empties ``request.headers``
+   and drops ``response`` / compression with a threshold, and 9 KiB less per
+   idle connection (bench/idle_memory.py) /
+   ``test_uvicorn_websocket_protocol_keeps_what_the_hooks_replace``.
+2. websockets' ``PerMessageDeflate``: ``encode`` overridden, ``encoder`` and
+   ``decoder`` made in ``__init__`` (we make them on first use) / a message
+   under the threshold goes uncompressed (RFC 7692 allows it), and no 30 KiB
+   of zlib state per connection / ``test_websockets_deflate_keeps_what_
+   threshold_deflate_overrides``.
+3. The protocol is the ``__self__`` of the ASGI ``send``; read: its
+   ``transport``, ``conn.state``, ``conn.extensions``, ``handshake_complete``,
+   ``initial_response``, ``close_sent``, ``disconnected`` / the outbox writes
+   a prebuilt frame straight to the transport when idle and counts what the
+   transport still holds / ``test_uvicorn_websocket_protocol_keeps_what_the_
+   hooks_replace`` (and tests/server/test_outbox_writes.py end to end).
+4. ``uvicorn.Config(http=cls)`` calls ``cls(config=, server_state=,
+   app_state=, _loop=)``; ``uvicorn.config.HTTP_PROTOCOLS["auto"]`` (loaded
+   with ``uvicorn.importer.import_from_string``); the application's task is
+   created inside the protocol's ``data_received``; ``server_state.connections``
+   / the connection bounds (:mod:`.http_guard`) wrap the protocol uvicorn would
+   use, know which connection a request came on, and cap the open ones /
+   ``test_uvicorn_http_protocol_is_made_and_counted_as_the_hooks_expect``.
+5. ``uvicorn.Server``: ``_wait_tasks_to_complete``, ``handle_exit`` and
+   ``capture_signals`` overridden; ``_captured_signals`` left alone on
+   purpose; ``should_exit``, ``force_exit``, ``started``, ``servers``,
+   ``server_state.connections`` read or set / the graceful drain
+   (:mod:`.drain`) runs first, aborts the connections still open after it,
+   exits 0 on SIGTERM, and embeds without signal handlers /
+   ``test_uvicorn_server_keeps_what_the_drain_overrides`` (and
+   tests/server/test_shutdown.py end to end).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-import signal
+import weakref
 import zlib
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from types import FrameType
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 import uvicorn
+from uvicorn.config import HTTP_PROTOCOLS
+from uvicorn.importer import import_from_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import (
@@ -62,20 +75,23 @@ from websockets.server import ServerProtocol
 from websockets.typing import ExtensionParameter
 
 from .frames import MessageFrames
+from .lean import LeanEvent, LeanQueue
 
 __all__ = [
     "SCOPE_KEY",
-    "SHUTDOWN_CLOSE_BOUND",
-    "DrainingServer",
-    "Drains",
+    "HTTPConnectionHooks",
+    "ServerHooks",
     "ThresholdDeflate",
     "ThresholdDeflateFactory",
     "WebSocketIndex",
     "Wire",
+    "connection_of_request",
     "frame_for",
     "websocket_protocol",
     "wire_of",
 ]
+
+# -- the WebSocket protocol: compression with a threshold, lean per-connection state --
 
 
 class ThresholdDeflate(PerMessageDeflate):
@@ -139,31 +155,55 @@ class ThresholdDeflateFactory(ServerPerMessageDeflateFactory):
 
 
 def websocket_protocol(threshold: int) -> type[WebSocketsSansIOProtocol]:
-    """uvicorn's sans-I/O WebSocket protocol, compressing messages of ``threshold`` bytes up."""
+    """uvicorn's sans-I/O WebSocket protocol, compressing messages of ``threshold`` bytes up.
 
-    class ThresholdWebSocketProtocol(WebSocketsSansIOProtocol):
+    Also lighter per connection: its event queue and ``writable`` flag are
+    :mod:`.lean` ones (3.8 KiB less), and the handshake's headers are let go
+    of once the response is sent (uvicorn copied them into the ASGI scope).
+    """
+
+    # uvicorn's own settings (12-bit windows, memLevel 5), our extension, and no
+    # context takeover from server to client: each compressed message starts
+    # afresh, so one compression serves every socket (frames.MessageFrames) and no
+    # compressor lives between messages. The factory only negotiates (each
+    # connection gets its own extension from it): one list serves every connection.
+    factories = [
+        ThresholdDeflateFactory(
+            threshold,
+            server_no_context_takeover=True,
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
+        )
+    ]
+
+    class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            self.queue: Any = LeanQueue()
+            self.writable: Any = LeanEvent()
+            self.writable.set()
             if self.config.ws_per_message_deflate:
-                # uvicorn's own settings (12-bit windows, memLevel 5), our extension,
-                # and no context takeover from server to client: each compressed
-                # message starts afresh, so one compression serves every socket
-                # (frames.MessageFrames) and no compressor lives between messages.
-                factory = ThresholdDeflateFactory(
-                    threshold,
-                    server_no_context_takeover=True,
-                    server_max_window_bits=12,
-                    client_max_window_bits=12,
-                    compress_settings={"memLevel": 5},
-                )
                 self.conn = ServerProtocol(
-                    extensions=[factory],
+                    extensions=factories,
                     max_size=self.config.ws_max_size,
                     logger=logging.getLogger("uvicorn.error"),
                 )
 
-    return ThresholdWebSocketProtocol
+        def start_keepalive(self) -> None:
+            # Called once, right after the handshake response was written. The
+            # request stays referenced by websockets' parser for the connection's
+            # life: empty its headers (about 2 KiB) and drop the response.
+            super().start_keepalive()
+            request = getattr(self, "request", None)
+            if request is not None:
+                request.headers.clear()
+            self.response = None  # type: ignore[assignment]
 
+    return LeanWebSocketProtocol
+
+
+# -- the wire: what the outbox writes through ---------------------------------------
 
 SCOPE_KEY: Final = "intraday.websocket"
 """Where the guard leaves a direct WebSocket's uvicorn protocol in its ASGI scope."""
@@ -264,38 +304,128 @@ class WebSocketIndex:
         return Wire(protocol) if protocol is not None else None
 
 
-SHUTDOWN_CLOSE_BOUND: Final = 2.0
-"""Seconds after the drain within which connections must close before they are aborted."""
+# -- the HTTP protocol: what the connection bounds wrap --------------------------------
 
-log = logging.getLogger("reference_server")
-
-
-class Drains(Protocol):
-    """What :class:`DrainingServer` stops first: the application's own shutdown."""
-
-    async def shutdown(self) -> None:
-        """Notify every client, let them drain, disconnect them."""
-        ...
+# A weak reference: every context copied while uvicorn handles the request keeps
+# it (the WebSocket's ASGI task, and the context of that task's done callback,
+# for the connection's life); a strong one kept uvicorn's HTTP protocol (its
+# parser, buffers and flow control: about 4 KiB) alive as long as the WebSocket.
+_request_connection: contextvars.ContextVar[weakref.ref[HTTPConnectionHooks] | None] = (
+    contextvars.ContextVar("intraday_http_connection", default=None)
+)
 
 
-class DrainingServer(uvicorn.Server):
-    """uvicorn's server with the protocol's graceful shutdown on SIGTERM/SIGINT.
+def connection_of_request() -> HTTPConnectionHooks | None:
+    """The connection the current ASGI request arrived on (``None`` under another server)."""
+    ref = _request_connection.get()
+    return ref() if ref is not None else None
 
-    The first signal sends ``system:maintenance`` to every client, waits for
-    the drain, disconnects them and only then lets uvicorn stop; the process
-    exits 0. A second signal forces the exit.
+
+class HTTPConnectionHooks(asyncio.Protocol):
+    """uvicorn's HTTP protocol for one connection, wrapped without subclassing it.
+
+    ``uvicorn.Config(http=...)`` takes a subclass; it forwards everything to the
+    protocol uvicorn would use (``HTTP_PROTOCOLS["auto"]``: httptools, else
+    h11) and makes the connection known to the requests it carries
+    (:func:`connection_of_request`: uvicorn creates the application's task
+    inside ``data_received``, so the task inherits the context set around it).
     """
 
-    def __init__(self, config: uvicorn.Config, app: Drains, *, signals: bool) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        self._inner: Any = _http_protocol()(**kwargs)
+        self._server_state = kwargs["server_state"]
+        self._ref = weakref.ref(self)
+
+    def open_connections(self) -> int:
+        """HTTP and WebSocket connections the server has open."""
+        return len(self._server_state.connections)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        token = _request_connection.set(self._ref)
+        try:
+            self._inner.data_received(data)
+        finally:
+            _request_connection.reset(token)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+_HTTP_PROTOCOL: list[type[asyncio.Protocol]] = []
+
+
+def _http_protocol() -> type[asyncio.Protocol]:
+    if not _HTTP_PROTOCOL:
+        _HTTP_PROTOCOL.append(import_from_string(HTTP_PROTOCOLS["auto"]))
+    return _HTTP_PROTOCOL[0]
+
+
+# -- the server: what the drain overrides ----------------------------------------------
+
+
+class ServerHooks(uvicorn.Server):
+    """uvicorn's server, with the places a graceful drain needs as plain methods.
+
+    Subclasses override :meth:`on_exit_signal` (a signal arrived) and
+    :meth:`before_closing` (the application's shutdown is done; uvicorn is
+    about to wait for the open connections).
+    """
+
+    def __init__(self, config: uvicorn.Config, *, signals: bool) -> None:
         super().__init__(config)
-        self._intraday = app
         self._signals = signals
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._draining: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop serving, once started."""
         self.listening = asyncio.Event()
+        """Set once the server listens."""
+
+    def on_exit_signal(self, sig: int) -> None:
+        """SIGTERM or SIGINT arrived (uvicorn's default: stop now)."""
+        self.stop_serving(force=False)
+
+    async def before_closing(self) -> None:
+        """Run before uvicorn waits for the open connections to close."""
+
+    def stop_serving(self, *, force: bool) -> None:
+        """Let uvicorn stop (``force``: without waiting for connections)."""
+        self.should_exit = True
+        self.force_exit = force
+
+    @property
+    def forced(self) -> bool:
+        """Whether the exit is forced (a second signal)."""
+        return bool(self.force_exit)
+
+    def open_connections(self) -> list[asyncio.Protocol]:
+        """Every open HTTP and WebSocket connection's protocol."""
+        return list(self.server_state.connections)
+
+    @staticmethod
+    def abort(connection: asyncio.Protocol) -> None:
+        """Abort a connection's transport: its tasks end."""
+        transport = getattr(connection, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+    def ports(self) -> list[int]:
+        """The ports listened on."""
+        return [int(s.getsockname()[1]) for server in self.servers for s in server.sockets]
 
     async def startup(self, sockets: Any = None) -> None:
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         await super().startup(sockets=sockets)
         if self.started:
             self.listening.set()
@@ -311,46 +441,8 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Deliberately not recorded in _captured_signals: uvicorn would re-raise
         # it after shutdown and the process would die of the signal, not exit 0.
-        if self._draining is not None or self._loop is None:
-            self.should_exit = True
-            self.force_exit = self._draining is not None
-            return
-        log.info("received %s: draining", signal.Signals(sig).name)
-        self._loop.call_soon_threadsafe(self._begin_drain)
-
-    def _begin_drain(self) -> None:
-        self._draining = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            await self._intraday.shutdown()
-        finally:
-            self.should_exit = True
+        self.on_exit_signal(sig)
 
     async def _wait_tasks_to_complete(self) -> None:
-        # uvicorn waits timeout_graceful_shutdown (5 s) for every connection to
-        # close, then cancels what is left and logs it at ERROR. A client that
-        # stopped reading never closes: its WebSocket's writer waits on it. By
-        # now the drain has told every client and closed every session, so a
-        # connection still open after SHUTDOWN_CLOSE_BOUND is stuck: abort its
-        # transport, which ends its tasks (and the API requests finish first).
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + SHUTDOWN_CLOSE_BOUND
-        # uvicorn offers no event for "the last connection closed": poll its set.
-        while self.server_state.connections and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        stuck = list(self.server_state.connections)
-        if stuck:
-            log.info("shutdown: aborting %d connection(s) that did not close", len(stuck))
-            for connection in stuck:
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
+        await self.before_closing()
         await super()._wait_tasks_to_complete()
-
-    async def stop(self) -> None:
-        """Drain and stop from code (what a signal does)."""
-        if self._draining is None:
-            self._begin_drain()
-        assert self._draining is not None
-        await self._draining
