@@ -355,7 +355,7 @@ class RedisStore:
 
     async def append(self, stream: str, envelope: dict[str, Any]) -> tuple[int, str]:
         """Log ``envelope`` as the next message of ``stream``; its ``(seq, epoch)``."""
-        if not (await self._log(stream, [(envelope, "", "")], "", "")).confirmed:
+        if not (await self.append_published(stream, [(envelope, "", "")], "", "")).confirmed:
             raise UnconfirmedAppendError(str(envelope.get("id", "")))
         return int(envelope["seq"]), str(envelope["epoch"])
 
@@ -373,15 +373,6 @@ class RedisStore:
         envelope), and the tail. The subscribers of ``presence`` are counted
         in that same step. One script, and one ``WAIT``, whatever their number.
         """
-        return await self._log(stream, messages, channel, presence)
-
-    async def _log(
-        self,
-        stream: str,
-        messages: Sequence[tuple[dict[str, Any], str, str]],
-        channel: str,
-        presence: str,
-    ) -> Published:
         args: list[Any] = [
             self._max_messages,
             f"{self._clock():.3f}",

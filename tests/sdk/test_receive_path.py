@@ -172,18 +172,24 @@ async def test_a_batch_is_not_overtaken_by_a_later_event_while_a_handler_waits(
     assert seen == list(range(10))
 
 
-async def test_a_message_is_filtered_once_per_subscription_however_many_read_it(
-    server: ReferenceServer, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Routing checks a subscription's filter once per message; its readers never again."""
-    checked: list[Scope] = []
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> list[Scope]:
+    """Every subscription filter whose ``Scope.covers`` is called, in call order."""
+    calls: list[Scope] = []
     covers = Scope.covers
 
     def counting(self: Scope, target: Scope) -> bool:
-        checked.append(self)
+        calls.append(self)
         return covers(self, target)
 
     monkeypatch.setattr(Scope, "covers", counting)
+    return calls
+
+
+async def test_a_message_is_filtered_once_per_subscription_however_many_read_it(
+    server: ReferenceServer, api: httpx.AsyncClient, checked: list[Scope]
+) -> None:
+    """Routing checks a subscription's filter once per message; its readers never again."""
     async with IntradayClient(config_for(server)) as client:
         subscription = await client.subscribe(["kpi"], queue_name="support")
         handled = asyncio.Event()
@@ -199,7 +205,7 @@ async def test_a_message_is_filtered_once_per_subscription_however_many_read_it(
 
 
 async def test_no_reader_of_any_kind_filters_a_message_again(
-    server: ReferenceServer, api: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    server: ReferenceServer, api: httpx.AsyncClient, checked: list[Scope]
 ) -> None:
     """Issue 23: every reader a subscription can have shares its one filter check.
 
@@ -210,14 +216,6 @@ async def test_no_reader_of_any_kind_filters_a_message_again(
     filtered again, or a subscription checked twice, adds a check: exactly
     one per subscription that covers the message.
     """
-    checked: list[Scope] = []
-    covers = Scope.covers
-
-    def counting(self: Scope, target: Scope) -> bool:
-        checked.append(self)
-        return covers(self, target)
-
-    monkeypatch.setattr(Scope, "covers", counting)
     blocking = BlockingClient(config_for(server))
     await asyncio.to_thread(blocking.connect, WAIT)
     try:
