@@ -562,11 +562,17 @@ class RedisStore:
         now = self._clock()
         streams = count = 0
         oldest: float | None = None
-        for org in sorted(await self._redis.smembers(_ORGS)):
-            active = f"{_org_prefix(org)}active-streams"
-            held, entries, first = await self._figures_script(
-                keys=[active], args=[now - self._max_age, _org_prefix(org)]
-            )
+        orgs = sorted(await self._redis.smembers(_ORGS))
+        # One script per organization (its keys share one hash slot), all of them in one
+        # pipelined round trip: one round trip each took 330 ms for 1,001 organizations.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for org in orgs:
+                active = f"{_org_prefix(org)}active-streams"
+                await self._figures_script(
+                    keys=[active], args=[now - self._max_age, _org_prefix(org)], client=pipe
+                )
+            answers = await pipe.execute() if orgs else []
+        for org, (held, entries, first) in zip(orgs, answers, strict=True):
             if not int(held):
                 await self._redis.srem(_ORGS, org)  # silent for the age bound: forgotten
                 continue

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from client_sdk import ConnectionState, IntradayClient
+from client_sdk.exceptions import IntradayError
 from client_sdk.testing import running_server
 from tests.delivery.sequence import ORG, TIMESTAMP, Handled, publish
 from tests.processes import RedisProcess
@@ -96,3 +97,39 @@ async def test_a_subscribe_refused_during_an_outage_joins_nothing_and_names_no_h
             assert [e["data"]["queue_name"] for e in replayed] == ["after"]
         finally:
             await client.close()
+
+
+@pytest.mark.timeout(90)
+async def test_a_bot_started_during_an_outage_handles_what_it_missed_once_redis_is_back(
+    tmp_path: Path,
+) -> None:
+    """Issue 22 item 3 end to end: the refused subscribe took neither the next live message
+    as the bot's position nor the stored one away, so messages 6-10 were never handled."""
+    path = tmp_path / "bot.resume"
+    async with (
+        RedisProcess(tmp_path, appendonly=True) as redis,
+        running_server(store=redis.url) as server,
+        server.admin() as admin,
+    ):
+        config = fast_config(server.url, path=server.path, resume_store=path)
+        async with IntradayClient(config) as client:
+            first = Handled(client)
+            await client.subscribe(["kpi", "alerts"])
+            for n in range(1, 6):
+                await publish(admin, n)
+            await first.until(5)
+        for n in range(6, 11):  # while the bot is away: Redis keeps them
+            await publish(admin, n)
+        await redis.kill()
+        async with IntradayClient(config) as client:  # the bot restarts during the outage
+            handled = Handled(client)
+            with pytest.raises(IntradayError) as refused:
+                await client.subscribe(["kpi", "alerts"])
+            assert str(redis.port) not in str(refused.value)  # a generic message
+            await redis.start()  # the same port and append-only file
+            await publish(admin, 11)  # live, before the bot subscribes again
+            await client.subscribe(["kpi", "alerts"])
+            await handled.until(6)
+            handled.assert_exactly(range(6, 12))  # 6-10 were never handled
+            assert handled.gaps == []
+    first.assert_exactly(range(1, 6))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Collection
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -217,6 +218,42 @@ async def test_drops_a_server_cannot_replay_are_reported_as_gaps() -> None:
             assert len(handled.gaps) == dropped
             assert {gap.reason for gap in handled.gaps} == {"overflow"}
             assert len(handled.numbers) + dropped == 20
+    finally:
+        await server.stop()
+
+
+async def test_a_replay_larger_than_the_handler_queue_reaches_a_slow_handler_whole(
+    tmp_path: Path,
+) -> None:
+    """Issue 22 item 2's replay half: a 20 ms handler got 963 of a 2,010-message replay."""
+    server = await _server(None)
+    try:
+        async with AdminClient(server.url) as admin:
+            config = fast_config(
+                server.url,
+                path=server.settings.path,
+                resume_store=tmp_path / "bot.resume",
+                handler_backpressure=BUFFER(3),
+            )
+            async with IntradayClient(config) as client:  # leaves a position behind
+                first = Handled(client)
+                await client.subscribe(["kpi"], queue_name="support")
+                await publish(admin, 2)
+                await first.until(1)
+            for n in range(4, 84, 2):  # 40 while the client is away: 13 times its queue
+                await publish(admin, n)
+            async with IntradayClient(config) as client:
+                handled = Handled(client)
+
+                async def slow(_message: Message[KpiPayload]) -> None:
+                    await _pause()
+
+                client.on(on_kpi_update=slow)
+                await client.subscribe(["kpi"], queue_name="support")
+                await handled.until(40)
+                assert handled.numbers == list(range(4, 84, 2)), "lost, doubled or out of order"
+                assert handled.replayed == handled.numbers
+                assert (client.statistics().gaps, handled.gaps) == (0, [])
     finally:
         await server.stop()
 

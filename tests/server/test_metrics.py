@@ -232,3 +232,29 @@ async def test_every_metric_the_grafana_dashboard_queries_is_exported(
         name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count") for name in named
     }
     assert set(METRIC_NAMES) <= shown, sorted(set(METRIC_NAMES) - shown)
+
+
+def _scale(expr: str) -> str:
+    """What a query's values measure, read off its first metric's name."""
+    metric = re.findall(r"\b(?:intraday|process|python)_\w+", expr)[0]
+    return "seconds" if "_seconds" in metric else "bytes" if "_bytes" in metric else "count"
+
+
+def test_the_dashboard_shows_a_server_that_is_down_and_mixes_no_scales_on_an_axis() -> None:
+    # Issue 21 item 8: "servers up" summed intraday_up, which a server that is down does not
+    # export (it could never show one), on one axis with the store's size and the uptime.
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    [up] = [p for p in panels if any(t["expr"].startswith("up{") for t in p["targets"])]
+    assert {m["options"]["0"]["text"] for m in up["fieldConfig"]["defaults"]["mappings"]} == {
+        "down"
+    }
+    for panel in panels:
+        own_axis = {  # series given a unit (and so an axis) of their own
+            o["matcher"]["options"]
+            for o in panel.get("fieldConfig", {}).get("overrides", [])
+            if o["matcher"]["id"] == "byFrameRefID"
+            and any(p["id"] == "unit" for p in o["properties"])
+        }
+        shared = [t for t in panel["targets"] if t.get("refId") not in own_axis]
+        scales = {_scale(t["expr"]) for t in shared if not t["expr"].startswith("up{")}
+        assert len(scales) <= 1, (panel["title"], scales)
