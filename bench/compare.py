@@ -17,6 +17,8 @@ Servers (one fresh process per run, 127.0.0.1, a free port):
 * ``ours-batch``     -- ``ours`` with clients announcing capability ``batch``; every envelope of
   a ``batch`` event counts as one delivery with its own latency. "not supported by this
   server" when the authenticate ack's ``server.capabilities`` lacks ``batch``
+* ``ours-batch-nodeflate`` -- (not run unless asked) ``ours-batch`` with
+  ``--no-compression-enabled``: what batching costs apart from compression
 * ``node-deflate``   -- (not run unless asked with ``--variants``) ``node`` with
   ``perMessageDeflate: {threshold: 1024}``
 
@@ -80,7 +82,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 LINE_LIMIT = 1 << 28
 BASELINE = "node"
 DEFAULT_VARIANTS = ("node", "ours", "ours-nodeflate", "ours-batch")
-ALL_VARIANTS = (*DEFAULT_VARIANTS, "node-deflate")
+ALL_VARIANTS = (*DEFAULT_VARIANTS, "ours-batch-nodeflate", "node-deflate")
 NOT_SUPPORTED = "not supported by this server"
 LISTENING = re.compile(r"listening on http://[^:]+:(\d+)")
 
@@ -103,6 +105,9 @@ VARIANTS: dict[str, Variant] = {
         "ours-nodeflate", node=False, server_flags=("--no-compression-enabled",)
     ),
     "ours-batch": Variant("ours-batch", node=False, batch=True),
+    "ours-batch-nodeflate": Variant(
+        "ours-batch-nodeflate", node=False, server_flags=("--no-compression-enabled",), batch=True
+    ),
 }
 
 

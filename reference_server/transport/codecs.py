@@ -22,6 +22,10 @@ from .outbox import Encoded, Message
 __all__ = ["BridgeCodec", "FramedPacket", "SocketIOCodec"]
 
 _BATCH = json.dumps(ControlEvent.BATCH.value)
+_SINGLE_SOCKETIO = len('42["",]')
+"""A single message's frame (``42["event",data]``) beyond its event name and data."""
+_SINGLE_BRIDGE = len('{"event":"","data":}')
+"""A single bridge frame (``{"event":"...","data":...}``) beyond its event name and data."""
 
 
 def _json(value: Any) -> str:
@@ -64,9 +68,9 @@ class SocketIOCodec:
         self._limit = limit
 
     @staticmethod
-    def _packet(text: str) -> Encoded:
+    def _packet(text: str, weight: int | None = None) -> Encoded:
         # python-engineio's writer encodes the packet; a direct write sends the frame.
-        frames = MessageFrames(("4" + text).encode())
+        frames = MessageFrames(("4" + text).encode(), weight)
         return FramedPacket(frames), frames, len(frames)
 
     def single(self, message: Message, ack_id: int | None) -> Encoded:
@@ -77,9 +81,13 @@ class SocketIOCodec:
         return self._packet(f"{head}[{json.dumps(message.event)},{message.json}]")
 
     def batch(self, messages: list[Message]) -> list[Encoded]:
-        """``2["batch",{"messages":[...]}]``, cut to the size limit."""
+        """``2["batch",{"messages":[...]}]``, cut to the size limit.
+
+        Weighed for compression as its largest message alone (``42["event",data]``).
+        """
+        weight = max(len(m.event) + len(m.json) for m in messages) + _SINGLE_SOCKETIO
         texts = split_encoded(messages, self._encode_batch, self._limit)
-        return [self._packet(text) for text in texts]
+        return [self._packet(text, weight) for text in texts]
 
     @staticmethod
     def _encode_batch(messages: list[Message]) -> str:
@@ -104,9 +112,9 @@ class BridgeCodec:
         self._limit = limit
 
     @staticmethod
-    def _frame(text: str) -> Encoded:
+    def _frame(text: str, weight: int | None = None) -> Encoded:
         # The writer sends ``frames.text()``; a direct write sends the frame.
-        frames = MessageFrames(text.encode())
+        frames = MessageFrames(text.encode(), weight)
         return frames, frames, len(frames)
 
     def single(self, message: Message, ack_id: int | None) -> Encoded:
@@ -114,9 +122,13 @@ class BridgeCodec:
         return self._frame(f'{{"event":{json.dumps(message.event)},"data":{message.json}}}')
 
     def batch(self, messages: list[Message]) -> list[Encoded]:
-        """``{"event":"batch","data":{"messages":[...]}}``, cut to the size limit."""
+        """``{"event":"batch","data":{"messages":[...]}}``, cut to the size limit.
+
+        Weighed for compression as its largest message alone (``{"event":..,"data":..}``).
+        """
+        weight = max(len(m.event) + len(m.json) for m in messages) + _SINGLE_BRIDGE
         texts = split_encoded(messages, self._encode_batch, self._limit)
-        return [self._frame(text) for text in texts]
+        return [self._frame(text, weight) for text in texts]
 
     @staticmethod
     def _encode_batch(messages: list[Message]) -> str:

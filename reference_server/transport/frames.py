@@ -7,6 +7,15 @@ a fresh state, which is what a connection of ours without context takeover
 expects (:mod:`.uvicorn_server` negotiates it). :class:`MessageFrames` builds each
 variant on first need and keeps it for the next recipient: compression is
 done once per message, not once per socket.
+
+The compression threshold is weighed against :attr:`MessageFrames.weight`:
+a message's own size, but for a ``batch`` the size of its largest message
+as it would go alone. Batching changes how messages are framed, not whether
+they are compressed: a batch of messages that would each go plain goes plain
+(a Node.js ``ws`` client inflates every compressed frame on its thread pool,
+at most 10 at once, at about ten times the cost of parsing a small batch).
+A frame python-engineio's writer sends instead (the socket is backed up, so
+the outbox queued it) passes the connection's own threshold, on its size.
 """
 
 from __future__ import annotations
@@ -43,13 +52,16 @@ class MessageFrames:
     waiting in an outbox holds its bytes once, whatever the transport.
     """
 
-    __slots__ = ("_deflated", "_head", "_plain", "_size")
+    __slots__ = ("_deflated", "_head", "_plain", "_size", "weight")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, weight: int | None = None) -> None:
         self._plain = text_frame(payload)
-        self._size = len(payload)  # asked once per recipient (the compression threshold)
+        self._size = len(payload)
         self._head = len(self._plain) - self._size
         self._deflated: dict[tuple[int, frozenset[tuple[str, Any]]], bytes] | None = None
+        self.weight = self._size if weight is None else weight
+        """The size weighed against the compression threshold (asked once per recipient):
+        the payload's, or for a batch its largest message's as that would go alone."""
 
     def __len__(self) -> int:
         return self._size

@@ -21,6 +21,8 @@ What it owns:
   and the writer takes it in turn.
 - **Compression once per message**: a :class:`Message` is encoded once and
   its frames (:class:`~.frames.MessageFrames`) built once for every recipient.
+  A batch is compressed only when one of its messages would be alone: the
+  window changes the framing, never what a client must inflate.
 - **The batch window** (protocol section 5), adaptive: a message to a batch
   socket with nothing in flight goes at once; what arrives while earlier
   writes are pending gathers, and goes when the writer is free again, at the

@@ -257,7 +257,7 @@ def frame_for(frames: MessageFrames, extensions: Sequence[Any]) -> bytes | None:
     if len(extensions) != 1 or not isinstance(extensions[0], ThresholdDeflate):
         return None
     deflate = extensions[0]
-    if len(frames) < deflate.threshold:
+    if frames.weight < deflate.threshold:
         return frames.plain()
     if not deflate.local_no_context_takeover:
         return None  # compressed against this connection's history

@@ -156,13 +156,20 @@ def test_a_deflated_frame_decodes_on_every_connection_without_history() -> None:
         assert decoded.data == text
     small = MessageFrames(b"c" * 100)
     assert frame_for(small, [server_side]) == small.plain()
+    light = MessageFrames(b"e" * 3000, weight=700)  # a batch of messages under the threshold
+    assert frame_for(light, [server_side]) == light.plain()
     remembering = ThresholdDeflate(False, False, 12, 12, {}, threshold=1024)
     assert frame_for(MessageFrames(b"d" * 3000), [remembering]) is None  # its own encoder
 
 
-async def test_a_batch_over_the_threshold_reaches_a_deflate_socket_compressed(
-    server: ReferenceServer, api: Any
-) -> None:
+async def _batched_frames(
+    server: ReferenceServer, notes: list[int]
+) -> tuple[list[str], list[tuple[bool, int]]]:
+    """Publish kpi messages with notes of these sizes to a batch socket that negotiated deflate.
+
+    What arrived (queue names, in order) and, for each ``batch`` frame, whether it
+    came compressed and its size once decoded.
+    """
     factory = RecordingDeflateFactory()
     raw = await RawEngineIO.open(server.url, extensions=[factory], compression=None)
     try:
@@ -170,22 +177,45 @@ async def test_a_batch_over_the_threshold_reaches_a_deflate_socket_compressed(
         assert (await raw.connect(auth)).startswith("40")
         assert (await raw.call(1, "subscribe", {"channels": ["kpi"]}))["success"] is True
         seen = len(factory.compressed)
-        for n in range(5):  # in-process, without yielding: the four behind the first gather
-            data = kpi(queue=f"q{n}", note="x" * 300)
+        for n, note in enumerate(notes):  # in-process, without yielding: all behind the first
+            data = kpi(queue=f"q{n}", note="x" * note)
             request = BroadcastRequest.model_validate({"event": "kpi:update", "data": data})
             await server.app.publisher.publish(request)
         queues: list[str] = []
-        while len(queues) < 5:
+        kinds: list[str] = []
+        while len(queues) < len(notes):
             frame = await raw.recv()
             if frame.startswith('42["batch"'):
                 queues += [m["data"]["queue_name"] for m in json.loads(frame[2:])[1]["messages"]]
+                kinds.append("batch")
             elif frame.startswith('42["kpi:update"'):  # nothing was in flight: it went at once
                 queues.append(json.loads(frame[2:])[1]["data"]["queue_name"])
-        assert queues == [f"q{n}" for n in range(5)]
-        # Each batch here is over 1 KiB: every frame of that size came compressed.
+                kinds.append("single")
         frames = list(zip(factory.compressed, factory.sizes, strict=True))[seen:]
-        large = [rsv1 for rsv1, size in frames if size >= 1024]
-        assert large
-        assert all(large), large
+        # Only kpi frames arrived after the subscribe: they pair up with what was parsed.
+        assert len(frames) == len(kinds)
+        return queues, [f for f, kind in zip(frames, kinds, strict=True) if kind == "batch"]
     finally:
         await raw.close()
+
+
+async def test_a_batch_of_messages_under_the_threshold_goes_plain_even_over_it(
+    server: ReferenceServer,
+) -> None:
+    # Each message (about 700 bytes) would go plain alone; so does their batch,
+    # although it is well over 1 KiB: batching changes the framing, not the
+    # compression (a compressed frame costs a Node.js client an inflate on its
+    # thread pool, about ten times the parse of a small batch).
+    queues, batched = await _batched_frames(server, [300] * 5)
+    assert queues == [f"q{n}" for n in range(5)]
+    assert batched
+    assert all(size >= 1024 for _, size in batched), batched
+    assert not any(rsv1 for rsv1, _ in batched), batched
+
+
+async def test_a_batch_holding_a_message_over_the_threshold_goes_compressed(
+    server: ReferenceServer,
+) -> None:
+    queues, batched = await _batched_frames(server, [300, 300, 2000, 300])
+    assert queues == [f"q{n}" for n in range(4)]
+    assert [rsv1 for rsv1, _ in batched] == [True] * len(batched), batched
