@@ -5,7 +5,8 @@
 - ingress: :mod:`.guard` (the ASGI guard in front of python-engineio),
   :mod:`.ingress` (screening and dispatch of Socket.IO packets),
   :mod:`.bridge` (the plain-WebSocket bridge's reader);
-- the way out: :mod:`.outbox` (one per socket, the only way bytes leave),
+- the way out: :mod:`.fanout` (a broadcast handed to each recipient's outbox),
+  :mod:`.outbox` (one per socket, the only way bytes leave),
   :mod:`.codecs`, :mod:`.frames`, :mod:`.batching`;
 - the seams: :mod:`.socketio_server` (every private python-socketio and
   python-engineio hook, in one table) and :mod:`.uvicorn_server` (every uvicorn and
@@ -13,23 +14,21 @@
 - before any of them: :mod:`.http_guard`, bounds on TCP connections before a
   request reaches the application (a header deadline, a cap, the file limit,
   quiet accept failures);
-- the end: :mod:`.drain`, the graceful shutdown.
+- the end: :mod:`.drain`, the graceful shutdown;
+- beside them: :mod:`.admin_ui`, the official Socket.IO Admin UI.
 
 No module outside this package imports socketio, engineio, uvicorn's
 protocols or websockets.
 """
 
+from .admin_ui import instrument_for_admin_ui
 from .bridge import BridgeLink, origin_allowed, serve_bridge
 from .drain import DrainingServer
+from .fanout import OutboxFanout
 from .guard import EngineIOGuard
-from .outbox import Message, Outbox, OutboxPolicy, flush_batches
-from .socketio_server import (
-    IntradaySocketServer,
-    OutboxFanout,
-    SocketIOLink,
-    create_socketio_server,
-    instrument_for_admin_ui,
-)
+from .message import Message
+from .outbox import Outbox, OutboxPolicy, flush_batches
+from .socketio_server import IntradaySocketServer, SocketIOLink, create_socketio_server
 from .uvicorn_server import WebSocketIndex, websocket_protocol
 
 __all__ = [

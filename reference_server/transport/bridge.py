@@ -41,7 +41,8 @@ from ..screening import IngressScreen
 from ..stats import ServerStats
 from ..validation import parse_model
 from .codecs import BridgeCodec
-from .outbox import Outbox, OutboxLink, OutboxPolicy, WireLike
+from .message import WireLike
+from .outbox import Outbox, OutboxLink, OutboxPolicy
 from .socketio_server import outbox_policy
 from .uvicorn_server import wire_of
 

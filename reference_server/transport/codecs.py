@@ -1,6 +1,6 @@
-"""How messages, batches and acks look on each kind of socket (see :class:`.outbox.Codec`).
+"""How messages, batches and acks look on each kind of socket (see :class:`.message.Codec`).
 
-Both encode the envelope's JSON once per message (:attr:`.outbox.Message.json`)
+Both encode the envelope's JSON once per message (:attr:`.message.Message.json`)
 and wrap it per socket kind: a Socket.IO EVENT packet inside an Engine.IO
 MESSAGE packet, or a bridge frame ``{"event", "data"}``. The texts are the
 ones python-socketio and the bridge made before, byte for byte.
@@ -17,7 +17,7 @@ from client_sdk.protocol import ControlEvent, ack_frame
 
 from .batching import split_encoded
 from .frames import MessageFrames
-from .outbox import Encoded, Message
+from .message import Encoded, Message
 
 __all__ = ["BridgeCodec", "FramedPacket", "SocketIOCodec"]
 

@@ -44,28 +44,23 @@ What it owns:
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from .batching import batchable
 from .frames import MessageFrames
+from .message import Codec, Encoded, Message, WireLike
 
 __all__ = [
     "MAX_PACKETS_PER_ROUND",
     "PENDING_WINDOWS",
     "BatchClock",
-    "Codec",
-    "Encoded",
-    "Message",
     "Outbox",
     "OutboxLink",
     "OutboxPolicy",
-    "WireLike",
     "flush_batches",
 ]
 
@@ -74,96 +69,6 @@ MAX_PACKETS_PER_ROUND: Final = 16
 
 PENDING_WINDOWS: Final = 2
 """How many batch windows a message sent at once counts as pending (a batch: one)."""
-
-Encoded = tuple[Any, MessageFrames | None, int]
-"""What a codec makes of a message: the writer's item, its frames (for direct writes), its size."""
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-class Message:
-    """One message to any number of sockets, encoded once (per codec) for all of them."""
-
-    __slots__ = ("_batches", "_json", "batchable", "data", "event", "made")
-
-    def __init__(self, event: str, data: Any) -> None:
-        self.event = str(event)
-        self.data = data
-        self.batchable = batchable(self.event, data)
-        self._json: str | None = None
-        self.made: dict[Codec, Encoded] = {}
-        """What :meth:`encoded` made, per codec."""
-        self._batches: dict[Codec, tuple[list[Message], list[Encoded]]] | None = None
-
-    @property
-    def json(self) -> str:
-        """The data as JSON, made once."""
-        if self._json is None:
-            self._json = _json(self.data)
-        return self._json
-
-    def encoded(self, codec: Codec) -> Encoded:
-        """The message as ``codec`` sends it without an ack, made once."""
-        found = self.made.get(codec)
-        if found is None:
-            found = self.made[codec] = codec.single(self, None)
-        return found
-
-    def batch_encoded(self, codec: Codec, batch: list[Message]) -> list[Encoded]:
-        """``batch`` (which starts with this message) as ``codec`` sends it.
-
-        The sockets of one room gather the same messages and flush them at
-        the same moment: the last batch made is kept, so they share one.
-        """
-        if self._batches is None:
-            self._batches = {}
-        found = self._batches.get(codec)
-        if found is not None:
-            messages, encoded = found
-            if len(messages) == len(batch) and all(
-                a is b for a, b in zip(messages, batch, strict=True)
-            ):
-                return encoded
-        encoded = codec.batch(batch)
-        self._batches[codec] = (batch, encoded)
-        return encoded
-
-
-class Codec(Protocol):
-    """How one kind of socket (Socket.IO, bridge) carries messages, batches and acks."""
-
-    asks_acks: bool
-    """Whether the client can be asked to acknowledge a message (the bridge cannot)."""
-
-    def single(self, message: Message, ack_id: int | None) -> Encoded:
-        """One message as its own event; with ``ack_id`` the client is asked to acknowledge."""
-        ...
-
-    def batch(self, messages: list[Message]) -> list[Encoded]:
-        """These messages as ``batch`` events, in order (several if one would be too large)."""
-        ...
-
-    def ack(self, ack_id: int, data: Any) -> Encoded:
-        """The answer to the client's request ``ack_id``."""
-        ...
-
-
-class WireLike(Protocol):
-    """The transport under an outbox (:class:`~.uvicorn_server.Wire`)."""
-
-    def ready(self) -> bool:
-        """Whether a frame written now goes out now."""
-        ...
-
-    def buffered(self) -> int:
-        """Bytes the transport still holds."""
-        ...
-
-    def write(self, frames: MessageFrames) -> bool:
-        """Write the fitting frame; ``False`` if none fits this connection."""
-        ...
 
 
 class BatchClock:

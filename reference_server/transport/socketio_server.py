@@ -42,9 +42,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hmac
 import logging
-from collections.abc import Callable, Collection, Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any
 
 import engineio
@@ -55,23 +54,23 @@ from socketio import packet as sio_packet
 from client_sdk.protocol import ControlEvent, ErrorCode, ProtocolError
 
 from ..config import ServerSettings
-from ..connections import Connection, Registry
+from ..connections import Connection
 from ..hub import Hub
 from ..screening import IngressScreen
 from .admission import SessionAdmission
 from .codecs import SocketIOCodec
+from .fanout import outbox_of
 from .guard import engineio_logger
 from .ingress import NAMESPACE, Ingress
-from .outbox import Message, Outbox, OutboxLink, OutboxPolicy, WireLike
+from .message import Message, WireLike
+from .outbox import Outbox, OutboxLink, OutboxPolicy
 from .uvicorn_server import WebSocketIndex
 
 __all__ = [
     "POLLING_CLOSE_GRACE",
     "IntradaySocketServer",
-    "OutboxFanout",
     "SocketIOLink",
     "create_socketio_server",
-    "instrument_for_admin_ui",
     "outbox_policy",
 ]
 
@@ -152,66 +151,6 @@ class SocketIOLink(OutboxLink):
         eio_sid = self._server.manager.eio_sid_from_sid(self._sid, NAMESPACE)
         if eio_sid is not None:
             await self._server.close_session(eio_sid)
-
-
-def _outbox_of(connection: Connection) -> Outbox | None:
-    outbox = getattr(connection.link, "outbox", None)
-    return outbox if isinstance(outbox, Outbox) else None
-
-
-_OUTBOX_LISTS_KEPT = 64
-"""Lists of rooms whose outboxes a fan-out keeps at most (all are forgotten past it)."""
-
-
-class OutboxFanout:
-    """The delivery's :class:`~reference_server.delivery.Fanout`: room emits into outboxes.
-
-    One :class:`~.outbox.Message` per emit (encoded, and framed, once), handed
-    to the outbox of every socket in the rooms, Socket.IO and bridge alike.
-    The outboxes of a list of rooms are looked up once and kept while the
-    registry's answer for those rooms stays the same (no socket came, went,
-    joined or left): a broadcast then costs one hand-off per recipient.
-    """
-
-    def __init__(self, registry: Registry) -> None:
-        self._registry = registry
-        self._outboxes: dict[tuple[str, ...], tuple[frozenset[str], list[Outbox]]] = {}
-
-    async def emit_to_rooms(
-        self, event: str, data: dict[str, Any], rooms: list[str], skip: Collection[str] = ()
-    ) -> None:
-        """Deliver to the union of ``rooms`` (a socket id names its socket), but not ``skip``."""
-        if not rooms:
-            return
-        message = Message(event, data)
-        ids = self._registry.recipient_ids(rooms)
-        if skip:
-            outboxes = self._outboxes_of(ids.difference(skip))
-        else:
-            key = tuple(rooms)
-            kept = self._outboxes.get(key)
-            if kept is not None and kept[0] is ids:
-                outboxes = kept[1]
-            else:
-                outboxes = self._outboxes_of(ids)
-                if len(self._outboxes) >= _OUTBOX_LISTS_KEPT:
-                    self._outboxes.clear()
-                self._outboxes[key] = (ids, outboxes)
-        for outbox in outboxes:
-            outbox.deliver(message)
-
-    def _outboxes_of(self, ids: Iterable[str]) -> list[Outbox]:
-        found = (_outbox_of(c) for c in self._registry.connections(ids))
-        return [outbox for outbox in found if outbox is not None]
-
-    async def emit_with_ack(
-        self, socket_id: str, event: str, data: dict[str, Any], on_ack: Callable[..., None]
-    ) -> None:
-        """Deliver to one socket and call ``on_ack`` when it acknowledges (never in a batch)."""
-        connection = self._registry.get(socket_id)
-        outbox = _outbox_of(connection) if connection is not None else None
-        if outbox is not None:
-            outbox.deliver(Message(event, data), on_ack)
 
 
 def _refusal(error: ProtocolError) -> Exception:
@@ -418,7 +357,7 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._welcome.pop(sid, None)
         connection = self._hub.registry.get(sid)
-        outbox = _outbox_of(connection) if connection is not None else None
+        outbox = outbox_of(connection) if connection is not None else None
         if outbox is not None:
             outbox.reset()  # nobody is left to read what was gathered
         self._hub.forget(sid)
@@ -536,36 +475,3 @@ def create_socketio_server(
         logger=False,
         engineio_logger=engineio_logger(),
     )
-
-
-def instrument_for_admin_ui(server: IntradaySocketServer, settings: ServerSettings) -> Any:
-    """Let the official Socket.IO Admin UI connect to namespace ``/admin``.
-
-    Its credentials are the user name ``admin`` and the admin token as the
-    password (no authentication without a token, which only loopback allows).
-    ``production`` mode: python-socketio then reports no per-event details.
-
-    Returns python-socketio's instrumentation, whose ``uninstrument()`` the
-    application calls when it stops: ``instrument()`` patches python-engineio's
-    socket class for the whole process, so an instrumented server left behind
-    breaks every server started after it in the same process (one instrumented
-    server per process at a time).
-    """
-    token = settings.admin_token
-
-    def allowed(credentials: Any) -> bool:
-        if token is None:
-            return True
-        if not isinstance(credentials, dict):
-            return False
-        given = str(credentials.get("password", "")).encode()
-        # compare_digest: the time taken must not tell how much of a guess was right.
-        return credentials.get("username") == "admin" and hmac.compare_digest(
-            given, token.get_secret_value().encode()
-        )
-
-    instrumented = server.instrument(
-        auth=allowed if token is not None else False, mode="production"
-    )
-    server.foreign_namespaces = True
-    return instrumented
