@@ -11,6 +11,7 @@ replay larger than the socket's bound reaches a slow reader whole.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ import socketio
 from client_sdk.protocol import BroadcastRequest
 from reference_server.app import ReferenceServer
 from tests.conftest import WAIT, ServerFactory, SioClient, alert, kpi
+from tests.server.raw_eio import RawEngineIO, small_socket
 from tests.server.test_bridge import BridgeClient, BridgeFactory, make_bridge  # noqa: F401
 from tests.server.test_slow_clients import until
 
@@ -185,3 +187,36 @@ async def test_a_replay_larger_than_the_bound_reaches_a_slow_reader_whole(
     got = await bridge.wait_for("kpi:update", 600)
     assert [m["data"]["queue_name"] for m in got] == [f"q{n}" for n in range(600)]
     assert server.hub.stats.disconnects_by_reason["too_slow"] == 0
+
+
+async def test_a_replay_larger_than_the_bound_reaches_a_slow_socketio_reader_whole(
+    make_server: ServerFactory,
+) -> None:
+    """The same over Socket.IO: a reader that stops, then reads 1 ms a frame, gets all 600."""
+    server = await make_server(max_queued_messages_per_socket=100)
+    for n in range(600):
+        request = {"event": "kpi:update", "data": kpi(ORG, f"q{n}")}
+        await server.publisher.publish(BroadcastRequest.model_validate(request))
+    raw = await RawEngineIO.open(server.url, max_queue=1, sock=small_socket(server.url))
+    await raw.connect()
+    assert (await raw.call(1, "authenticate", AUTH))["success"] is True
+    raw.ws.transport.pause_reading()  # a reader slower than the replay
+    since = {"channels": ["kpi"], "since": {"kpi:org_a": 0}}
+    await raw.send("422" + json.dumps(["subscribe", since]))
+    await asyncio.sleep(0.5)  # the replay meanwhile fills the socket's bound
+    assert server.hub.stats.disconnects_by_reason["too_slow"] == 0
+    raw.ws.transport.resume_reading()
+    queues: list[str] = []
+    answer: Any = None
+    async with asyncio.timeout(WAIT * 6):
+        while len(queues) < 600 or answer is None:
+            frame = await raw.recv()
+            if frame.startswith("432"):  # the subscribe's ack
+                answer = json.loads(frame[3:])[0]
+            elif frame.startswith('42["kpi:update"'):
+                queues.append(json.loads(frame[2:])[1]["data"]["queue_name"])
+                await asyncio.sleep(0.001)  # 1 ms a message: slower than loopback
+    assert answer["success"] is True, answer
+    assert queues == [f"q{n}" for n in range(600)]
+    assert server.hub.stats.disconnects_by_reason["too_slow"] == 0
+    await raw.close()
