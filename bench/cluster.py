@@ -53,6 +53,8 @@ import compare
 import redis.asyncio as aioredis
 from compare import Child, Variant
 
+from reference_server.cluster.registry import PREFIX as REGISTRY_PREFIX
+
 VARIANTS = ("single", "cluster-1", "cluster-2")
 
 
@@ -139,6 +141,30 @@ async def command_stats(url: str) -> dict[str, tuple[int, int]]:
     rows["(socket reads)"] = (int(io.get("total_reads_processed", 0)), 0)
     rows["(socket writes)"] = (int(io.get("total_writes_processed", 0)), 0)
     return rows
+
+
+async def registry_settled(url: str, clients: int, timeout: float) -> None:
+    """Wait until the cluster's registry in Redis holds every client's rooms, unchanged for 1 s.
+
+    The nodes write joins to Redis behind the clients' subscriptions: a burst that
+    began before they were all written would count their registration as broadcasts'
+    work (thousands of ``JOIN`` scripts at 4,000 clients).
+    """
+    client = aioredis.from_url(url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + timeout
+        history: list[int] = []
+        while time.monotonic() < deadline:
+            total = 0
+            for key in await client.keys(f"{REGISTRY_PREFIX}node:*:rooms"):
+                total += sum(int(v) for v in (await client.hgetall(key)).values())
+            history = [*history[-3:], total]
+            if len(history) == 4 and len(set(history)) == 1 and total >= clients:
+                return
+            await asyncio.sleep(0.25)
+        raise RuntimeError(f"the registry did not settle: {history[-1:]} memberships")
+    finally:
+        await client.aclose()
 
 
 def _delta(
@@ -236,6 +262,8 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
                 connected = sum(r["connected"] for r in reports)
                 if connected != count:
                     raise RuntimeError(f"{connected}/{count} connected to {url}: {reports}")
+            if redis is not None:
+                await registry_settled(redis[1], args.clients, timeout)
             node_pids = [child.proc.pid for child, _ in started]
             redis_pid = redis[0].proc.pid if redis is not None else None
             stats0 = await command_stats(redis[1]) if redis is not None else {}
