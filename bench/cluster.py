@@ -84,7 +84,15 @@ class ClusterRun:
     """Per Redis command during the burst: (calls, usec), from ``INFO commandstats`` deltas."""
     redis_quiet_commands: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per Redis command while nothing is broadcast (the ``--quiet`` seconds after the burst)."""
+    node_events: list[str] = field(default_factory=list)
+    """What the nodes logged of the cluster's membership during the run (a node reaped by
+    another for missing its heartbeats, re-registered): each costs Redis work for every
+    connection of the node."""
     error: str = ""
+
+
+_MEMBERSHIP = ("missed its heartbeats", "was missing from Redis", "nodes answered for")
+"""Log lines of a node about the cluster's membership (see ``ClusterRun.node_events``)."""
 
 
 @dataclass
@@ -291,6 +299,12 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
                 await asyncio.sleep(args.quiet)
                 res.redis_quiet_cpu_per_s = (cpu_ns_seconds(redis_pid) - quiet0) / args.quiet
                 res.redis_quiet_commands = _delta(quiet_stats, await command_stats(redis[1]))
+            res.node_events = [
+                line
+                for node, _ in started
+                for line in node.log
+                if any(m in line for m in _MEMBERSHIP)
+            ]
             res.received = sum(r["received"] for r in results)
             latencies = sorted(x for r in results for x in r["latencies"])
             res.p50_ms = compare.percentile(latencies, 0.50)
@@ -383,6 +397,11 @@ def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace
             f"| {fig['redis']:,.0f} ({fig['redis_own']:,.0f}) | {complete}/{len(mine)} |"
         )
     errors = [f"- {r.variant} round {r.round}: {r.error}" for r in runs if r.error]
+    errors += [
+        f"- {r.variant} round {r.round}, a node logged: {line}"
+        for r in runs
+        for line in r.node_events
+    ]
     if "single" in medians and "cluster-1" in medians:
         hop = medians["cluster-1"]["per_message"] - medians["single"]["per_message"]
         lat = medians["cluster-1"]["p50_ms"] - medians["single"]["p50_ms"]

@@ -220,11 +220,19 @@ class ClusterRegistry:
         """The socket entered ``room``."""
         info = _text(connection_info(connection, self.node))
         self._queue.put_nowait((self._join, [PREFIX, connection.socket_id, room, info]))
+        self._wrote(connection.socket_id, info)
 
     def left(self, connection: Connection, room: str) -> None:
         """The socket left ``room``."""
         info = _text(connection_info(connection, self.node))
         self._queue.put_nowait((self._leave, [PREFIX, connection.socket_id, room, info]))
+        self._wrote(connection.socket_id, info)
+
+    def _wrote(self, socket_id: str, info: str) -> None:
+        # JOIN and LEAVE write the connection's API view: the next beat need not write it
+        # again (4,000 sockets subscribing cost 4,000 more HGET and HSET at that beat). If
+        # Redis did not take it, the writer flags a full sync, which writes every view.
+        self._written[socket_id] = info
 
     async def sync(
         self,

@@ -127,3 +127,37 @@ async def test_a_beat_is_one_round_trip_to_redis(
             assert await _reads(redis) - before <= 13
         finally:
             await redis.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_a_subscription_is_written_once_not_again_by_the_next_beat(
+    make_server: ServerFactory,
+    make_client: Callable[[ReferenceServer], SioClient],
+    tmp_path: Path,
+) -> None:
+    # JOIN writes the connection's API view; the beat after it has nothing left to write
+    # (it wrote every subscribed view again: one HGET and one HSET per socket).
+    async with RedisProcess(tmp_path) as redis_process:
+        server = await make_server(cluster=redis_process.url, node_id="n0", **BEATS)
+        redis = aioredis.from_url(redis_process.url)
+        try:
+            clients = [make_client(server) for _ in range(20)]
+            for n, client in enumerate(clients):
+                await client.connect()
+                assert (await client.authenticate(f"user_{n}", "org_a"))["success"]
+            before = await _hget_calls(redis)
+            for client in clients:
+                assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"]
+            node = server.app.cluster
+            assert node is not None
+            target = node.heartbeat.beats + 3
+            await eventually(lambda: _reached(server, target), timeout=10)
+            # 20 JOIN scripts read the socket's node once each; the beats read nothing more.
+            assert await _hget_calls(redis) - before <= 20 + 2
+        finally:
+            await redis.aclose()
+
+
+async def _hget_calls(redis: Any) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_hget", {}).get("calls", 0))
