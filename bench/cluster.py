@@ -18,6 +18,16 @@ Node baseline benchmark): the same ``bench/node/clients.mjs`` sockets, the same 
 the same /proc readings. Rounds are interleaved (single, cluster-1, cluster-2, single, ...);
 each run gets a fresh Redis on a free port and fresh nodes.
 
+Redis's CPU (``/proc`` schedstat of its process) is read three times: alone, for
+``--redis-alone`` seconds after it starts and before any node connects (its own timers,
+``hz`` times a second: 1.4-2 ms/s on a 2-core VM, whatever the load); over the burst; and
+for ``--quiet`` seconds after it, every client still connected (its timers plus the nodes'
+heartbeats and checks). Redis CPU per broadcast is shown gross and net of Redis alone:
+the gross grows with the burst's length (4,000 sockets per room take the nodes far longer
+to serve than 40), the net is what the broadcasts and the nodes cost it. The per-command
+table (``INFO commandstats`` deltas, and the socket reads and writes of ``INFO stats``)
+says where the net goes, during the burst and while quiet.
+
     .venv/bin/python bench/cluster.py                       # 500 x 200, 3 rounds, 5,000 idle
     .venv/bin/python bench/cluster.py --clients 50 --messages 20 --rounds 1 --idle 0
 """
@@ -43,6 +53,8 @@ import compare
 import redis.asyncio as aioredis
 from compare import Child, Variant
 
+from reference_server.cluster.registry import PREFIX as REGISTRY_PREFIX
+
 VARIANTS = ("single", "cluster-1", "cluster-2")
 
 
@@ -66,9 +78,21 @@ class ClusterRun:
     burst_s: float = float("nan")
     redis_quiet_cpu_per_s: float = float("nan")
     """Redis CPU seconds per second after the burst, every client connected and silent."""
+    redis_alone_cpu_per_s: float = float("nan")
+    """Redis CPU seconds per second before any node connected: its own timers (``hz``)."""
     redis_commands: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Per Redis command during the burst: (calls, usec), from ``INFO commandstats`` deltas."""
+    redis_quiet_commands: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Per Redis command while nothing is broadcast (the ``--quiet`` seconds after the burst)."""
+    node_events: list[str] = field(default_factory=list)
+    """What the nodes logged of the cluster's membership during the run (a node reaped by
+    another for missing its heartbeats, re-registered): each costs Redis work for every
+    connection of the node."""
     error: str = ""
+
+
+_MEMBERSHIP = ("missed its heartbeats", "was missing from Redis", "nodes answered for")
+"""Log lines of a node about the cluster's membership (see ``ClusterRun.node_events``)."""
 
 
 @dataclass
@@ -106,17 +130,49 @@ async def command_stats(url: str) -> dict[str, tuple[int, int]]:
     """Redis's ``INFO commandstats``: per command, (calls, usec) since the server started.
 
     Commands a Lua script runs are counted under their own names as well as inside the
-    script's ``evalsha`` time: the rows overlap, the process CPU is the total.
+    script's ``evalsha`` time: the rows overlap, the process CPU is the total. The socket
+    reads and writes Redis processed (``INFO stats``) are two more rows, without usec.
     """
     client = aioredis.from_url(url)
     try:
         info = await client.info("commandstats")
+        io = await client.info("stats")
     finally:
         await client.aclose()
-    return {
+    rows = {
         str(name).removeprefix("cmdstat_"): (int(row["calls"]), int(row["usec"]))
         for name, row in info.items()
     }
+    # Its network events, as rows of their own: each is a system call or more (the
+    # reads of requests, the writes of replies and of pub/sub messages), what a
+    # command's own usec does not count.
+    rows["(socket reads)"] = (int(io.get("total_reads_processed", 0)), 0)
+    rows["(socket writes)"] = (int(io.get("total_writes_processed", 0)), 0)
+    return rows
+
+
+async def registry_settled(url: str, clients: int, timeout: float) -> None:
+    """Wait until the cluster's registry in Redis holds every client's rooms, unchanged for 1 s.
+
+    The nodes write joins to Redis behind the clients' subscriptions: a burst that
+    began before they were all written would count their registration as broadcasts'
+    work (thousands of ``JOIN`` scripts at 4,000 clients).
+    """
+    client = aioredis.from_url(url, decode_responses=True)
+    try:
+        deadline = time.monotonic() + timeout
+        history: list[int] = []
+        while time.monotonic() < deadline:
+            total = 0
+            for key in await client.keys(f"{REGISTRY_PREFIX}node:*:rooms"):
+                total += sum(int(v) for v in (await client.hgetall(key)).values())
+            history = [*history[-3:], total]
+            if len(history) == 4 and len(set(history)) == 1 and total >= clients:
+                return
+            await asyncio.sleep(0.25)
+        raise RuntimeError(f"the registry did not settle: {history[-1:]} memberships")
+    finally:
+        await client.aclose()
 
 
 def _delta(
@@ -147,19 +203,33 @@ async def redis_server() -> AsyncIterator[tuple[Child, str]]:
             await compare.stop(child)
 
 
+async def idle_cpu_per_s(pid: int, seconds: float) -> float:
+    """CPU seconds per second that ``pid`` spends over the next ``seconds`` (nan if 0)."""
+    if seconds <= 0:
+        return float("nan")
+    before = cpu_ns_seconds(pid)
+    await asyncio.sleep(seconds)
+    return (cpu_ns_seconds(pid) - before) / seconds
+
+
 @contextlib.asynccontextmanager
 async def nodes(
-    variant: str, capacity: int
-) -> AsyncIterator[tuple[list[tuple[Child, str]], tuple[Child, str] | None]]:
-    """The nodes of ``variant`` (each a child and its URL) and the Redis they share, if any
-    (its child and URL)."""
+    variant: str, capacity: int, alone: float = 0.0
+) -> AsyncIterator[tuple[list[tuple[Child, str]], tuple[Child, str] | None, float]]:
+    """The nodes of ``variant`` (each a child and its URL), the Redis they share, if any
+    (its child and URL), and that Redis's CPU per second alone (measured for ``alone``
+    seconds before the nodes start)."""
     async with contextlib.AsyncExitStack() as stack:
         redis: tuple[Child, str] | None = None
+        alone_cpu = float("nan")
         if variant == "single":
             flags: list[tuple[str, ...]] = [()]
         else:
             redis = await stack.enter_async_context(redis_server())
             url = redis[1]
+            # What Redis costs with nobody connected (its cron, ``hz`` times a second):
+            # paid per second whatever the nodes do, so not a cost of any broadcast.
+            alone_cpu = await idle_cpu_per_s(redis[0].proc.pid, alone)
             count = int(variant.removeprefix("cluster-"))
             flags = [("--cluster", url, "--node-id", f"node-{i + 1}") for i in range(count)]
         started = [
@@ -168,7 +238,7 @@ async def nodes(
             )
             for f in flags
         ]
-        yield started, redis
+        yield started, redis, alone_cpu
 
 
 async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterRun:
@@ -176,8 +246,9 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
     res = ClusterRun(variant, rnd, expected=args.clients * args.messages)
     children_of_nodes: list[list[Child]] = []
     try:
-        async with nodes(variant, args.clients + 100) as (started, redis):
+        async with nodes(variant, args.clients + 100, args.redis_alone) as (started, redis, alone):
             res.nodes = len(started)
+            res.redis_alone_cpu_per_s = alone
             urls = [url for _, url in started]
             await compare.warm_up(urls[0])
             timeout = 60 + args.clients / 20
@@ -199,6 +270,8 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
                 connected = sum(r["connected"] for r in reports)
                 if connected != count:
                     raise RuntimeError(f"{connected}/{count} connected to {url}: {reports}")
+            if redis is not None:
+                await registry_settled(redis[1], args.clients, timeout)
             node_pids = [child.proc.pid for child, _ in started]
             redis_pid = redis[0].proc.pid if redis is not None else None
             stats0 = await command_stats(redis[1]) if redis is not None else {}
@@ -220,9 +293,18 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
                 # Redis's work that goes with time, not broadcasts (heartbeats, its own cron),
                 # every client still connected: measured after the burst, once the
                 # connections' registration is long settled.
+                assert redis is not None
+                quiet_stats = await command_stats(redis[1])
                 quiet0 = cpu_ns_seconds(redis_pid)
                 await asyncio.sleep(args.quiet)
                 res.redis_quiet_cpu_per_s = (cpu_ns_seconds(redis_pid) - quiet0) / args.quiet
+                res.redis_quiet_commands = _delta(quiet_stats, await command_stats(redis[1]))
+            res.node_events = [
+                line
+                for node, _ in started
+                for line in node.log
+                if any(m in line for m in _MEMBERSHIP)
+            ]
             res.received = sum(r["received"] for r in results)
             latencies = sorted(x for r in results for x in r["latencies"])
             res.p50_ms = compare.percentile(latencies, 0.50)
@@ -249,7 +331,7 @@ async def run_idle(variant: str, rnd: int, args: argparse.Namespace) -> IdleRun:
     res = IdleRun(variant, rnd, connections=args.idle)
     children: list[Child] = []
     try:
-        async with nodes(variant, args.idle + 100) as (started, _):
+        async with nodes(variant, args.idle + 100) as (started, _, _):
             node, url = started[0]
             await compare.warm_up(url)
             before = compare.rss_mib(node.proc.pid)
@@ -284,7 +366,7 @@ def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace
         f"{args.rounds} rounds (median, min-max)",
         "",
         "| variant | nodes | deliveries/s | p50 / p99 / max ms | node CPU us/delivery "
-        "| node+Redis CPU us/message | Redis CPU us/broadcast | complete |",
+        "| node+Redis CPU us/message | Redis CPU us/broadcast (net of Redis alone) | complete |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     medians: dict[str, dict[str, float]] = {}
@@ -298,6 +380,12 @@ def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace
         }
         fig["per_message"] = _median([r.cpu_us_per_message for r in mine])
         fig["redis"] = _median([1e6 * r.redis_cpu_s / args.messages for r in mine])
+        fig["redis_own"] = _median(
+            [
+                1e6 * (r.redis_cpu_s - r.redis_alone_cpu_per_s * r.burst_s) / args.messages
+                for r in mine
+            ]
+        )
         medians[variant] = fig
         rates = [r.rate for r in mine if r.rate == r.rate]
         spread = f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(rates) > 1 else ""
@@ -306,9 +394,14 @@ def render(runs: list[ClusterRun], idle: list[IdleRun], args: argparse.Namespace
             f"| {variant} | {mine[0].nodes} | {fig['rate']:,.0f}{spread} "
             f"| {fig['p50_ms']:.0f} / {fig['p99_ms']:.0f} / {fig['max_ms']:.0f} "
             f"| {fig['node_cpu_us_per_delivery']:.1f} | {fig['per_message']:,.0f} "
-            f"| {fig['redis']:,.0f} | {complete}/{len(mine)} |"
+            f"| {fig['redis']:,.0f} ({fig['redis_own']:,.0f}) | {complete}/{len(mine)} |"
         )
     errors = [f"- {r.variant} round {r.round}: {r.error}" for r in runs if r.error]
+    errors += [
+        f"- {r.variant} round {r.round}, a node logged: {line}"
+        for r in runs
+        for line in r.node_events
+    ]
     if "single" in medians and "cluster-1" in medians:
         hop = medians["cluster-1"]["per_message"] - medians["single"]["per_message"]
         lat = medians["cluster-1"]["p50_ms"] - medians["single"]["p50_ms"]
@@ -371,11 +464,36 @@ def _command_table(runs: list[ClusterRun], args: argparse.Namespace) -> list[str
             ]
         )
         burst = _median([r.burst_s for r in mine])
-        lines.append(
-            f"\n{variant}: Redis CPU while nothing is broadcast {1e3 * quiet:.2f} ms/s; "
-            f"burst {burst:.1f} s; process CPU per broadcast net of that {net:.1f} us."
+        alone = _median([r.redis_alone_cpu_per_s for r in mine])
+        own = _median(
+            [
+                1e6 * (r.redis_cpu_s - r.redis_alone_cpu_per_s * r.burst_s) / args.messages
+                for r in mine
+            ]
         )
+        lines.append(
+            f"\n{variant}: Redis CPU alone (no node connected: its own timers) {1e3 * alone:.2f} "
+            f"ms/s; while nothing is broadcast, every client connected {1e3 * quiet:.2f} ms/s; "
+            f"burst {burst:.1f} s. Process CPU per broadcast net of Redis alone {own:.1f} us, "
+            f"net of the quiet rate {net:.1f} us."
+        )
+        quiet_rows = _quiet_commands(mine, args.quiet)
+        if quiet_rows:
+            lines.append(f"{variant}, while nothing is broadcast (calls/s, usec/s): {quiet_rows}")
     return lines
+
+
+def _quiet_commands(runs: list[ClusterRun], seconds: float) -> str:
+    """What Redis ran while nothing was broadcast, per second (medians over rounds)."""
+    if seconds <= 0:
+        return ""
+    names = sorted({name for r in runs for name in r.redis_quiet_commands})
+    cells = []
+    for name in names:
+        calls = _median([r.redis_quiet_commands.get(name, (0, 0))[0] / seconds for r in runs])
+        usec = _median([r.redis_quiet_commands.get(name, (0, 0))[1] / seconds for r in runs])
+        cells.append(f"{name} {calls:.1f}/{usec:.0f}")
+    return ", ".join(cells)
 
 
 async def orchestrate(args: argparse.Namespace) -> int:
@@ -421,6 +539,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=10.0,
         help="seconds of Redis CPU measured after each burst, nothing broadcast (0: skip)",
+    )
+    parser.add_argument(
+        "--redis-alone",
+        type=float,
+        default=5.0,
+        help="seconds of Redis CPU measured before the nodes start (0: skip)",
     )
     parser.add_argument("--json", help="also write every run's figures to this file")
     args = parser.parse_args(argv)

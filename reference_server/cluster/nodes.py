@@ -5,9 +5,10 @@ and the API view of its connections that changed; it makes all its
 connections in Redis match its own registry (a sync, whose work goes with
 their number) only when Redis may not hold what it wrote: at its first beat,
 after a write was lost or refused, when it finds itself unregistered, or
-when another Redis process answers (restarted, or a replica promoted). Then it reaps:
-one Lua script releases the connections of every node whose heartbeat is
-older than ``node_timeout_seconds`` and forgets the node, so a SIGKILLed
+when another Redis process answers (restarted, or a replica promoted). With
+every beat, in the same round trip, it reaps: one Lua script releases the
+connections of every node whose heartbeat is older than
+``node_timeout_seconds`` and forgets the node, so a SIGKILLed
 node's slots come back within the timeout plus one heartbeat, and two nodes
 reaping at once cannot release anything twice.
 """
@@ -141,6 +142,11 @@ class Heartbeat:
         # A registry found empty waits for every live node's next beat before it takes
         # claims again; a node's first beat of all finds a new cluster, with nothing to wait for.
         settle = 2 * self._interval + 1.0 if self.beats else 0.0
+        # Queued before the beat, so that the writer sends both in one round trip (the
+        # reap leaves this node alone: their order does not matter). Its error, if the
+        # beat's is raised first, is retrieved here rather than reported as never read.
+        reaping = self._cluster.reap(self._timeout)
+        reaping.add_done_callback(lambda f: f.cancelled() or f.exception())
         # A full sync costs Redis work for every connection of the node: only when Redis may
         # not hold what this node wrote. Otherwise the beat's work goes with what changed.
         if not self._cluster.needs_sync and await self._cluster.beat(self._registry, self._info()):
@@ -152,7 +158,7 @@ class Heartbeat:
                 "node %s was missing from Redis: its connections are registered again",
                 self._cluster.node,
             )
-        for node in await self._cluster.reap(self._timeout):
+        for node in await reaping:
             log.warning("node %s missed its heartbeats: its connections were released", node)
         self.beats += 1
 

@@ -98,3 +98,66 @@ async def test_a_redis_restarted_from_disk_without_a_write_is_synced_in_full(
             )
         finally:
             await redis.aclose()
+
+
+async def _reads(redis: Any) -> int:
+    return int((await redis.info("stats"))["total_reads_processed"])
+
+
+@pytest.mark.timeout(60)
+async def test_a_beat_is_one_round_trip_to_redis(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    # An idle Redis pays for every request it wakes up for: a node's beat (its entry, and
+    # the reap of dead nodes) goes in one pipelined request, not one per script plus a
+    # SCRIPT EXISTS. No client here: nothing else of the node talks to Redis meanwhile
+    # (the listener pings only after 5 quiet seconds).
+    async with RedisProcess(tmp_path) as redis_process:
+        server = await make_server(cluster=redis_process.url, node_id="n0", **BEATS)
+        node = server.app.cluster
+        assert node is not None
+        redis = aioredis.from_url(redis_process.url)
+        try:
+            start = node.heartbeat.beats + 2
+            await eventually(lambda: _reached(server, start), timeout=10)
+            before = await _reads(redis)
+            await eventually(lambda: _reached(server, start + 10), timeout=10)
+            # 10 beats: 10 requests, one more for each INFO of ours, and one beat that may
+            # have begun; three requests each (30) before they were pipelined.
+            assert await _reads(redis) - before <= 13
+        finally:
+            await redis.aclose()
+
+
+@pytest.mark.timeout(60)
+async def test_a_subscription_is_written_once_not_again_by_the_next_beat(
+    make_server: ServerFactory,
+    make_client: Callable[[ReferenceServer], SioClient],
+    tmp_path: Path,
+) -> None:
+    # JOIN writes the connection's API view; the beat after it has nothing left to write
+    # (it wrote every subscribed view again: one HGET and one HSET per socket).
+    async with RedisProcess(tmp_path) as redis_process:
+        server = await make_server(cluster=redis_process.url, node_id="n0", **BEATS)
+        redis = aioredis.from_url(redis_process.url)
+        try:
+            clients = [make_client(server) for _ in range(20)]
+            for n, client in enumerate(clients):
+                await client.connect()
+                assert (await client.authenticate(f"user_{n}", "org_a"))["success"]
+            before = await _hget_calls(redis)
+            for client in clients:
+                assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"]
+            node = server.app.cluster
+            assert node is not None
+            target = node.heartbeat.beats + 3
+            await eventually(lambda: _reached(server, target), timeout=10)
+            # 20 JOIN scripts read the socket's node once each; the beats read nothing more.
+            assert await _hget_calls(redis) - before <= 20 + 2
+        finally:
+            await redis.aclose()
+
+
+async def _hget_calls(redis: Any) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_hget", {}).get("calls", 0))
