@@ -1,12 +1,14 @@
 """Incoming server events, in order, to the application's listeners.
 
-python-engineio runs every incoming message as a task of its own, so order
-and backpressure are ours. Every server event enters through
-:meth:`Dispatcher.receive` (synchronously up to its first wait, so arrival
-order is kept; a ``batch`` is unpacked there into its envelopes): when
-nothing is waiting and no event is being dispatched, it is dispatched there
-and then, in the transport's task; otherwise it waits on one queue that one
-task takes off, in order. Either way it is parsed into a typed
+Order and backpressure are ours. A plain server event (no ack asked, not a
+``batch``) enters through :meth:`Dispatcher.take`, synchronously in the
+transport's read loop, and waits on one queue that one task takes off, in
+order. Every other one enters through :meth:`Dispatcher.receive`, in a task
+of its own per message (python-engineio's way; synchronously up to its first
+wait, so arrival order is kept; a ``batch`` is unpacked there into its
+envelopes): when nothing is waiting and no event is being dispatched, it is
+dispatched there and then, in that task; otherwise it is queued. Either way
+it is parsed into a typed
 :class:`~client_sdk.Message`, checked against its stream's position
 (:mod:`client_sdk._continuity`: no position moves past a hole), dropped if
 its id is a duplicate, and handed to the listeners of its event, of its
@@ -32,12 +34,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ._backpressure import Backpressure
 from ._continuity import StreamGuard, Verdict, stream_of
 from ._messages import Message, RecentIds, _parse_message
+from ._queue_items import FillDone, QueuedEvent, QueueItem, ResumeBegin, ResumeEnd
 from ._resume import ResumeState
 from ._routing import Router
 from .exceptions import IntradayError, MalformedMessageError, ServerError
@@ -52,46 +54,6 @@ Listener = Callable[[Message[Payload]], Any]
 
 _SERVER_EVENTS = frozenset(e.value for e in ServerEvent)
 _STREAM_PREFIX = {c: f"{c.value}:" for c in Channel}
-
-
-@dataclass(slots=True)
-class _Event:
-    """A server event as it arrived, and the future its ack waits on."""
-
-    name: str
-    data: Any
-    done: asyncio.Future[None] | None = None
-    counted: bool = True
-    """A message (bounded by the policy), not a control event (never dropped)."""
-
-    def release(self) -> None:
-        if self.done is not None and not self.done.done():
-            self.done.set_result(None)  # releases the transport task waiting to ack
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeBegin:
-    """A ``subscribe`` with ``since`` of these streams was sent (``True``: replay, not probe)."""
-
-    streams: dict[str, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeEnd:
-    """Its answer: the raw success ack, or ``None`` if it failed."""
-
-    streams: dict[str, bool]
-    ack: Any
-
-
-@dataclass(frozen=True, slots=True)
-class FillDone:
-    """A fill of ``stream`` ended (behind its answer's marker, if it was sent)."""
-
-    stream: str
-
-
-_Item = _Event | ResumeBegin | ResumeEnd | FillDone
 
 
 class Dispatcher:
@@ -140,7 +102,7 @@ class Dispatcher:
         # channel and "*"; cleared on every change (one look-up per message).
         self._called: dict[str, tuple[Channel, tuple[tuple[str, Listener], ...]]] = {}
         self._capacity = policy.capacity
-        self._queue: deque[_Item] | None = None
+        self._queue: deque[QueueItem] | None = None
         self._waiting = 0  # messages (not markers) in the queue
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -203,29 +165,29 @@ class Dispatcher:
         if inline is not None and inline is not asyncio.current_task():
             inline.cancel()  # a listener running in receive(), cut off as the task's would be
         for item in queue or ():
-            if isinstance(item, _Event):
+            if isinstance(item, QueuedEvent):
                 item.release()
         self._waiting = 0
 
     # -- the queue --------------------------------------------------------------------
 
-    def _put(self, item: _Item) -> None:
+    def _put(self, item: QueueItem) -> None:
         queue = self._queue
         if queue is None:
-            if isinstance(item, _Event):
+            if isinstance(item, QueuedEvent):
                 item.release()
             return
         capacity = self._capacity
         full = capacity is not None and self._waiting >= capacity
-        if isinstance(item, _Event) and item.counted and full and self._evict(queue, item):
+        if isinstance(item, QueuedEvent) and item.counted and full and self._evict(queue, item):
             self._wake()
             return
-        if isinstance(item, _Event) and item.counted:
+        if isinstance(item, QueuedEvent) and item.counted:
             self._waiting += 1
         queue.append(item)
         self._wake()
 
-    def _evict(self, queue: deque[_Item], newcomer: _Event) -> bool:
+    def _evict(self, queue: deque[QueueItem], newcomer: QueuedEvent) -> bool:
         """Drop a message for ``newcomer``; ``True`` if the newcomer itself went.
 
         A message of a stream goes itself: the ones waiting stay a contiguous
@@ -240,9 +202,11 @@ class Dispatcher:
             newcomer.release()
             self.guard.dropped(where[0], where[1], where[2])
             return True
-        at = next(i for i, item in enumerate(queue) if isinstance(item, _Event) and item.counted)
+        at = next(
+            i for i, item in enumerate(queue) if isinstance(item, QueuedEvent) and item.counted
+        )
         oldest = queue[at]
-        assert isinstance(oldest, _Event)
+        assert isinstance(oldest, QueuedEvent)
         del queue[at]
         oldest.release()
         self._waiting -= 1
@@ -272,7 +236,28 @@ class Dispatcher:
         """A fill of ``stream`` ended (after its answer, in the queue's order)."""
         self._put(FillDone(stream))
 
-    # -- the transport's sink -----------------------------------------------------
+    # -- the transport's sinks ----------------------------------------------------
+
+    def take(self, event: str, data: Any = None) -> bool:
+        """Queue one server event without awaiting; ``False``: it needs :meth:`receive`.
+
+        The transport's way in for the events it reads without a task per
+        message, in the order they arrived. Left to ``receive`` (in a task of
+        its own, as python-engineio runs every message): an event asking for
+        an ack (answered once its listeners ran), a ``batch``, and any event
+        while the queue is at the policy's capacity, so that a burst read in
+        one go is never dropped where one task per message would have been
+        dispatched in turn (the queued ones run first, those tasks after).
+        """
+        if isinstance(data, dict) and data.get("requires_ack") is True:
+            return False
+        capacity = self._capacity
+        if event == ControlEvent.BATCH or (capacity is not None and self._waiting >= capacity):
+            return False
+        if event == ServerEvent.SYSTEM_MAINTENANCE:
+            self.maintenance = True
+        self._put(QueuedEvent(event, data, None, event in _SERVER_EVENTS))
+        return True
 
     async def receive(self, event: str, data: Any = None, *_more: Any, inline: bool = True) -> Any:
         """Take one server event (raw envelope dict): dispatch it, or queue it behind others.
@@ -298,7 +283,7 @@ class Dispatcher:
                 if envelope.get("requires_ack") is True:  # never batched by the protocol
                     await self.receive(name, envelope, inline=False)
                 else:  # queued without a coroutine per envelope
-                    self._put(_Event(name, envelope, None, name in _SERVER_EVENTS))
+                    self._put(QueuedEvent(name, envelope, None, name in _SERVER_EVENTS))
             return None
         if event == ServerEvent.SYSTEM_MAINTENANCE:
             self.maintenance = True
@@ -329,11 +314,11 @@ class Dispatcher:
             return {"received": True} if acked else None
         if acked:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._put(_Event(event, data, done, event in _SERVER_EVENTS))
+            self._put(QueuedEvent(event, data, done, event in _SERVER_EVENTS))
             with contextlib.suppress(asyncio.CancelledError):
                 await done
             return {"received": True}
-        self._put(_Event(event, data, None, event in _SERVER_EVENTS))
+        self._put(QueuedEvent(event, data, None, event in _SERVER_EVENTS))
         return None
 
     # -- dispatching ----------------------------------------------------------------
@@ -356,7 +341,7 @@ class Dispatcher:
             item = queue.popleft()
             self._busy = True
             try:
-                if isinstance(item, _Event):
+                if isinstance(item, QueuedEvent):
                     self._waiting -= item.counted
                     await self._dispatch_event(item.name, item.data)
                 elif isinstance(item, ResumeBegin):
@@ -367,7 +352,7 @@ class Dispatcher:
                     self.guard.fill_done(item.stream)
             finally:
                 self._busy = False
-                if isinstance(item, _Event):
+                if isinstance(item, QueuedEvent):
                     item.release()
 
     async def _resume_ended(self, end: ResumeEnd) -> None:

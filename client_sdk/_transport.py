@@ -4,6 +4,30 @@ A typed adapter over ``socketio.AsyncClient`` with its own reconnection and
 SIGINT handling turned off (the SDK owns both), and one seam where its
 exceptions become ours. A new adapter (and a new AsyncClient) is made for
 every connection attempt, so reconnecting can never stack handlers or tasks.
+
+Every hook into python-socketio and python-engineio is in this module, and
+only here. Documented: ``AsyncClient(serializer=...)``, our packet class
+(:class:`_Packet`, orjson and a shortcut for plain events). Private:
+
+======================================  ========  =====================================
+Private hook                            Of        Why
+======================================  ========  =====================================
+``AsyncClient._engineio_client_class``  socketio  overridden: makes python-engineio's
+                                                  client ours (:class:`_EngineIOClient`)
+``AsyncClient._trigger_event``          engineio  overridden for ``"message"`` with
+                                                  ``run_async=True``: a task per packet
+                                                  (its creation, step and done callback
+                                                  per message); a plain event
+                                                  (``2[...]``) is handed to the
+                                                  dispatcher synchronously instead
+``AsyncClient._binary_packet``          socketio  read: while it is set, a text packet
+                                                  is an attachment, left to it
+======================================  ========  =====================================
+
+Checked against python-socketio 5.18.1 and python-engineio 4.15.1
+(``_receive_packet`` triggers ``message`` with
+``run_async=True``; ``_trigger_event`` returns the task it started).
+``tests/sdk/test_transport_seams.py`` fails when one of them changes.
 """
 
 from __future__ import annotations
@@ -29,10 +53,15 @@ from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError,
 __all__ = ["SocketIOTransport", "explain", "map_exceptions"]
 
 EventSink = Callable[..., Awaitable[Any]]
-"""Receives every server event as ``(event, data=None, *more)``; what it returns is its ack.
+"""Receives the server events ``EventTaker`` left, as ``(event, data=None, *more)``; what it
+returns is its ack.
 
 It runs in a task of its own per message (python-engineio); its first step
 must be synchronous, so that arrival order is kept."""
+
+EventTaker = Callable[[str, Any], bool]
+"""Takes a plain server event ``(event, data)`` synchronously, in the read loop, in order;
+``False``: not taken, it goes to the :data:`EventSink` instead."""
 
 
 _STATUS = re.compile(r"status code (\d{3})")
@@ -137,6 +166,37 @@ class _Packet(socketio.packet.Packet):  # type: ignore[misc]  # python-socketio 
         return super().decode(encoded_packet)  # type: ignore[no-any-return]
 
 
+class _EngineIOClient(engineio.AsyncClient):  # type: ignore[misc]  # python-engineio is untyped
+    """python-engineio's client, with a synchronous way in for plain events.
+
+    python-engineio starts a task for every ``message`` (python-socketio's
+    handler decodes it there). :attr:`take` is offered each one first, in the
+    read loop, unless the last task started for a message is not done yet:
+    tasks run in the order they were started, so a message after one still
+    waiting for its turn waits too, in a task behind it, and arrival order
+    holds across both ways (an ack's callback sees exactly the events before
+    it taken or handed over).
+    """
+
+    take: Callable[[Any], bool] | None = None
+    _started: asyncio.Task[Any] | None = None
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message" and kwargs.get("run_async"):
+            take, started = self.take, self._started
+            if take is not None and (started is None or started.done()) and take(args[0]):
+                return None
+            task = await super()._trigger_event(event, *args, **kwargs)
+            self._started = task if isinstance(task, asyncio.Task) else None
+            return task
+        return await super()._trigger_event(event, *args, **kwargs)
+
+
+class _SocketIOClient(socketio.AsyncClient):  # type: ignore[misc]  # python-socketio is untyped
+    def _engineio_client_class(self) -> type[_EngineIOClient]:
+        return _EngineIOClient
+
+
 def _cheap_to_inspect(handler: EventSink) -> EventSink:
     # python-socketio calls inspect.iscoroutinefunction on the handler for
     # every event; on a bound method that costs about 0.5 us more than on a
@@ -147,17 +207,26 @@ def _cheap_to_inspect(handler: EventSink) -> EventSink:
     return handler
 
 
+_OWN_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+"""Events with a handler of their own here (python-socketio would not call ``"*"``)."""
+
+
 class SocketIOTransport:
     """One Socket.IO connection: open, request, receive, close."""
 
-    def __init__(self, sink: EventSink, on_lost: Callable[[str], None]) -> None:
-        self._client = socketio.AsyncClient(
+    def __init__(
+        self, sink: EventSink, on_lost: Callable[[str], None], take: EventTaker | None = None
+    ) -> None:
+        self._client = _SocketIOClient(
             reconnection=False,
             handle_sigint=False,
             logger=False,
             engineio_logger=False,
             serializer=_Packet,
         )
+        if take is not None:
+            self._take_event = take
+            self._client.eio.take = self._take
         self._on_lost = on_lost
         self._closing = False
         self._refusal: Any = None
@@ -166,6 +235,27 @@ class SocketIOTransport:
         self._client.on("*", _cheap_to_inspect(sink))
         self._client.on("disconnect", self._disconnected)
         self._client.on("connect_error", self._refused)
+
+    def _take(self, text: Any) -> bool:
+        """Hand a plain event (``2[...]``: default namespace, no ack id) to the taker.
+
+        What python-socketio would do with it, without its task: decode it as
+        :class:`_Packet` does and call the ``"*"`` handler's equivalent with
+        ``(event, data)``. Anything else, or an event this transport handles
+        itself, is left to python-socketio (``False``).
+        """
+        if type(text) is not str or text[:2] != "2[" or self._client._binary_packet:
+            return False
+        try:
+            packet = orjson.loads(text[1:])
+        except orjson.JSONDecodeError:
+            return False  # python-socketio's own path fails on it as it always did
+        if type(packet) is not list or not packet:
+            return False
+        event = packet[0]
+        if type(event) is not str or event in _OWN_EVENTS:
+            return False
+        return self._take_event(event, packet[1] if len(packet) > 1 else None)
 
     async def _refused(self, data: Any = None) -> None:
         # python-socketio hands over {"message", "data": ERROR}; the ERROR is ``data``.
