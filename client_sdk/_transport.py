@@ -14,20 +14,24 @@ Private hook                            Of        Why
 ======================================  ========  =====================================
 ``AsyncClient._engineio_client_class``  socketio  overridden: makes python-engineio's
                                                   client ours (:class:`_EngineIOClient`)
-``AsyncClient._trigger_event``          engineio  overridden for ``"message"`` with
-                                                  ``run_async=True``: a task per packet
-                                                  (its creation, step and done callback
-                                                  per message); a plain event
-                                                  (``2[...]``) is handed to the
-                                                  dispatcher synchronously instead
+``AsyncClient._read_loop_websocket``    engineio  overridden, upstream's loop with two
+                                                  changes: a plain event (``42[...]``)
+                                                  goes to the dispatcher synchronously,
+                                                  not through a task of its own; one
+                                                  receive timer per connection, not a
+                                                  ``wait_for`` per message
+``AsyncClient._trigger_event``          engineio  overridden: notes the task started
+                                                  for each other message (order)
 ``AsyncClient._binary_packet``          socketio  read: while it is set, a text packet
                                                   is an attachment, left to it
 ======================================  ========  =====================================
 
-Checked against python-socketio 5.18.1 and python-engineio 4.15.1
-(``_receive_packet`` triggers ``message`` with
-``run_async=True``; ``_trigger_event`` returns the task it started).
-``tests/sdk/test_transport_seams.py`` fails when one of them changes.
+Those were a third of a bare python-socketio client's CPU per message
+(cProfile of ``bench/sdk_receive.py``). Checked against python-socketio
+5.18.1 and python-engineio 4.15.1: the seam test pins the source of the read
+loop it replaces and the calls the others rely on, and fails when an upgrade
+changes one of them (read the new loop, port the two changes, update the pin).
+``tests/sdk/test_transport_seams.py``.
 """
 
 from __future__ import annotations
@@ -37,17 +41,18 @@ import contextlib
 import functools
 import inspect
 import json
-import re
-import socket
-import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import aiohttp
 import engineio
+import engineio.base_client
+import engineio.packet
 import orjson
 import socketio
 import socketio.packet
 
+from ._explain import explain
 from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError, ServerError
 
 __all__ = ["SocketIOTransport", "explain", "map_exceptions"]
@@ -62,49 +67,6 @@ must be synchronous, so that arrival order is kept."""
 EventTaker = Callable[[str, Any], bool]
 """Takes a plain server event ``(event, data)`` synchronously, in the read loop, in order;
 ``False``: not taken, it goes to the :data:`EventSink` instead."""
-
-
-_STATUS = re.compile(r"status code (\d{3})")
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def explain(exc: BaseException, path: str | None = None) -> str:
-    """The cause of a failed connection in a user's words, with what to check.
-
-    python-socketio reports most failures of a WebSocket connect as
-    ``Connection error``; the cause is further down the exception chain
-    (aiohttp's, then the socket's).
-    """
-    links = list(_chain(exc))
-    tls = [link for link in links if isinstance(link, ssl.SSLError)]
-    if tls or "[SSL" in str(exc):
-        reason = next((r for r in (getattr(link, "reason", None) for link in tls) if r), None)
-        shown = f" ({reason})" if reason else ""
-        return f"TLS handshake failed{shown}: an https:// URL to a plain-http server?"
-    for link in links:
-        status = getattr(link, "status", None)
-        found = _STATUS.search(str(link))
-        if not isinstance(status, int) and found:
-            status = int(found.group(1))
-        if isinstance(status, int) and status >= 400:
-            where = f" on path {path}" if path else ""
-            hint = ": no Socket.IO endpoint there (check the path)" if status in (403, 404) else ""
-            return f"HTTP {status}{where}{hint}"
-        if isinstance(link, socket.gaierror):
-            return f"unknown host ({link.strerror or link})"
-        if isinstance(link, ConnectionRefusedError):
-            return "connection refused: is the server running on this host and port?"
-        if isinstance(link, TimeoutError) and not isinstance(link, RequestTimeoutError):
-            return "timed out: no answer from the server"
-    return str(exc) or type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -166,30 +128,143 @@ class _Packet(socketio.packet.Packet):  # type: ignore[misc]  # python-socketio 
         return super().decode(encoded_packet)  # type: ignore[no-any-return]
 
 
+class _ReceiveWatch:
+    """The receive timeout of one read loop: one timer, re-armed when it fires.
+
+    ``asyncio.wait_for(ws.receive(), limit)`` makes a ``Timeout``, a timer
+    handle and its cancellation for every message. This is the same bound:
+    when a receive has waited ``limit`` seconds, the read loop's task is
+    cancelled there and :meth:`expired` turns that into ``TimeoutError``
+    (a cancellation from elsewhere stays one). A receive starts its own
+    ``limit``, as before; time spent between receives does not count.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.since = self.loop.time()
+        self.waiting = False
+        self._task = asyncio.current_task()
+        self._limit = limit
+        self._fired = False
+        self._timer: asyncio.TimerHandle | None = self.loop.call_at(self.since + limit, self._check)
+
+    def _check(self) -> None:
+        now, due = self.loop.time(), self.since + self._limit
+        if self.waiting and now >= due and self._task is not None:
+            self._fired, self._timer = True, None
+            self._task.cancel()
+            return
+        # Waiting less than limit: check at its end. Not waiting: a receive
+        # started later ends its limit after now + limit at the earliest.
+        self._timer = self.loop.call_at(due if self.waiting else now + self._limit, self._check)
+
+    def expired(self) -> bool:
+        """Whether the cancellation being handled is this timeout's (it is then withdrawn)."""
+        if not self._fired or self._task is None:
+            return False
+        self._fired = False
+        return self._task.uncancel() == 0
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class _EngineIOClient(engineio.AsyncClient):  # type: ignore[misc]  # python-engineio is untyped
     """python-engineio's client, with a synchronous way in for plain events.
 
     python-engineio starts a task for every ``message`` (python-socketio's
-    handler decodes it there). :attr:`take` is offered each one first, in the
-    read loop, unless the last task started for a message is not done yet:
-    tasks run in the order they were started, so a message after one still
-    waiting for its turn waits too, in a task behind it, and arrival order
-    holds across both ways (an ack's callback sees exactly the events before
-    it taken or handed over).
+    handler decodes it there). Over a WebSocket, :attr:`take` is offered each
+    plain event first, in the read loop, unless the last task started for a
+    message is not done yet: tasks run in the order they were started, so a
+    message after one still waiting for its turn waits too, in a task behind
+    it, and arrival order holds across both ways (an ack's callback sees
+    exactly the events before it taken or handed over). Polling is left as
+    it is.
     """
 
-    take: Callable[[Any], bool] | None = None
+    take: Callable[[str], bool] | None = None
     _started: asyncio.Task[Any] | None = None
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "message" and kwargs.get("run_async"):
-            take, started = self.take, self._started
-            if take is not None and (started is None or started.done()) and take(args[0]):
-                return None
-            task = await super()._trigger_event(event, *args, **kwargs)
-            self._started = task if isinstance(task, asyncio.Task) else None
-            return task
-        return await super()._trigger_event(event, *args, **kwargs)
+        task = await super()._trigger_event(event, *args, **kwargs)
+        if event == "message" and isinstance(task, asyncio.Task):
+            self._started = task  # the last message's task: what a taken one must not overtake
+        return task
+
+    async def _read_loop_websocket(self) -> None:
+        """python-engineio's WebSocket read loop, with two costs per message taken out.
+
+        The same loop as upstream's (its source is pinned in the seam test),
+        reading the same packets in the same order and ending the same ways,
+        except: a text MESSAGE is offered to :attr:`take` before an engineio
+        ``Packet`` is made of it (under the rule of :meth:`_trigger_event`),
+        and the receive timeout is one timer for the connection, re-armed when
+        it fires, instead of ``asyncio.wait_for`` around every receive (a
+        ``Timeout``, a timer handle and its cancellation per message).
+        """
+        watch = _ReceiveWatch(self.ping_interval + self.ping_timeout)
+        try:
+            while self.state == "connected" and self.write_loop_task:
+                p = None
+                try:
+                    watch.waiting = True
+                    watch.since = watch.loop.time()
+                    try:
+                        p = await self.ws.receive()
+                    except asyncio.CancelledError:
+                        if watch.expired():
+                            raise TimeoutError from None
+                        raise
+                    finally:
+                        watch.waiting = False
+                    if not isinstance(p.data, (str, bytes)):  # pragma: no cover
+                        self.logger.warning(
+                            "Server sent %s packet data %s, aborting",
+                            "close"
+                            if p.type in [aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING]
+                            else str(p.type),
+                            str(p.data),
+                        )
+                        await self.queue.put(None)
+                        break  # the connection is broken
+                    p = p.data
+                except TimeoutError:
+                    self.logger.warning("Server has stopped communicating, aborting")
+                    await self.queue.put(None)
+                    break
+                except aiohttp.client_exceptions.ServerDisconnectedError:
+                    self.logger.info("Read loop: WebSocket connection was closed, aborting")
+                    await self.queue.put(None)
+                    break
+                except Exception as e:
+                    self.logger.info('Unexpected error receiving packet: "%s", aborting', str(e))
+                    await self.queue.put(None)
+                    break
+                if type(p) is str and p[:3] == "42[":  # a MESSAGE holding a plain event
+                    take, started = self.take, self._started
+                    if take is not None and (started is None or started.done()) and take(p[1:]):
+                        continue
+                try:
+                    pkt = engineio.packet.Packet(encoded_packet=p)
+                except Exception as e:  # pragma: no cover
+                    self.logger.info('Unexpected error decoding packet: "%s", aborting', str(e))
+                    await self.queue.put(None)
+                    break
+                await self._receive_packet(pkt)
+        finally:
+            watch.stop()
+
+        if self.write_loop_task:  # pragma: no branch
+            self.logger.info("Waiting for write loop task to end")
+            await self.write_loop_task
+        if self.state == "connected":
+            await self._trigger_event("disconnect", self.reason.TRANSPORT_ERROR, run_async=False)
+            with contextlib.suppress(ValueError):
+                engineio.base_client.connected_clients.remove(self)
+            await self._reset()
+        self.logger.info("Exiting read loop task")
 
 
 class _SocketIOClient(socketio.AsyncClient):  # type: ignore[misc]  # python-socketio is untyped

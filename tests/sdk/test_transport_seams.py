@@ -12,21 +12,34 @@ ack, an ack), and nothing else changes.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import re
 from pathlib import Path
 from typing import Any
 
 import engineio
+import pytest
 import socketio
 import socketio.base_client
 
 from client_sdk import IntradayClient, Message
 from client_sdk import _transport as transport_module
 from client_sdk.admin import AdminClient
-from client_sdk.protocol import KpiPayload
+from client_sdk.protocol import ConnectionState, KpiPayload
+from client_sdk.testing import RunningServer
+from client_sdk.verify.proxy import TcpProxy
 from tests.conftest import WAIT, kpi
-from tests.sdk.conftest import ClientFactory
+from tests.sdk.conftest import ClientFactory, Watcher, fast_config
+
+HEARTBEAT = {"ping_interval_ms": 1000, "ping_timeout_ms": 500}
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """``srv`` with a fast heartbeat: a client's receive limit is 1.5 s."""
+    return HEARTBEAT
+
 
 MODULE = Path(transport_module.__file__)
 
@@ -44,10 +57,11 @@ def test_each_private_hook_is_listed_in_the_modules_table() -> None:
     }
     assert overridden == {
         "socketio.AsyncClient": {"_engineio_client_class"},
-        "engineio.AsyncClient": {"_trigger_event"},
+        "engineio.AsyncClient": {"_read_loop_websocket", "_trigger_event"},
     }
     rows = {
         "``AsyncClient._engineio_client_class``": "socketio",
+        "``AsyncClient._read_loop_websocket``": "engineio",
         "``AsyncClient._trigger_event``": "engineio",
         "``AsyncClient._binary_packet``": "socketio",
     }
@@ -68,6 +82,23 @@ def test_python_socketio_makes_its_engineio_client_through_the_hook() -> None:
     assert "self._binary_packet = None" in inspect.getsource(socketio.AsyncClient.__init__) or (
         "self._binary_packet = None" in init
     )
+
+
+READ_LOOP_SHA256 = "83f5111bf4e5b5248adb777c18307fa04f5d871805acc41a0f4b6f3f5671317a"
+"""python-engineio 4.15.1's ``AsyncClient._read_loop_websocket``, which ours replaces."""
+
+
+def test_the_websocket_read_loop_replaced_is_still_upstreams() -> None:
+    # Ours is a copy with two changes (see its docstring): when python-engineio
+    # changes its loop, read the new one, port the changes, update the pin.
+    source = inspect.getsource(engineio.AsyncClient._read_loop_websocket)
+    assert hashlib.sha256(source.encode()).hexdigest() == READ_LOOP_SHA256
+    assert list(inspect.signature(engineio.AsyncClient._read_loop_websocket).parameters) == ["self"]
+    connect = inspect.getsource(engineio.AsyncClient._connect_websocket)
+    assert "self.start_background_task(\n            self._read_loop_websocket)" in connect
+    # What the loop calls besides: a packet is received through _receive_packet.
+    receive = inspect.getsource(engineio.AsyncClient._receive_packet)
+    assert "if pkt.packet_type == packet.MESSAGE:" in receive
 
 
 def test_python_engineio_triggers_each_message_as_a_task_through_the_hook() -> None:
@@ -129,3 +160,28 @@ async def test_plain_events_are_taken_without_a_task_each_and_keep_their_order(
         await done.wait()
     assert seen == [(n, n % 3 == 0) for n in range(count)]
     assert 0 < len(tasks_started) < count
+
+
+async def test_a_silent_connection_ends_when_its_receive_timeout_expires(
+    srv: RunningServer, proxy: TcpProxy
+) -> None:
+    # The read loop's one timer must end a receive that waited ping_interval +
+    # ping_timeout (1.5 s here), as wait_for around each receive did: nothing
+    # else in python-engineio's client notices a connection gone silent.
+    client = IntradayClient(fast_config(proxy.url, path=srv.path, reconnection_attempts=None))
+    watcher = Watcher(client)
+    try:
+        await client.connect()
+        seen = len(watcher.states)
+        loop = asyncio.get_running_loop()
+        proxy.blackhole()
+        silent_since = loop.time()
+        await watcher.until(lambda: ConnectionState.RECONNECTING in watcher.states[seen:])
+        noticed_after = loop.time() - silent_since
+    finally:
+        proxy.restore()
+        await client.close()
+    limit = (HEARTBEAT["ping_interval_ms"] + HEARTBEAT["ping_timeout_ms"]) / 1000
+    # Not much earlier than a receive's limit (the last ping may have come just
+    # before the black hole), and not much later.
+    assert limit - 1.0 <= noticed_after < 5.0
