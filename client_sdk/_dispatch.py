@@ -1,14 +1,13 @@
 """Incoming server events, in order, to the application's listeners.
 
-Order and backpressure are ours. A plain server event (no ack asked, not a
-``batch``) enters through :meth:`Dispatcher.take`, synchronously in the
-transport's read loop, and waits on one queue that one task takes off, in
-order. Every other one enters through :meth:`Dispatcher.receive`, in a task
-of its own per message (python-engineio's way; synchronously up to its first
-wait, so arrival order is kept; a ``batch`` is unpacked there into its
-envelopes): when nothing is waiting and no event is being dispatched, it is
-dispatched there and then, in that task; otherwise it is queued. Either way
-it is parsed into a typed
+Order and backpressure are ours. Plain server events (no ack asked; a
+``batch`` is unpacked into its envelopes) enter through
+:meth:`Dispatcher.take`, synchronously in the transport's read loop, and
+wait on one queue that one task takes off, in order. The others enter
+through :meth:`Dispatcher.receive` in a task of their own (synchronously up
+to its first wait, so arrival order is kept): dispatched there and then
+when nothing waits and nothing is being dispatched, queued otherwise.
+Either way each is parsed into a typed
 :class:`~client_sdk.Message`, checked against its stream's position
 (:mod:`client_sdk._continuity`: no position moves past a hole), dropped if
 its id is a duplicate, and handed to the listeners of its event, of its
@@ -244,15 +243,27 @@ class Dispatcher:
         The transport's way in for the events it reads without a task per
         message, in the order they arrived. Left to ``receive`` (in a task of
         its own, as python-engineio runs every message): an event asking for
-        an ack (answered once its listeners ran), a ``batch``, and any event
-        while the queue is at the policy's capacity, so that a burst read in
-        one go is never dropped where one task per message would have been
-        dispatched in turn (the queued ones run first, those tasks after).
+        an ack (answered once its listeners ran), a ``batch`` holding one, and
+        any event (or batch) the queue has no room for under the policy, so
+        that a burst read in one go is never dropped where one task per
+        message would have been dispatched in turn (the queued ones run
+        first, those tasks after).
         """
         if isinstance(data, dict) and data.get("requires_ack") is True:
             return False
         capacity = self._capacity
-        if event == ControlEvent.BATCH or (capacity is not None and self._waiting >= capacity):
+        if event == ControlEvent.BATCH:
+            messages = data.get("messages") if isinstance(data, dict) else None
+            if (
+                not isinstance(messages, list)
+                or (capacity is not None and self._waiting + len(messages) > capacity)
+                or any(isinstance(e, dict) and e.get("requires_ack") is True for e in messages)
+            ):
+                return False
+            for envelope in messages:
+                self._unpack(envelope)
+            return True
+        if capacity is not None and self._waiting >= capacity:
             return False
         if event == ServerEvent.SYSTEM_MAINTENANCE:
             self.maintenance = True
@@ -262,28 +273,19 @@ class Dispatcher:
     async def receive(self, event: str, data: Any = None, *_more: Any, inline: bool = True) -> Any:
         """Take one server event (raw envelope dict): dispatch it, or queue it behind others.
 
-        The one entry point of every server event; what it returns is the
-        event's ack. A ``batch`` is unpacked here: each envelope takes the
-        path of a single event, in order, queued (dispatched here, the
-        first could wait in an async listener while a later event queued
-        ahead of the rest; queuing does not await, since a batch carries no
-        ``requires_ack`` message, so nothing slips in between). When nothing
-        is queued and no event is being dispatched, the event is dispatched
-        right here, in the caller's task: the dispatcher task would cost a
-        task switch per message for the same order.
+        The entry of every event :meth:`take` left; what it returns is the
+        event's ack. A ``batch``'s envelopes are queued, in order (dispatched
+        here, the first could wait in an async listener while a later event
+        queued ahead of the rest). When nothing is queued and no event is
+        being dispatched, the event is dispatched right here, in the
+        caller's task (the dispatcher task would cost a task switch).
         """
         if event == ControlEvent.BATCH:
             messages = data.get("messages") if isinstance(data, dict) else None
             for envelope in messages if isinstance(messages, list) else ():
-                name = envelope.get("event") if isinstance(envelope, dict) else None
-                if not isinstance(name, str) or not name or name == ControlEvent.BATCH:
-                    continue
-                if name == ServerEvent.SYSTEM_MAINTENANCE:
-                    self.maintenance = True
-                if envelope.get("requires_ack") is True:  # never batched by the protocol
+                name = self._unpack(envelope)
+                if name is not None:  # asks for an ack: never batched by the protocol
                     await self.receive(name, envelope, inline=False)
-                else:  # queued without a coroutine per envelope
-                    self._put(QueuedEvent(name, envelope, None, name in _SERVER_EVENTS))
             return None
         if event == ServerEvent.SYSTEM_MAINTENANCE:
             self.maintenance = True
@@ -319,6 +321,18 @@ class Dispatcher:
                 await done
             return {"received": True}
         self._put(QueuedEvent(event, data, None, event in _SERVER_EVENTS))
+        return None
+
+    def _unpack(self, envelope: Any) -> str | None:
+        """Queue one envelope of a batch; its event instead if it asks for an ack."""
+        name = envelope.get("event") if isinstance(envelope, dict) else None
+        if not isinstance(name, str) or not name or name == ControlEvent.BATCH:
+            return None
+        if name == ServerEvent.SYSTEM_MAINTENANCE:
+            self.maintenance = True
+        if envelope.get("requires_ack") is True:
+            return name
+        self._put(QueuedEvent(name, envelope, None, name in _SERVER_EVENTS))
         return None
 
     # -- dispatching ----------------------------------------------------------------
