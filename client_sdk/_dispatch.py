@@ -1,18 +1,16 @@
 """Incoming server events, in order, to the application's listeners.
 
 Order and backpressure are ours. Plain server events (no ack asked; a
-``batch`` is unpacked into its envelopes) enter through
-:meth:`Dispatcher.take`, synchronously in the transport's read loop, and
-wait on one queue that one task takes off, in order. The others enter
-through :meth:`Dispatcher.receive` in a task of their own (synchronously up
-to its first wait, so arrival order is kept): dispatched there and then
-when nothing waits and nothing is being dispatched, queued otherwise.
-Either way each is parsed into a typed
+``batch`` is unpacked) enter through :meth:`Dispatcher.take`, synchronously
+in the transport's read loop; the others through :meth:`Dispatcher.receive`,
+in a task of their own (synchronously up to its first wait, so arrival
+order is kept). When nothing waits and nothing is being dispatched, an
+event is dispatched there and then; otherwise it waits on one queue that
+one task takes off, in order. Each is parsed into a typed
 :class:`~client_sdk.Message`, checked against its stream's position
 (:mod:`client_sdk._continuity`: no position moves past a hole), dropped if
-its id is a duplicate, and handed to the listeners of its event, of its
-channel and of ``"*"``, each isolated from the others. A ``requires_ack``
-message is acknowledged only after its listeners have run.
+its id is a duplicate, and delivered (:mod:`client_sdk._listeners`). A
+``requires_ack`` message is acknowledged only after its listeners have run.
 
 Resumes pass through the same queue as typed markers (:class:`ResumeBegin`,
 :class:`ResumeEnd`), so what a resume's answer releases keeps its place in
@@ -28,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 from collections import deque
@@ -37,6 +34,7 @@ from typing import Any
 
 from ._backpressure import Backpressure
 from ._continuity import StreamGuard, Verdict, stream_of
+from ._listeners import Delivery, Listener, ListenerTable, Rest
 from ._messages import Message, RecentIds, _parse_message
 from ._queue_items import FillDone, QueuedEvent, QueueItem, ResumeBegin, ResumeEnd
 from ._resume import ResumeState
@@ -48,8 +46,6 @@ __all__ = ["Dispatcher", "FillDone", "Listener", "ResumeBegin", "ResumeEnd"]
 
 log = logging.getLogger("client_sdk")
 
-Listener = Callable[[Message[Payload]], Any]
-"""Called with each message of its key; may be a coroutine function."""
 
 _SERVER_EVENTS = frozenset(e.value for e in ServerEvent)
 _STREAM_PREFIX = {c: f"{c.value}:" for c in Channel}
@@ -85,37 +81,37 @@ class Dispatcher:
         on_overflow: Callable[[str | None], None],
         router: Router,
     ) -> None:
-        self._recent = RecentIds(dedupe_window)
+        recent = RecentIds(dedupe_window)
         for message_id in resume.recent_ids:
-            self._recent.seen(message_id)
-        self._resume = resume
+            recent.seen(message_id)
         self.guard = StreamGuard(resume, read_whole=read_whole, fill=fill)
         self._on_error = on_error
-        self._on_handler_error = on_handler_error
         self._on_overflow = on_overflow
-        self._router = router
-        # Tuples, replaced on every change: dispatching iterates a snapshot
-        # (a listener may remove itself) without copying it per message.
-        self._listeners: dict[str, tuple[Listener, ...]] = {}
-        # Per event: its channel and the (key, listener) pairs of the event, that
-        # channel and "*"; cleared on every change (one look-up per message).
-        self._called: dict[str, tuple[Channel, tuple[tuple[str, Listener], ...]]] = {}
+        self._listeners = ListenerTable()
+        self._delivery = Delivery(
+            self._listeners, recent, router, self.guard, resume, on_handler_error
+        )
         self._capacity = policy.capacity
         self._queue: deque[QueueItem] | None = None
         self._waiting = 0  # messages (not markers) in the queue
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        # Whether an event is being dispatched (by the task or inline, in
-        # receive), and the inline one's task.
+        # Whether an event is being dispatched (by the task, or inline: in
+        # receive, or in take and a task finishing its listeners), and that task.
         self._busy = False
         self._inline: asyncio.Task[Any] | None = None
         self.maintenance = False
         """The server announced ``system:maintenance`` (reset by the supervisor per connection)."""
         self.received = 0
-        self.duplicates = 0
+        self._old = 0  # duplicates told by their stream's position (the rest by their id)
         self.malformed = 0
         self.dropped = 0
         self.last_event_at: float | None = None
+
+    @property
+    def duplicates(self) -> int:
+        """Messages dropped as already received."""
+        return self._old + self._delivery.duplicates
 
     @property
     def depth(self) -> int:
@@ -126,18 +122,7 @@ class Dispatcher:
         self, key: ServerEvent | Channel | str, listener: Listener
     ) -> Callable[[], None]:
         """Call ``listener`` for an event, a channel or ``"*"``; returns its remover."""
-        name = key.value if isinstance(key, (ServerEvent, Channel)) else key
-        self._listeners[name] = (*self._listeners.get(name, ()), listener)
-        self._called.clear()
-
-        def remove() -> None:
-            current = self._listeners.get(name, ())
-            if listener in current:
-                at = current.index(listener)
-                self._listeners[name] = current[:at] + current[at + 1 :]
-                self._called.clear()
-
-        return remove
+        return self._listeners.add(key, listener)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -238,16 +223,13 @@ class Dispatcher:
     # -- the transport's sinks ----------------------------------------------------
 
     def take(self, event: str, data: Any = None) -> bool:
-        """Queue one server event without awaiting; ``False``: it needs :meth:`receive`.
+        """Dispatch or queue one server event without awaiting; ``False``: it needs receive.
 
-        The transport's way in for the events it reads without a task per
-        message, in the order they arrived. Left to ``receive`` (in a task of
-        its own, as python-engineio runs every message): an event asking for
-        an ack (answered once its listeners ran), a ``batch`` holding one, and
-        any event (or batch) the queue has no room for under the policy, so
-        that a burst read in one go is never dropped where one task per
-        message would have been dispatched in turn (the queued ones run
-        first, those tasks after).
+        Left to :meth:`receive`, in a task of its own: an event asking for an
+        ack (answered once its listeners ran), a ``batch`` holding one, and
+        what the queue has no room for under the policy (a burst read in one
+        go is never dropped where one task per message would have been
+        dispatched in turn: the queued ones run first, those tasks after).
         """
         if isinstance(data, dict) and data.get("requires_ack") is True:
             return False
@@ -267,8 +249,44 @@ class Dispatcher:
             return False
         if event == ServerEvent.SYSTEM_MAINTENANCE:
             self.maintenance = True
-        self._put(QueuedEvent(event, data, None, event in _SERVER_EVENTS))
+        queue = self._queue
+        if queue is not None and not queue and not self._busy and event in _SERVER_EVENTS:
+            self._dispatch_now(event, data, queue)
+        else:
+            self._put(QueuedEvent(event, data, None, event in _SERVER_EVENTS))
         return True
+
+    def _dispatch_now(self, event: str, data: Any, queue: deque[QueueItem]) -> None:
+        """Dispatch a message here; if a listener returns an awaitable, finish in a task.
+
+        Until that task ends the dispatcher is busy: what arrives meanwhile queues.
+        """
+        try:
+            message = _parse_message(event, data)
+        except MalformedMessageError:
+            self._put(QueuedEvent(event, data))  # the task counts and reports it
+            return
+        self.received += 1
+        self.last_event_at = time.monotonic()
+        admitted = self._admit(message)
+        rest = self._delivery.now(*admitted) if admitted is not None else None
+        if rest is not None:
+            self._busy = True
+            self._inline = asyncio.get_running_loop().create_task(self._finish_inline(rest, queue))
+        elif not queue and self.guard.missing:
+            self.guard.drained()
+
+    async def _finish_inline(self, rest: Rest, queue: deque[QueueItem]) -> None:
+        try:
+            await self._delivery.finish(rest)
+        finally:
+            if self._queue is queue:  # unless stop() and start() came meanwhile
+                self._inline = None
+                self._busy = False
+                if queue:
+                    self._wake()  # what queued meanwhile: the task's turn
+                elif self.guard.missing:
+                    self.guard.drained()
 
     async def receive(self, event: str, data: Any = None, *_more: Any, inline: bool = True) -> Any:
         """Take one server event (raw envelope dict): dispatch it, or queue it behind others.
@@ -389,12 +407,17 @@ class Dispatcher:
             self.malformed += 1
             await self._on_error(exc)
             return
+        admitted = self._admit(message)
+        if admitted is not None:
+            await self._deliver(*admitted)
+
+    def _admit(self, message: Message[Payload]) -> tuple[Message[Payload], str | None] | None:
+        """The message to deliver now and its stream; ``None``: held for a fill, or old."""
         envelope = message.envelope
         seq, epoch = envelope.seq, envelope.epoch
         org = envelope.target.organization_id
         if seq is None or epoch is None or org is None or envelope.snapshot:
-            await self._deliver(message, None)
-            return
+            return message, None
         stream = _STREAM_PREFIX[envelope.channel] + org  # stream_name's, without its check
         guard = self.guard
         verdict = guard.admit(stream, seq, epoch, message)
@@ -402,40 +425,15 @@ class Dispatcher:
             replayed = guard.replayed_upto  # empty unless a replay ran
             if replayed and seq <= replayed.get(stream, -1):
                 message = message.as_replayed()
-            await self._deliver(message, stream)
-        elif verdict is Verdict.OLD:
-            self.duplicates += 1
+            return message, stream
+        if verdict is Verdict.OLD:
+            self._old += 1
+        return None
 
     async def _deliver(self, message: Message[Payload], stream: str | None) -> None:
-        envelope = message.envelope
-        if self._recent.seen(envelope.id):
-            self.duplicates += 1
-            return
-        for key, listener in self._listeners_of(envelope.event, envelope.channel):
-            try:
-                # call_handler's body, inline: one coroutine less per listener.
-                result = listener(message)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self._on_handler_error(key, exc)
-        self._router.route(message)
-        seq, epoch = envelope.seq, envelope.epoch
-        if stream is not None and seq is not None and epoch is not None:
-            self.guard.delivered(stream, seq)
-            self._resume.advance(stream, seq, epoch, envelope.id)
-
-    def _listeners_of(
-        self, event: ServerEvent, channel: Channel
-    ) -> tuple[tuple[str, Listener], ...]:
-        called = self._called.get(event)
-        if called is not None and called[0] is channel:
-            return called[1]
-        # A snapshot, as the tuples are (a listener may remove itself meanwhile);
-        # StrEnum members are their names as keys.
-        pairs = tuple((k, f) for k in (event, channel, "*") for f in self._listeners.get(k, ()))
-        self._called[event] = (channel, pairs)
-        return pairs
+        rest = self._delivery.now(message, stream)
+        if rest is not None:
+            await self._delivery.finish(rest)
 
     async def _server_error(self, data: Any) -> None:
         error = ServerError.from_wire(data)
