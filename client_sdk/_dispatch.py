@@ -1,17 +1,16 @@
 """Incoming server events, in order, to the application's listeners.
 
-python-engineio runs every incoming message as a task of its own, so order
-and backpressure are ours. Every server event enters through
-:meth:`Dispatcher.receive` (synchronously up to its first wait, so arrival
-order is kept; a ``batch`` is unpacked there into its envelopes): when
-nothing is waiting and no event is being dispatched, it is dispatched there
-and then, in the transport's task; otherwise it waits on one queue that one
-task takes off, in order. Either way it is parsed into a typed
+Order and backpressure are ours. Plain server events (no ack asked; a
+``batch`` is unpacked) enter through :meth:`Dispatcher.take`, synchronously
+in the transport's read loop; the others through :meth:`Dispatcher.receive`,
+in a task of their own (synchronously up to its first wait, so arrival
+order is kept). When nothing waits and nothing is being dispatched, an
+event is dispatched there and then; otherwise it waits on one queue that
+one task takes off, in order. Each is parsed into a typed
 :class:`~client_sdk.Message`, checked against its stream's position
 (:mod:`client_sdk._continuity`: no position moves past a hole), dropped if
-its id is a duplicate, and handed to the listeners of its event, of its
-channel and of ``"*"``, each isolated from the others. A ``requires_ack``
-message is acknowledged only after its listeners have run.
+its id is a duplicate, and delivered (:mod:`client_sdk._listeners`). A
+``requires_ack`` message is acknowledged only after its listeners have run.
 
 Resumes pass through the same queue as typed markers (:class:`ResumeBegin`,
 :class:`ResumeEnd`), so what a resume's answer releases keeps its place in
@@ -27,17 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ._backpressure import Backpressure
 from ._continuity import StreamGuard, Verdict, stream_of
+from ._listeners import Delivery, Listener, ListenerTable, Rest
 from ._messages import Message, RecentIds, _parse_message
+from ._queue_items import FillDone, QueuedEvent, QueueItem, ResumeBegin, ResumeEnd
 from ._resume import ResumeState
 from ._routing import Router
 from .exceptions import IntradayError, MalformedMessageError, ServerError
@@ -47,51 +46,9 @@ __all__ = ["Dispatcher", "FillDone", "Listener", "ResumeBegin", "ResumeEnd"]
 
 log = logging.getLogger("client_sdk")
 
-Listener = Callable[[Message[Payload]], Any]
-"""Called with each message of its key; may be a coroutine function."""
 
 _SERVER_EVENTS = frozenset(e.value for e in ServerEvent)
 _STREAM_PREFIX = {c: f"{c.value}:" for c in Channel}
-
-
-@dataclass(slots=True)
-class _Event:
-    """A server event as it arrived, and the future its ack waits on."""
-
-    name: str
-    data: Any
-    done: asyncio.Future[None] | None = None
-    counted: bool = True
-    """A message (bounded by the policy), not a control event (never dropped)."""
-
-    def release(self) -> None:
-        if self.done is not None and not self.done.done():
-            self.done.set_result(None)  # releases the transport task waiting to ack
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeBegin:
-    """A ``subscribe`` with ``since`` of these streams was sent (``True``: replay, not probe)."""
-
-    streams: dict[str, bool]
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeEnd:
-    """Its answer: the raw success ack, or ``None`` if it failed."""
-
-    streams: dict[str, bool]
-    ack: Any
-
-
-@dataclass(frozen=True, slots=True)
-class FillDone:
-    """A fill of ``stream`` ended (behind its answer's marker, if it was sent)."""
-
-    stream: str
-
-
-_Item = _Event | ResumeBegin | ResumeEnd | FillDone
 
 
 class Dispatcher:
@@ -124,37 +81,37 @@ class Dispatcher:
         on_overflow: Callable[[str | None], None],
         router: Router,
     ) -> None:
-        self._recent = RecentIds(dedupe_window)
+        recent = RecentIds(dedupe_window)
         for message_id in resume.recent_ids:
-            self._recent.seen(message_id)
-        self._resume = resume
+            recent.seen(message_id)
         self.guard = StreamGuard(resume, read_whole=read_whole, fill=fill)
         self._on_error = on_error
-        self._on_handler_error = on_handler_error
         self._on_overflow = on_overflow
-        self._router = router
-        # Tuples, replaced on every change: dispatching iterates a snapshot
-        # (a listener may remove itself) without copying it per message.
-        self._listeners: dict[str, tuple[Listener, ...]] = {}
-        # Per event: its channel and the (key, listener) pairs of the event, that
-        # channel and "*"; cleared on every change (one look-up per message).
-        self._called: dict[str, tuple[Channel, tuple[tuple[str, Listener], ...]]] = {}
+        self._listeners = ListenerTable()
+        self._delivery = Delivery(
+            self._listeners, recent, router, self.guard, resume, on_handler_error
+        )
         self._capacity = policy.capacity
-        self._queue: deque[_Item] | None = None
+        self._queue: deque[QueueItem] | None = None
         self._waiting = 0  # messages (not markers) in the queue
         self._wakeup: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        # Whether an event is being dispatched (by the task or inline, in
-        # receive), and the inline one's task.
+        # Whether an event is being dispatched (by the task, or inline: in
+        # receive, or in take and a task finishing its listeners), and that task.
         self._busy = False
         self._inline: asyncio.Task[Any] | None = None
         self.maintenance = False
         """The server announced ``system:maintenance`` (reset by the supervisor per connection)."""
         self.received = 0
-        self.duplicates = 0
+        self._old = 0  # duplicates told by their stream's position (the rest by their id)
         self.malformed = 0
         self.dropped = 0
         self.last_event_at: float | None = None
+
+    @property
+    def duplicates(self) -> int:
+        """Messages dropped as already received."""
+        return self._old + self._delivery.duplicates
 
     @property
     def depth(self) -> int:
@@ -165,18 +122,7 @@ class Dispatcher:
         self, key: ServerEvent | Channel | str, listener: Listener
     ) -> Callable[[], None]:
         """Call ``listener`` for an event, a channel or ``"*"``; returns its remover."""
-        name = key.value if isinstance(key, (ServerEvent, Channel)) else key
-        self._listeners[name] = (*self._listeners.get(name, ()), listener)
-        self._called.clear()
-
-        def remove() -> None:
-            current = self._listeners.get(name, ())
-            if listener in current:
-                at = current.index(listener)
-                self._listeners[name] = current[:at] + current[at + 1 :]
-                self._called.clear()
-
-        return remove
+        return self._listeners.add(key, listener)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -203,29 +149,29 @@ class Dispatcher:
         if inline is not None and inline is not asyncio.current_task():
             inline.cancel()  # a listener running in receive(), cut off as the task's would be
         for item in queue or ():
-            if isinstance(item, _Event):
+            if isinstance(item, QueuedEvent):
                 item.release()
         self._waiting = 0
 
     # -- the queue --------------------------------------------------------------------
 
-    def _put(self, item: _Item) -> None:
+    def _put(self, item: QueueItem) -> None:
         queue = self._queue
         if queue is None:
-            if isinstance(item, _Event):
+            if isinstance(item, QueuedEvent):
                 item.release()
             return
         capacity = self._capacity
         full = capacity is not None and self._waiting >= capacity
-        if isinstance(item, _Event) and item.counted and full and self._evict(queue, item):
+        if isinstance(item, QueuedEvent) and item.counted and full and self._evict(queue, item):
             self._wake()
             return
-        if isinstance(item, _Event) and item.counted:
+        if isinstance(item, QueuedEvent) and item.counted:
             self._waiting += 1
         queue.append(item)
         self._wake()
 
-    def _evict(self, queue: deque[_Item], newcomer: _Event) -> bool:
+    def _evict(self, queue: deque[QueueItem], newcomer: QueuedEvent) -> bool:
         """Drop a message for ``newcomer``; ``True`` if the newcomer itself went.
 
         A message of a stream goes itself: the ones waiting stay a contiguous
@@ -240,9 +186,11 @@ class Dispatcher:
             newcomer.release()
             self.guard.dropped(where[0], where[1], where[2])
             return True
-        at = next(i for i, item in enumerate(queue) if isinstance(item, _Event) and item.counted)
+        at = next(
+            i for i, item in enumerate(queue) if isinstance(item, QueuedEvent) and item.counted
+        )
         oldest = queue[at]
-        assert isinstance(oldest, _Event)
+        assert isinstance(oldest, QueuedEvent)
         del queue[at]
         oldest.release()
         self._waiting -= 1
@@ -272,33 +220,90 @@ class Dispatcher:
         """A fill of ``stream`` ended (after its answer, in the queue's order)."""
         self._put(FillDone(stream))
 
-    # -- the transport's sink -----------------------------------------------------
+    # -- the transport's sinks ----------------------------------------------------
+
+    def take(self, event: str, data: Any = None) -> bool:
+        """Dispatch or queue one server event without awaiting; ``False``: it needs receive.
+
+        Left to :meth:`receive`, in a task of its own: an event asking for an
+        ack (answered once its listeners ran), a ``batch`` holding one, and
+        what the queue has no room for under the policy (a burst read in one
+        go is never dropped where one task per message would have been
+        dispatched in turn: the queued ones run first, those tasks after).
+        """
+        if isinstance(data, dict) and data.get("requires_ack") is True:
+            return False
+        capacity = self._capacity
+        if event == ControlEvent.BATCH:
+            messages = data.get("messages") if isinstance(data, dict) else None
+            if (
+                not isinstance(messages, list)
+                or (capacity is not None and self._waiting + len(messages) > capacity)
+                or any(isinstance(e, dict) and e.get("requires_ack") is True for e in messages)
+            ):
+                return False
+            for envelope in messages:
+                self._unpack(envelope)
+            return True
+        if capacity is not None and self._waiting >= capacity:
+            return False
+        if event == ServerEvent.SYSTEM_MAINTENANCE:
+            self.maintenance = True
+        queue = self._queue
+        if queue is not None and not queue and not self._busy and event in _SERVER_EVENTS:
+            self._dispatch_now(event, data, queue)
+        else:
+            self._put(QueuedEvent(event, data, None, event in _SERVER_EVENTS))
+        return True
+
+    def _dispatch_now(self, event: str, data: Any, queue: deque[QueueItem]) -> None:
+        """Dispatch a message here; if a listener returns an awaitable, finish in a task.
+
+        Until that task ends the dispatcher is busy: what arrives meanwhile queues.
+        """
+        try:
+            message = _parse_message(event, data)
+        except MalformedMessageError:
+            self._put(QueuedEvent(event, data))  # the task counts and reports it
+            return
+        self.received += 1
+        self.last_event_at = time.monotonic()
+        admitted = self._admit(message)
+        rest = self._delivery.now(*admitted) if admitted is not None else None
+        if rest is not None:
+            self._busy = True
+            self._inline = asyncio.get_running_loop().create_task(self._finish_inline(rest, queue))
+        elif not queue and self.guard.missing:
+            self.guard.drained()
+
+    async def _finish_inline(self, rest: Rest, queue: deque[QueueItem]) -> None:
+        try:
+            await self._delivery.finish(rest)
+        finally:
+            if self._queue is queue:  # unless stop() and start() came meanwhile
+                self._inline = None
+                self._busy = False
+                if queue:
+                    self._wake()  # what queued meanwhile: the task's turn
+                elif self.guard.missing:
+                    self.guard.drained()
 
     async def receive(self, event: str, data: Any = None, *_more: Any, inline: bool = True) -> Any:
         """Take one server event (raw envelope dict): dispatch it, or queue it behind others.
 
-        The one entry point of every server event; what it returns is the
-        event's ack. A ``batch`` is unpacked here: each envelope takes the
-        path of a single event, in order, queued (dispatched here, the
-        first could wait in an async listener while a later event queued
-        ahead of the rest; queuing does not await, since a batch carries no
-        ``requires_ack`` message, so nothing slips in between). When nothing
-        is queued and no event is being dispatched, the event is dispatched
-        right here, in the caller's task: the dispatcher task would cost a
-        task switch per message for the same order.
+        The entry of every event :meth:`take` left; what it returns is the
+        event's ack. A ``batch``'s envelopes are queued, in order (dispatched
+        here, the first could wait in an async listener while a later event
+        queued ahead of the rest). When nothing is queued and no event is
+        being dispatched, the event is dispatched right here, in the
+        caller's task (the dispatcher task would cost a task switch).
         """
         if event == ControlEvent.BATCH:
             messages = data.get("messages") if isinstance(data, dict) else None
             for envelope in messages if isinstance(messages, list) else ():
-                name = envelope.get("event") if isinstance(envelope, dict) else None
-                if not isinstance(name, str) or not name or name == ControlEvent.BATCH:
-                    continue
-                if name == ServerEvent.SYSTEM_MAINTENANCE:
-                    self.maintenance = True
-                if envelope.get("requires_ack") is True:  # never batched by the protocol
+                name = self._unpack(envelope)
+                if name is not None:  # asks for an ack: never batched by the protocol
                     await self.receive(name, envelope, inline=False)
-                else:  # queued without a coroutine per envelope
-                    self._put(_Event(name, envelope, None, name in _SERVER_EVENTS))
             return None
         if event == ServerEvent.SYSTEM_MAINTENANCE:
             self.maintenance = True
@@ -329,11 +334,23 @@ class Dispatcher:
             return {"received": True} if acked else None
         if acked:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._put(_Event(event, data, done, event in _SERVER_EVENTS))
+            self._put(QueuedEvent(event, data, done, event in _SERVER_EVENTS))
             with contextlib.suppress(asyncio.CancelledError):
                 await done
             return {"received": True}
-        self._put(_Event(event, data, None, event in _SERVER_EVENTS))
+        self._put(QueuedEvent(event, data, None, event in _SERVER_EVENTS))
+        return None
+
+    def _unpack(self, envelope: Any) -> str | None:
+        """Queue one envelope of a batch; its event instead if it asks for an ack."""
+        name = envelope.get("event") if isinstance(envelope, dict) else None
+        if not isinstance(name, str) or not name or name == ControlEvent.BATCH:
+            return None
+        if name == ServerEvent.SYSTEM_MAINTENANCE:
+            self.maintenance = True
+        if envelope.get("requires_ack") is True:
+            return name
+        self._put(QueuedEvent(name, envelope, None, name in _SERVER_EVENTS))
         return None
 
     # -- dispatching ----------------------------------------------------------------
@@ -356,7 +373,7 @@ class Dispatcher:
             item = queue.popleft()
             self._busy = True
             try:
-                if isinstance(item, _Event):
+                if isinstance(item, QueuedEvent):
                     self._waiting -= item.counted
                     await self._dispatch_event(item.name, item.data)
                 elif isinstance(item, ResumeBegin):
@@ -367,7 +384,7 @@ class Dispatcher:
                     self.guard.fill_done(item.stream)
             finally:
                 self._busy = False
-                if isinstance(item, _Event):
+                if isinstance(item, QueuedEvent):
                     item.release()
 
     async def _resume_ended(self, end: ResumeEnd) -> None:
@@ -390,12 +407,17 @@ class Dispatcher:
             self.malformed += 1
             await self._on_error(exc)
             return
+        admitted = self._admit(message)
+        if admitted is not None:
+            await self._deliver(*admitted)
+
+    def _admit(self, message: Message[Payload]) -> tuple[Message[Payload], str | None] | None:
+        """The message to deliver now and its stream; ``None``: held for a fill, or old."""
         envelope = message.envelope
         seq, epoch = envelope.seq, envelope.epoch
         org = envelope.target.organization_id
         if seq is None or epoch is None or org is None or envelope.snapshot:
-            await self._deliver(message, None)
-            return
+            return message, None
         stream = _STREAM_PREFIX[envelope.channel] + org  # stream_name's, without its check
         guard = self.guard
         verdict = guard.admit(stream, seq, epoch, message)
@@ -403,40 +425,15 @@ class Dispatcher:
             replayed = guard.replayed_upto  # empty unless a replay ran
             if replayed and seq <= replayed.get(stream, -1):
                 message = message.as_replayed()
-            await self._deliver(message, stream)
-        elif verdict is Verdict.OLD:
-            self.duplicates += 1
+            return message, stream
+        if verdict is Verdict.OLD:
+            self._old += 1
+        return None
 
     async def _deliver(self, message: Message[Payload], stream: str | None) -> None:
-        envelope = message.envelope
-        if self._recent.seen(envelope.id):
-            self.duplicates += 1
-            return
-        for key, listener in self._listeners_of(envelope.event, envelope.channel):
-            try:
-                # call_handler's body, inline: one coroutine less per listener.
-                result = listener(message)
-                if result is not None and inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self._on_handler_error(key, exc)
-        self._router.route(message)
-        seq, epoch = envelope.seq, envelope.epoch
-        if stream is not None and seq is not None and epoch is not None:
-            self.guard.delivered(stream, seq)
-            self._resume.advance(stream, seq, epoch, envelope.id)
-
-    def _listeners_of(
-        self, event: ServerEvent, channel: Channel
-    ) -> tuple[tuple[str, Listener], ...]:
-        called = self._called.get(event)
-        if called is not None and called[0] is channel:
-            return called[1]
-        # A snapshot, as the tuples are (a listener may remove itself meanwhile);
-        # StrEnum members are their names as keys.
-        pairs = tuple((k, f) for k in (event, channel, "*") for f in self._listeners.get(k, ()))
-        self._called[event] = (channel, pairs)
-        return pairs
+        rest = self._delivery.now(message, stream)
+        if rest is not None:
+            await self._delivery.finish(rest)
 
     async def _server_error(self, data: Any) -> None:
         error = ServerError.from_wire(data)

@@ -233,7 +233,9 @@ class Supervisor:
             await self.transport.close()
         self._lost.clear()
         self._dispatcher.maintenance = False
-        transport = SocketIOTransport(self._dispatcher.receive, self._on_lost)
+        transport = SocketIOTransport(
+            self._dispatcher.receive, self._on_lost, self._dispatcher.take
+        )
         self.transport = transport
         config = self._config
         try:

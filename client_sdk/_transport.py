@@ -4,6 +4,35 @@ A typed adapter over ``socketio.AsyncClient`` with its own reconnection and
 SIGINT handling turned off (the SDK owns both), and one seam where its
 exceptions become ours. A new adapter (and a new AsyncClient) is made for
 every connection attempt, so reconnecting can never stack handlers or tasks.
+
+Every hook into python-socketio and python-engineio is in this module, and
+only here. Documented: ``AsyncClient(serializer=...)``, our packet class
+(:class:`_Packet`, orjson and a shortcut for plain events). Private:
+
+======================================  ========  =====================================
+Private hook                            Of        Why
+======================================  ========  =====================================
+``AsyncClient._engineio_client_class``  socketio  overridden: makes python-engineio's
+                                                  client ours (:class:`_EngineIOClient`)
+``AsyncClient._read_loop_websocket``    engineio  overridden, upstream's loop with two
+                                                  changes: a plain event (``42[...]``)
+                                                  goes to the dispatcher synchronously,
+                                                  not through a task of its own; one
+                                                  receive timer per connection, not a
+                                                  ``wait_for`` per message
+``AsyncClient._trigger_event``          engineio  overridden: notes the task started
+                                                  for each other message (order)
+``AsyncClient._binary_packet``          socketio  read: while it is set, a text packet
+                                                  is an attachment, left to it
+======================================  ========  =====================================
+
+With the dispatcher's synchronous entry, these took the CPU of the SDK's
+unbatched receive under cProfile from 21.6 s to 6.1 s per 20,000 messages
+(``bench/sdk_receive.py --profile-client sdk1``). Checked against python-socketio
+5.18.1 and python-engineio 4.15.1: the seam test pins the source of the read
+loop it replaces and the calls the others rely on, and fails when an upgrade
+changes one of them (read the new loop, port the two changes, update the pin).
+``tests/sdk/test_transport_seams.py``.
 """
 
 from __future__ import annotations
@@ -13,69 +42,32 @@ import contextlib
 import functools
 import inspect
 import json
-import re
-import socket
-import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import aiohttp
 import engineio
+import engineio.base_client
+import engineio.packet
 import orjson
 import socketio
 import socketio.packet
 
+from ._explain import explain
 from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError, ServerError
 
 __all__ = ["SocketIOTransport", "explain", "map_exceptions"]
 
 EventSink = Callable[..., Awaitable[Any]]
-"""Receives every server event as ``(event, data=None, *more)``; what it returns is its ack.
+"""Receives the server events ``EventTaker`` left, as ``(event, data=None, *more)``; what it
+returns is its ack.
 
 It runs in a task of its own per message (python-engineio); its first step
 must be synchronous, so that arrival order is kept."""
 
-
-_STATUS = re.compile(r"status code (\d{3})")
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def explain(exc: BaseException, path: str | None = None) -> str:
-    """The cause of a failed connection in a user's words, with what to check.
-
-    python-socketio reports most failures of a WebSocket connect as
-    ``Connection error``; the cause is further down the exception chain
-    (aiohttp's, then the socket's).
-    """
-    links = list(_chain(exc))
-    tls = [link for link in links if isinstance(link, ssl.SSLError)]
-    if tls or "[SSL" in str(exc):
-        reason = next((r for r in (getattr(link, "reason", None) for link in tls) if r), None)
-        shown = f" ({reason})" if reason else ""
-        return f"TLS handshake failed{shown}: an https:// URL to a plain-http server?"
-    for link in links:
-        status = getattr(link, "status", None)
-        found = _STATUS.search(str(link))
-        if not isinstance(status, int) and found:
-            status = int(found.group(1))
-        if isinstance(status, int) and status >= 400:
-            where = f" on path {path}" if path else ""
-            hint = ": no Socket.IO endpoint there (check the path)" if status in (403, 404) else ""
-            return f"HTTP {status}{where}{hint}"
-        if isinstance(link, socket.gaierror):
-            return f"unknown host ({link.strerror or link})"
-        if isinstance(link, ConnectionRefusedError):
-            return "connection refused: is the server running on this host and port?"
-        if isinstance(link, TimeoutError) and not isinstance(link, RequestTimeoutError):
-            return "timed out: no answer from the server"
-    return str(exc) or type(exc).__name__
+EventTaker = Callable[[str, Any], bool]
+"""Takes a plain server event ``(event, data)`` synchronously, in the read loop, in order;
+``False``: not taken, it goes to the :data:`EventSink` instead."""
 
 
 @contextlib.contextmanager
@@ -137,6 +129,150 @@ class _Packet(socketio.packet.Packet):  # type: ignore[misc]  # python-socketio 
         return super().decode(encoded_packet)  # type: ignore[no-any-return]
 
 
+class _ReceiveWatch:
+    """The receive timeout of one read loop: one timer, re-armed when it fires.
+
+    ``asyncio.wait_for(ws.receive(), limit)`` makes a ``Timeout``, a timer
+    handle and its cancellation for every message. This is the same bound:
+    when a receive has waited ``limit`` seconds, the read loop's task is
+    cancelled there and :meth:`expired` turns that into ``TimeoutError``
+    (a cancellation from elsewhere stays one). A receive starts its own
+    ``limit``, as before; time spent between receives does not count.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.since = self.loop.time()
+        self.waiting = False
+        self._task = asyncio.current_task()
+        self._limit = limit
+        self._fired = False
+        self._timer: asyncio.TimerHandle | None = self.loop.call_at(self.since + limit, self._check)
+
+    def _check(self) -> None:
+        now, due = self.loop.time(), self.since + self._limit
+        if self.waiting and now >= due and self._task is not None:
+            self._fired, self._timer = True, None
+            self._task.cancel()
+            return
+        # Waiting less than limit: check at its end. Not waiting: a receive
+        # started later ends its limit after now + limit at the earliest.
+        self._timer = self.loop.call_at(due if self.waiting else now + self._limit, self._check)
+
+    def expired(self) -> bool:
+        """Whether the cancellation being handled is this timeout's (it is then withdrawn)."""
+        if not self._fired or self._task is None:
+            return False
+        self._fired = False
+        return self._task.uncancel() == 0
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class _EngineIOClient(engineio.AsyncClient):  # type: ignore[misc]  # python-engineio is untyped
+    """python-engineio's client, with a synchronous way in for plain events.
+
+    python-engineio starts a task for every ``message`` (python-socketio's
+    handler decodes it there). Over a WebSocket, :attr:`take` is offered each
+    plain event first, in the read loop, unless the last task started for a
+    message is not done yet: tasks run in the order they were started, so a
+    message after one still waiting for its turn waits too, in a task behind
+    it, and arrival order holds across both ways (an ack's callback sees
+    exactly the events before it taken or handed over). Polling is left as
+    it is.
+    """
+
+    take: Callable[[str], bool] | None = None
+    _started: asyncio.Task[Any] | None = None
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        task = await super()._trigger_event(event, *args, **kwargs)
+        if event == "message" and isinstance(task, asyncio.Task):
+            self._started = task  # the last message's task: what a taken one must not overtake
+        return task
+
+    async def _read_loop_websocket(self) -> None:
+        """python-engineio's WebSocket read loop, with two costs per message taken out.
+
+        The same loop as upstream's (its source is pinned in the seam test),
+        reading the same packets in the same order and ending the same ways,
+        except: a text MESSAGE is offered to :attr:`take` before an engineio
+        ``Packet`` is made of it (under the rule of :meth:`_trigger_event`),
+        and the receive timeout is one timer for the connection, re-armed when
+        it fires, instead of ``asyncio.wait_for`` around every receive (a
+        ``Timeout``, a timer handle and its cancellation per message).
+        """
+        watch = _ReceiveWatch(self.ping_interval + self.ping_timeout)
+        try:
+            while self.state == "connected" and self.write_loop_task:
+                p = None
+                try:
+                    watch.waiting = True
+                    watch.since = watch.loop.time()
+                    try:
+                        p = await self.ws.receive()
+                    except asyncio.CancelledError:
+                        if watch.expired():
+                            raise TimeoutError from None
+                        raise
+                    finally:
+                        watch.waiting = False
+                    if not isinstance(p.data, (str, bytes)):  # pragma: no cover
+                        self.logger.warning(
+                            "Server sent %s packet data %s, aborting",
+                            "close"
+                            if p.type in [aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING]
+                            else str(p.type),
+                            str(p.data),
+                        )
+                        await self.queue.put(None)
+                        break  # the connection is broken
+                    p = p.data
+                except TimeoutError:
+                    self.logger.warning("Server has stopped communicating, aborting")
+                    await self.queue.put(None)
+                    break
+                except aiohttp.client_exceptions.ServerDisconnectedError:
+                    self.logger.info("Read loop: WebSocket connection was closed, aborting")
+                    await self.queue.put(None)
+                    break
+                except Exception as e:
+                    self.logger.info('Unexpected error receiving packet: "%s", aborting', str(e))
+                    await self.queue.put(None)
+                    break
+                if type(p) is str and p[:3] == "42[":  # a MESSAGE holding a plain event
+                    take, started = self.take, self._started
+                    if take is not None and (started is None or started.done()) and take(p[1:]):
+                        continue
+                try:
+                    pkt = engineio.packet.Packet(encoded_packet=p)
+                except Exception as e:  # pragma: no cover
+                    self.logger.info('Unexpected error decoding packet: "%s", aborting', str(e))
+                    await self.queue.put(None)
+                    break
+                await self._receive_packet(pkt)
+        finally:
+            watch.stop()
+
+        if self.write_loop_task:  # pragma: no branch
+            self.logger.info("Waiting for write loop task to end")
+            await self.write_loop_task
+        if self.state == "connected":
+            await self._trigger_event("disconnect", self.reason.TRANSPORT_ERROR, run_async=False)
+            with contextlib.suppress(ValueError):
+                engineio.base_client.connected_clients.remove(self)
+            await self._reset()
+        self.logger.info("Exiting read loop task")
+
+
+class _SocketIOClient(socketio.AsyncClient):  # type: ignore[misc]  # python-socketio is untyped
+    def _engineio_client_class(self) -> type[_EngineIOClient]:
+        return _EngineIOClient
+
+
 def _cheap_to_inspect(handler: EventSink) -> EventSink:
     # python-socketio calls inspect.iscoroutinefunction on the handler for
     # every event; on a bound method that costs about 0.5 us more than on a
@@ -147,17 +283,26 @@ def _cheap_to_inspect(handler: EventSink) -> EventSink:
     return handler
 
 
+_OWN_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+"""Events with a handler of their own here (python-socketio would not call ``"*"``)."""
+
+
 class SocketIOTransport:
     """One Socket.IO connection: open, request, receive, close."""
 
-    def __init__(self, sink: EventSink, on_lost: Callable[[str], None]) -> None:
-        self._client = socketio.AsyncClient(
+    def __init__(
+        self, sink: EventSink, on_lost: Callable[[str], None], take: EventTaker | None = None
+    ) -> None:
+        self._client = _SocketIOClient(
             reconnection=False,
             handle_sigint=False,
             logger=False,
             engineio_logger=False,
             serializer=_Packet,
         )
+        if take is not None:
+            self._take_event = take
+            self._client.eio.take = self._take
         self._on_lost = on_lost
         self._closing = False
         self._refusal: Any = None
@@ -166,6 +311,27 @@ class SocketIOTransport:
         self._client.on("*", _cheap_to_inspect(sink))
         self._client.on("disconnect", self._disconnected)
         self._client.on("connect_error", self._refused)
+
+    def _take(self, text: Any) -> bool:
+        """Hand a plain event (``2[...]``: default namespace, no ack id) to the taker.
+
+        What python-socketio would do with it, without its task: decode it as
+        :class:`_Packet` does and call the ``"*"`` handler's equivalent with
+        ``(event, data)``. Anything else, or an event this transport handles
+        itself, is left to python-socketio (``False``).
+        """
+        if type(text) is not str or text[:2] != "2[" or self._client._binary_packet:
+            return False
+        try:
+            packet = orjson.loads(text[1:])
+        except orjson.JSONDecodeError:
+            return False  # python-socketio's own path fails on it as it always did
+        if type(packet) is not list or not packet:
+            return False
+        event = packet[0]
+        if type(event) is not str or event in _OWN_EVENTS:
+            return False
+        return self._take_event(event, packet[1] if len(packet) > 1 else None)
 
     async def _refused(self, data: Any = None) -> None:
         # python-socketio hands over {"message", "data": ERROR}; the ERROR is ``data``.
