@@ -32,7 +32,9 @@ unbatched receive under cProfile from 21.6 s to 6.1 s per 20,000 messages
 5.18.1 and python-engineio 4.15.1: the seam test pins the source of the read
 loop it replaces and the calls the others rely on, and fails when an upgrade
 changes one of them (read the new loop, port the two changes, update the pin).
-``tests/sdk/test_transport_seams.py``.
+``tests/sdk/test_transport_seams.py``. At run time our loop is used only over
+the loop it was copied from (:data:`READ_LOOP_SHA256`); over any other
+python-engineio the client runs upstream's loop, with its task per message.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -54,9 +57,27 @@ import socketio
 import socketio.packet
 
 from ._explain import explain
+from ._receive_watch import ReceiveWatch
 from .exceptions import ConnectionLostError, IntradayError, RequestTimeoutError, ServerError
 
-__all__ = ["SocketIOTransport", "explain", "map_exceptions"]
+__all__ = ["READ_LOOP_SHA256", "SocketIOTransport", "explain", "map_exceptions"]
+
+READ_LOOP_SHA256 = "83f5111bf4e5b5248adb777c18307fa04f5d871805acc41a0f4b6f3f5671317a"
+"""python-engineio 4.15.1's ``AsyncClient._read_loop_websocket``, which ours replaces."""
+
+
+def _upstream_read_loop_is_the_one_copied() -> bool:
+    # Our loop is upstream's with two changes; over another upstream loop it could
+    # end a connection differently, so it is used only over the one it was copied from.
+    try:
+        source = inspect.getsource(engineio.AsyncClient._read_loop_websocket)
+    except (OSError, TypeError):  # no source shipped: cannot tell
+        return False
+    return hashlib.sha256(source.encode()).hexdigest() == READ_LOOP_SHA256
+
+
+READ_LOOP_REPLACED = _upstream_read_loop_is_the_one_copied()
+"""Whether the client reads WebSockets with our loop (else with python-engineio's own)."""
 
 EventSink = Callable[..., Awaitable[Any]]
 """Receives the server events ``EventTaker`` left, as ``(event, data=None, *more)``; what it
@@ -129,49 +150,6 @@ class _Packet(socketio.packet.Packet):  # type: ignore[misc]  # python-socketio 
         return super().decode(encoded_packet)  # type: ignore[no-any-return]
 
 
-class _ReceiveWatch:
-    """The receive timeout of one read loop: one timer, re-armed when it fires.
-
-    ``asyncio.wait_for(ws.receive(), limit)`` makes a ``Timeout``, a timer
-    handle and its cancellation for every message. This is the same bound:
-    when a receive has waited ``limit`` seconds, the read loop's task is
-    cancelled there and :meth:`expired` turns that into ``TimeoutError``
-    (a cancellation from elsewhere stays one). A receive starts its own
-    ``limit``, as before; time spent between receives does not count.
-    """
-
-    def __init__(self, limit: float) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.since = self.loop.time()
-        self.waiting = False
-        self._task = asyncio.current_task()
-        self._limit = limit
-        self._fired = False
-        self._timer: asyncio.TimerHandle | None = self.loop.call_at(self.since + limit, self._check)
-
-    def _check(self) -> None:
-        now, due = self.loop.time(), self.since + self._limit
-        if self.waiting and now >= due and self._task is not None:
-            self._fired, self._timer = True, None
-            self._task.cancel()
-            return
-        # Waiting less than limit: check at its end. Not waiting: a receive
-        # started later ends its limit after now + limit at the earliest.
-        self._timer = self.loop.call_at(due if self.waiting else now + self._limit, self._check)
-
-    def expired(self) -> bool:
-        """Whether the cancellation being handled is this timeout's (it is then withdrawn)."""
-        if not self._fired or self._task is None:
-            return False
-        self._fired = False
-        return self._task.uncancel() == 0
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-
 class _EngineIOClient(engineio.AsyncClient):  # type: ignore[misc]  # python-engineio is untyped
     """python-engineio's client, with a synchronous way in for plain events.
 
@@ -205,7 +183,10 @@ class _EngineIOClient(engineio.AsyncClient):  # type: ignore[misc]  # python-eng
         it fires, instead of ``asyncio.wait_for`` around every receive (a
         ``Timeout``, a timer handle and its cancellation per message).
         """
-        watch = _ReceiveWatch(self.ping_interval + self.ping_timeout)
+        if not READ_LOOP_REPLACED:
+            await super()._read_loop_websocket()
+            return
+        watch = ReceiveWatch(self.ping_interval + self.ping_timeout)
         try:
             while self.state == "connected" and self.write_loop_task:
                 p = None

@@ -84,15 +84,12 @@ def test_python_socketio_makes_its_engineio_client_through_the_hook() -> None:
     )
 
 
-READ_LOOP_SHA256 = "83f5111bf4e5b5248adb777c18307fa04f5d871805acc41a0f4b6f3f5671317a"
-"""python-engineio 4.15.1's ``AsyncClient._read_loop_websocket``, which ours replaces."""
-
-
 def test_the_websocket_read_loop_replaced_is_still_upstreams() -> None:
     # Ours is a copy with two changes (see its docstring): when python-engineio
     # changes its loop, read the new one, port the changes, update the pin.
     source = inspect.getsource(engineio.AsyncClient._read_loop_websocket)
-    assert hashlib.sha256(source.encode()).hexdigest() == READ_LOOP_SHA256
+    assert hashlib.sha256(source.encode()).hexdigest() == transport_module.READ_LOOP_SHA256
+    assert transport_module.READ_LOOP_REPLACED
     assert list(inspect.signature(engineio.AsyncClient._read_loop_websocket).parameters) == ["self"]
     connect = inspect.getsource(engineio.AsyncClient._connect_websocket)
     assert "self.start_background_task(\n            self._read_loop_websocket)" in connect
@@ -160,6 +157,32 @@ async def test_plain_events_are_taken_without_a_task_each_and_keep_their_order(
         await done.wait()
     assert seen == [(n, n % 3 == 0) for n in range(count)]
     assert 0 < len(tasks_started) < count
+
+
+async def test_over_another_engineio_loop_the_client_reads_with_upstreams_in_order(
+    make_client: ClientFactory, admin: AdminClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a user on a python-engineio whose loop we did not check gets: its own
+    # loop, a task per message, and still every message in order.
+    monkeypatch.setattr(transport_module, "READ_LOOP_REPLACED", False)
+    count = 30
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    def on_kpi(message: Message[KpiPayload]) -> None:
+        seen.append(message.payload.model_extra["n"])  # type: ignore[index]
+        if len(seen) == count:
+            done.set()
+
+    client: IntradayClient = make_client()
+    await client.connect()
+    client.on(on_kpi_update=on_kpi)
+    await client.subscribe(["kpi"])
+    for n in range(count):
+        await admin.publish_kpi(kpi(n=n), requires_ack=n % 3 == 0)
+    async with asyncio.timeout(WAIT):
+        await done.wait()
+    assert seen == list(range(count))
 
 
 async def test_a_silent_connection_ends_when_its_receive_timeout_expires(
