@@ -176,9 +176,13 @@ async def _restart(command: str, url: str) -> None:
 
 
 async def _apply_faults(
-    config: VerifyConfig, proxy: TcpProxy, stop: asyncio.Event, counted: list[int]
+    config: VerifyConfig,
+    proxy: TcpProxy,
+    stop: asyncio.Event,
+    counted: list[int],
+    back: Callable[[], bool],
 ) -> None:
-    """Apply the fault on schedule until ``stop``."""
+    """Apply the fault on schedule until ``stop``; ``back``: every subscriber is resubscribed."""
     if config.fault == "none":
         return
     loop = asyncio.get_running_loop()
@@ -200,6 +204,11 @@ async def _apply_faults(
                 return
             assert config.restart_command is not None
             await _restart(config.restart_command, config.url)
+            # The next restart only once the subscribers are back: two restarts within one
+            # outage of theirs would count as two while they saw one.
+            give_up = loop.time() + _BACK_WITHIN
+            while not (back() or stop.is_set() or loop.time() > give_up):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)  # polled: no one event says several clients are back
         else:
             if config.fault == "drop":
                 proxy.refuse()
@@ -279,7 +288,11 @@ async def run_verify(
             say(f"{len(subscribers)} subscribers ready; publishing for {config.duration:g} s")
             stop = asyncio.Event()
             counted = [0]
-            faults = asyncio.create_task(_apply_faults(config, proxy, stop, counted))
+            faults = asyncio.create_task(
+                _apply_faults(
+                    config, proxy, stop, counted, lambda: all(s.ready for s in subscribers)
+                )
+            )
             loop = asyncio.get_running_loop()
             begin = loop.time()
             total = max(1, int(config.duration * config.rate))
