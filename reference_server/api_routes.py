@@ -348,19 +348,23 @@ async def rooms(parts: Parts, organization_id: OrgQuery = None) -> RoomList:
     return RoomList(rooms=listed, total_count=len(listed))
 
 
-async def _publish(parts: ApiParts, request: BroadcastRequest, key: str | None) -> BroadcastResult:
-    """Publish, once per ``Idempotency-Key`` when one is given."""
+async def _publish(
+    parts: ApiParts, request: BroadcastRequest, key: str | None, http: Request
+) -> BroadcastResult:
+    """Publish, once per ``Idempotency-Key`` when one is given (not once its caller left)."""
     if key is None or parts.idempotency is None:
         return await parts.publisher.publish(request)
-    return await parts.idempotency.publish(check_key(key), request, parts.publisher.publish)
+    return await parts.idempotency.publish(
+        check_key(key), request, parts.publisher.publish, gone=http.is_disconnected
+    )
 
 
 @admin.post(f"{API_BASE}/broadcast", response_model=BroadcastResult)
 async def broadcast(
-    parts: Parts, request: BroadcastRequest, idempotency_key: KeyHeader = None
+    parts: Parts, request: BroadcastRequest, http: Request, idempotency_key: KeyHeader = None
 ) -> BroadcastResult:
     """Publish any server event; the payload is validated against its schema."""
-    return await _publish(parts, request, idempotency_key)
+    return await _publish(parts, request, idempotency_key, http)
 
 
 @admin.post(f"{API_BASE}/broadcast/{{kind}}", response_model=BroadcastResult)
@@ -368,6 +372,7 @@ async def broadcast_kind(
     parts: Parts,
     kind: BroadcastKind,
     payload: dict[str, Any],
+    http: Request,
     event: EventQuery = None,
     priority: PriorityQuery = Priority.MEDIUM,
     requires_ack: AckQuery = False,
@@ -385,4 +390,4 @@ async def broadcast_kind(
         priority=priority,
         requires_ack=requires_ack,
     )
-    return await _publish(parts, request, idempotency_key)
+    return await _publish(parts, request, idempotency_key, http)

@@ -190,12 +190,20 @@ class Idempotency:
         key: str,
         request: BroadcastRequest,
         publish: Callable[[BroadcastRequest], Awaitable[BroadcastResult]],
+        gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> BroadcastResult:
         """``publish(request)`` unless ``key`` was used: then the first answer.
 
+        ``gone`` says whether the caller left (its HTTP client closed the
+        connection). A request waiting for the key's first one then stops
+        without publishing: a claim whose owner died expires only after
+        :data:`PENDING_SECONDS`, and a publish then would come late (after what
+        the publisher sent since, believing this one failed), for nobody's answer.
+
         Raises:
             KeyReusedError: the key was used with another body (409).
-            ProtocolError: what ``publish`` raises (the key is then free again).
+            ProtocolError: what ``publish`` raises (the key is then free again);
+                ``INTERNAL_ERROR`` when the caller left while waiting.
         """
         wanted = fingerprint(request)
         owner = secrets.token_hex(8)
@@ -212,6 +220,10 @@ class Idempotency:
                 return BroadcastResult.model_validate(record.result)
             if loop.time() > deadline:  # cannot happen unless clocks disagree: the claim expires
                 raise StoreUnavailableError("the first request with this key has not finished")
+            if gone is not None and await gone():
+                raise ProtocolError(
+                    ErrorCode.INTERNAL_ERROR, "the caller left while the key was held"
+                )
             # The first request is publishing, maybe on another node: its answer
             # appears in the store, where this request looks for it.
             await asyncio.sleep(pause)

@@ -17,7 +17,9 @@ While messages are published at a steady rate the fault is applied every
 - ``none``: a clean run.
 
 After the last publish the run waits until every subscriber has every
-message, or until nothing arrived for ``settle`` seconds.
+message, or until nothing arrived for ``settle`` seconds and every subscriber
+is connected and subscribed again (one still reconnecting has yet to report
+what it missed; at most 30 s more, then a note says so).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -174,17 +176,27 @@ async def _restart(command: str, url: str) -> None:
 
 
 async def _apply_faults(
-    config: VerifyConfig, proxy: TcpProxy, stop: asyncio.Event, counted: list[int]
+    config: VerifyConfig,
+    proxy: TcpProxy,
+    stop: asyncio.Event,
+    counted: list[int],
+    back: Callable[[], bool],
 ) -> None:
-    """Apply the fault on schedule until ``stop``."""
+    """Apply the fault on schedule until ``stop``; ``back``: every subscriber is resubscribed."""
     if config.fault == "none":
         return
+    loop = asyncio.get_running_loop()
+    begin = loop.time()
     every = config.fault_every
     if config.fault == "restart":
         every = config.duration / (config.restarts + 1)
-    for _ in range(10**6):
+    for i in range(1, 10**6):
+        # Restarts are due at fixed points of the run (i / (restarts + 1) of it), not an
+        # interval after the previous one ended: a slow restart must not crowd the last
+        # ones out of the run (40 s with 3-4 s restarts fitted 2 or 3 of 5).
+        due = begin + i * every if config.fault == "restart" else loop.time() + every
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(every):
+            async with asyncio.timeout_at(max(due, loop.time())):
                 await stop.wait()
                 return
         if config.fault == "restart":
@@ -192,6 +204,11 @@ async def _apply_faults(
                 return
             assert config.restart_command is not None
             await _restart(config.restart_command, config.url)
+            # The next restart only once the subscribers are back: two restarts within one
+            # outage of theirs would count as two while they saw one.
+            give_up = loop.time() + _BACK_WITHIN
+            while not (back() or stop.is_set() or loop.time() > give_up):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)  # polled: no one event says several clients are back
         else:
             if config.fault == "drop":
                 proxy.refuse()
@@ -271,7 +288,11 @@ async def run_verify(
             say(f"{len(subscribers)} subscribers ready; publishing for {config.duration:g} s")
             stop = asyncio.Event()
             counted = [0]
-            faults = asyncio.create_task(_apply_faults(config, proxy, stop, counted))
+            faults = asyncio.create_task(
+                _apply_faults(
+                    config, proxy, stop, counted, lambda: all(s.ready for s in subscribers)
+                )
+            )
             loop = asyncio.get_running_loop()
             begin = loop.time()
             total = max(1, int(config.duration * config.rate))
@@ -288,9 +309,19 @@ async def run_verify(
             finally:
                 proxy.restore()
             say(f"published {total}; {counted[0]} faults; waiting for deliveries")
-            await _settle(ledger, config.settle)
+            if not await _settle(ledger, subscribers, config.settle):
+                away = sum(1 for s in subscribers if not s.ready)
+                notes.append(
+                    f"{away} subscribers not back {config.settle + _BACK_WITHIN:g} s after the"
+                    " last publish: what they would have been told of counts as lost"
+                )
         finally:
             await asyncio.gather(*(s.close() for s in subscribers), return_exceptions=True)
+    if config.fault == "restart" and counted[0] < config.restarts:
+        notes.append(
+            f"only {counted[0]} of {config.restarts} restarts fitted in the run (restarts that"
+            " take longer than duration / (restarts + 1) need a longer --duration)"
+        )
     failed = [p for p in ledger.published.values() if p.failed]
     if failed:
         notes.append(f"{len(failed)} publishes failed for good, first: {failed[0].failed}")
@@ -299,18 +330,40 @@ async def run_verify(
     )
 
 
-async def _settle(ledger: Ledger, quiet: float) -> None:
-    """Wait until every subscriber has every published message, or nothing came for ``quiet`` s."""
+_BACK_WITHIN = 30.0
+"""Seconds past ``settle`` a run waits for subscribers still reconnecting when it ends."""
+
+
+async def _settle(
+    ledger: Ledger, subscribers: Sequence[SdkSubscriber | RawSubscriber], quiet: float
+) -> bool:
+    """Wait until every subscriber has every published message, or nothing came for ``quiet`` s
+    with every subscriber back (connected and resubscribed); ``False``: some were not back
+    within ``quiet`` + 30 s.
+
+    A subscriber still reconnecting when the run ends has not yet been told of what it
+    missed (its gap comes with its resume): tallied then, that would count as lost in
+    silence what it is about to report.
+    """
     wanted = {p.n for p in ledger.published.values() if p.failed is None}
     loop = asyncio.get_running_loop()
     last_count = -1
     last_change = loop.time()
-    while loop.time() - last_change < quiet:
+    give_up = last_change + quiet + _BACK_WITHIN
+    back = False
+    while True:
+        now = loop.time()
         count = sum(len(log.deliveries) for log in ledger.subscribers)
         if count != last_count:
-            last_count, last_change = count, loop.time()
+            last_count, last_change = count, now
+        if not back and all(s.ready for s in subscribers):
+            back, last_change = True, now  # its gap reports may follow its resume
+        elif back and not all(s.ready for s in subscribers):
+            back = False
         if all(wanted <= {d.n for d in log.deliveries} for log in ledger.subscribers):
             # Everything is there: a moment more shows a late duplicate or phantom.
             await asyncio.sleep(min(1.0, quiet))
-            return
+            return True
+        if now - last_change >= quiet and (back or now >= give_up):
+            return back
         await asyncio.sleep(0.1)

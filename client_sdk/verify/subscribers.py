@@ -76,6 +76,11 @@ class SdkSubscriber:
     def _disconnected(self, _reason: str) -> None:
         self._log.disconnects += 1
 
+    @property
+    def ready(self) -> bool:
+        """Connected with its subscriptions back (after a reconnect: resumed, gaps reported)."""
+        return self._client.state == "authenticated"
+
     async def start(self) -> None:
         """Connect and subscribe."""
         await self._client.connect()
@@ -205,6 +210,11 @@ class RawSubscriber:
     async def _resubscribe(self, stream: str) -> None:
         with contextlib.suppress(socketio.exceptions.SocketIOError, TimeoutError):
             await self._subscribe([stream])
+
+    @property
+    def ready(self) -> bool:
+        """Connected with its subscriptions back (after a reconnect: resumed, gaps counted)."""
+        return self._ready.is_set()
 
     async def start(self) -> None:
         """Connect, authenticate and subscribe.

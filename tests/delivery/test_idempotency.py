@@ -17,8 +17,15 @@ import pytest
 from client_sdk import IntradayClient, Message
 from client_sdk.admin import AdminClient
 from client_sdk.exceptions import ServerError
-from client_sdk.protocol import BroadcastRequest, BroadcastResult, KpiPayload
+from client_sdk.protocol import (
+    BroadcastRequest,
+    BroadcastResult,
+    BroadcastTarget,
+    KpiPayload,
+    ServerEvent,
+)
 from client_sdk.testing import RunningServer
+from reference_server import idempotency
 from reference_server.idempotency import Idempotency, MemoryKeys
 from tests.delivery.sequence import ORG, TIMESTAMP
 from tests.sdk.conftest import fast_config
@@ -175,3 +182,28 @@ async def test_a_key_answers_for_the_window_and_then_publishes_again() -> None:
     now[0] = 301.0
     assert (await idempotency.publish("k", request, publish)).message_id != first.message_id
     assert sent == ["m0", "m1"]
+
+
+async def test_a_request_whose_caller_left_while_a_dead_claim_held_its_key_publishes_nothing(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a publish killed mid-way leaves: a claim nobody will settle, held until it expires.
+    monkeypatch.setattr(idempotency, "PENDING_SECONDS", 1.0)
+    server = await make_server()
+    request = BroadcastRequest(event=ServerEvent.KPI_UPDATE, data=kpi(1), target=BroadcastTarget())
+    await server.app._keys.claim_key("k-dead", idempotency.fingerprint(request), "dead", 1.0)
+    async with IntradayClient(fast_config(server.url, path=server.settings.path)) as client:
+        received = Received(client)
+        await client.subscribe(["kpi"])
+        async with httpx.AsyncClient(base_url=server.url, timeout=0.3) as http:
+            with pytest.raises(httpx.TimeoutException):  # the publisher gives up on 1
+                await http.post(
+                    "/api/ws/broadcast/kpi", json=kpi(1), headers={"Idempotency-Key": "k-dead"}
+                )
+            await http.post("/api/ws/broadcast/kpi", json=kpi(2))
+            # Past the claim's expiry (the server's own timer; its waiters look every 0.1 s
+            # at most): a waiter still there would publish 1 now, after 2, for nobody.
+            await asyncio.sleep(1.5)
+            await http.post("/api/ws/broadcast/kpi", json=kpi(3))
+        await received.until(3)
+    assert received.numbers() == [2, 3]

@@ -180,7 +180,11 @@ async def test_a_node_that_lost_its_subscription_sends_what_it_missed_from_the_l
                 resumed = time.monotonic()
                 await handled.until(MISSED + 1, timeout=30)
                 took = time.monotonic() - resumed
-                print(f"\n{MISSED} missed messages handled {took:.2f} s after the node resumed")
+                fills = client.statistics().fills
+                print(
+                    f"\n{MISSED} missed messages handled {took:.2f} s after the node resumed"
+                    f" (the SDK's own fills: {fills})"
+                )
                 handled.assert_exactly(range(MISSED + 1))
                 assert handled.reconnects == 0
                 assert handled.gaps == []

@@ -87,6 +87,41 @@ async def test_verify_of_a_server_without_replay_reports_every_loss_as_a_gap(
     assert result.clean
 
 
+async def test_verify_waits_for_subscribers_still_reconnecting_when_the_run_ends(
+    make_server: ServerFactory,
+) -> None:
+    # The last drop outlasts the publishing: every client is away when the run
+    # ends, and a server without replay can only tell them of the loss once they
+    # are back. Tallied before that, their losses would count as silent.
+    server = await make_server(store="none")
+    config = VerifyConfig(
+        url=server.url, sdk_clients=1, raw_clients=1, rate=40.0, duration=1.0,
+        fault="drop", fault_every=0.5, fault_seconds=2.0, settle=0.3,
+    )  # fmt: skip
+    result = await run_verify(config)
+    for row in result.rows:
+        told = (row.lost, row.lost_reported > 0, row.gaps_reported > 0)
+        assert told == (0, True, True), render_table(result)
+    assert result.clean
+    assert not result.notes
+
+
+async def test_restarts_are_spread_over_the_run_however_long_each_takes(
+    make_server: ServerFactory,
+) -> None:
+    # A "restart" of 0.5 s that restarts nothing: due at 1, 2 and 3 s of a 4 s run,
+    # all three fit (waiting a third of the run after each ended fitted two).
+    server = await make_server()
+    config = VerifyConfig(
+        url=server.url, sdk_clients=1, raw_clients=1, rate=10.0, duration=4.0,
+        fault="restart", restarts=3, restart_command="sleep 0.5", settle=1.0,
+    )  # fmt: skip
+    result = await run_verify(config)
+    assert result.faults_applied == 3, result.notes
+    assert result.notes == []
+    assert result.clean, render_table(result)
+
+
 def test_cli_refuses_a_remote_server() -> None:
     refused = subprocess.run(
         [sys.executable, "-m", "client_sdk.cli", "verify", "--url", "http://192.0.2.1:5000"],

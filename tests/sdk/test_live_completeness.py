@@ -13,6 +13,7 @@ handler) are holes of the same kind.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,37 @@ async def test_a_seq_jump_while_connected_is_filled_in_order(
         assert handled.gaps == []
         assert handled.reconnects == 0
         assert client.statistics().fills >= 1
+
+
+async def test_sixty_skipped_messages_are_handled_soon_after_the_one_that_shows_them() -> None:
+    # Issue 20's figure with the SDK's own fill alone: the server believes it
+    # sent alerts 3 to 121 (its own repair does not run), alert 123 shows the hole.
+    skipped = range(3, 122, 2)
+    assert len(skipped) == 60
+    wrap: Wrapper = lambda real, _registry: SkippingFanout(real, skipped, error_after=None)  # noqa: E731
+    server = await _server(wrap)
+    try:
+        async with (
+            AdminClient(server.url) as admin,
+            IntradayClient(fast_config(server.url, path=server.settings.path)) as client,
+        ):
+            handled = Handled(client)
+            await client.subscribe(["alerts"])
+            for n in range(1, 122, 2):
+                await publish(admin, n)
+            await handled.until(1)
+            shown = time.monotonic()
+            await publish(admin, 123)
+            await handled.until(62)
+            took = time.monotonic() - shown
+            print(f"\n60 skipped messages handled {took:.2f} s after the one that showed them")
+            assert handled.numbers == list(range(1, 124, 2))
+            assert handled.replayed == list(range(3, 124, 2))
+            assert (handled.gaps, handled.reconnects) == ([], 0)
+            assert client.statistics().fills == 1
+            assert took < 3.0
+    finally:
+        await server.stop()
 
 
 async def test_the_servers_section_6_error_fills_a_filtered_stream_without_new_messages() -> None:
