@@ -17,8 +17,10 @@ A publish that fails (the store unreachable: 503) releases its claim, so a
 retry with the key publishes: nothing was delivered the first time. One
 that was logged but not confirmed by enough replicas (503 as well) stands: its
 key answers its ``message_id`` (with ``recipients`` 0) from then on. A claim
-whose owner died mid-publish expires after :data:`PENDING_SECONDS` and the
-waiters publish.
+whose owner died mid-publish expires after :data:`PENDING_SECONDS` and a
+waiter publishes, under the ``message_id`` the claim held: the dead owner may
+have logged the message already, and a second copy under the same id is one
+that subscribers' dedupe drops (under a new id it would be a second alert).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import logging
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
 
@@ -91,9 +94,10 @@ class KeyStore(Protocol):
     """Where keys are kept: :class:`MemoryKeys`, or Redis (:class:`~.store.redis.RedisStore`)."""
 
     async def claim_key(
-        self, key: str, fingerprint: str, owner: str, ttl_seconds: float
+        self, key: str, fingerprint: str, owner: str, ttl_seconds: float, message_id: str
     ) -> KeyRecord | None:
-        """Claim ``key`` for ``owner`` unless it is held; ``None`` when claimed, else what it holds.
+        """Claim ``key`` for ``owner``, who will publish as ``message_id``, unless it is held;
+        ``None`` when claimed, else what it holds.
 
         Raises:
             StoreUnavailableError: the store cannot be reached.
@@ -124,10 +128,10 @@ class MemoryKeys:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # key -> (expires at, fingerprint, owner, result)
-        self._keys: dict[str, tuple[float, str, str, dict[str, Any] | None]] = {}
+        # key -> (expires at, fingerprint, owner, result, message_id)
+        self._keys: dict[str, tuple[float, str, str, dict[str, Any] | None, str | None]] = {}
 
-    def _live(self, key: str) -> tuple[float, str, str, dict[str, Any] | None] | None:
+    def _live(self, key: str) -> tuple[float, str, str, dict[str, Any] | None, str | None] | None:
         entry = self._keys.get(key)
         if entry is not None and entry[0] <= self._clock():
             del self._keys[key]
@@ -135,14 +139,14 @@ class MemoryKeys:
         return entry
 
     async def claim_key(
-        self, key: str, fingerprint: str, owner: str, ttl_seconds: float
+        self, key: str, fingerprint: str, owner: str, ttl_seconds: float, message_id: str
     ) -> KeyRecord | None:
         """Claim ``key`` unless it is held; ``None`` when claimed, else what it holds."""
         entry = self._live(key)
         if entry is not None:
-            return KeyRecord(entry[1], entry[3])
+            return KeyRecord(entry[1], entry[3], entry[4])
         self._forget_expired()
-        self._keys[key] = (self._clock() + ttl_seconds, fingerprint, owner, None)
+        self._keys[key] = (self._clock() + ttl_seconds, fingerprint, owner, None, message_id)
         return None
 
     def _forget_expired(self) -> None:
@@ -158,7 +162,7 @@ class MemoryKeys:
         self, key: str, fingerprint: str, result: dict[str, Any], ttl_seconds: float
     ) -> None:
         """Keep ``result`` as the key's answer for ``ttl_seconds``."""
-        self._keys[key] = (self._clock() + ttl_seconds, fingerprint, "", result)
+        self._keys[key] = (self._clock() + ttl_seconds, fingerprint, "", result, None)
 
     async def release_key(self, key: str, owner: str) -> None:
         """Forget the key if ``owner``'s claim is still pending."""
@@ -189,10 +193,13 @@ class Idempotency:
         self,
         key: str,
         request: BroadcastRequest,
-        publish: Callable[[BroadcastRequest], Awaitable[BroadcastResult]],
+        publish: Callable[[BroadcastRequest, str], Awaitable[BroadcastResult]],
         gone: Callable[[], Awaitable[bool]] | None = None,
     ) -> BroadcastResult:
-        """``publish(request)`` unless ``key`` was used: then the first answer.
+        """``publish(request, message_id)`` unless ``key`` was used: then the first answer.
+
+        ``message_id`` is new, or the one a claim that expired while this
+        request waited held (its owner died mid-publish, maybe after logging it).
 
         ``gone`` says whether the caller left (its HTTP client closed the
         connection). A request waiting for the key's first one then stops
@@ -207,17 +214,20 @@ class Idempotency:
         """
         wanted = fingerprint(request)
         owner = secrets.token_hex(8)
+        message_id = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PENDING_SECONDS + 1.0
         pause = 0.005
         while True:
-            record = await self._keys.claim_key(key, wanted, owner, PENDING_SECONDS)
+            record = await self._keys.claim_key(key, wanted, owner, PENDING_SECONDS, message_id)
             if record is None:
                 break
             if record.fingerprint != wanted:
                 raise KeyReusedError()
             if record.result is not None:
                 return BroadcastResult.model_validate(record.result)
+            if record.message_id is not None:
+                message_id = record.message_id  # if its owner dies, this publishes it as that
             if loop.time() > deadline:  # cannot happen unless clocks disagree: the claim expires
                 raise StoreUnavailableError("the first request with this key has not finished")
             if gone is not None and await gone():
@@ -229,7 +239,7 @@ class Idempotency:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
         try:
-            result = await publish(request)
+            result = await publish(request, message_id)
         except UnconfirmedAppendError as error:
             # Logged already (its subscribers get it, live or from the log): a retry
             # answers this message_id instead of publishing it a second time.

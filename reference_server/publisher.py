@@ -72,8 +72,9 @@ def _check_addressable(event: ServerEvent, target: Scope) -> None:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{event} needs an organization_id")
 
 
-def build_message(request: BroadcastRequest) -> OutgoingMessage:
-    """Validate ``request``, resolve its target and build its envelope; nothing is sent.
+def build_message(request: BroadcastRequest, message_id: str | None = None) -> OutgoingMessage:
+    """Validate ``request``, resolve its target and build its envelope (``id``:
+    ``message_id``, new when ``None``); nothing is sent.
 
     Raises:
         ProtocolError: ``INVALID_MESSAGE`` for a bad payload or target.
@@ -92,7 +93,7 @@ def build_message(request: BroadcastRequest) -> OutgoingMessage:
     if org is not None and socket_ids is None:
         stream = stream_name(EVENT_CHANNEL[request.event], org)
     envelope = build_envelope(
-        message_id=uuid.uuid4().hex,
+        message_id=message_id or uuid.uuid4().hex,
         event=request.event,
         timestamp=format_timestamp(utc_now()),
         target=target,
@@ -126,14 +127,19 @@ class Publisher:
         self._local = local
         self._recorder = recorder
 
-    async def publish(self, request: BroadcastRequest) -> BroadcastResult:
+    async def publish(
+        self, request: BroadcastRequest, message_id: str | None = None
+    ) -> BroadcastResult:
         """Validate, build the envelope and deliver; nothing is sent if anything is invalid.
+
+        ``message_id``: the envelope's ``id`` (new when ``None``; an idempotency
+        key's, :mod:`.idempotency`).
 
         Raises:
             ProtocolError: ``INVALID_MESSAGE`` for a bad payload or target; a
                 retryable ``INTERNAL_ERROR`` when the store or cluster is away.
         """
-        message = build_message(request)
+        message = build_message(request, message_id)
         started = time.perf_counter()
         recipients = await self._distribution.distribute(message)
         self._recorder.published(message, recipients, time.perf_counter() - started)

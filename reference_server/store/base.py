@@ -90,6 +90,8 @@ class KeyRecord:
     fingerprint: str
     result: dict[str, Any] | None
     """``None``: the first request with the key is still publishing."""
+    message_id: str | None = None
+    """The ``message_id`` the request publishing under the key gives its message."""
 
 
 @dataclass(frozen=True, slots=True)

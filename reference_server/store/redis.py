@@ -497,10 +497,10 @@ class RedisStore:
     # -- idempotency keys (reference_server.idempotency) ---------------------------
 
     async def claim_key(
-        self, key: str, fingerprint: str, owner: str, ttl_seconds: float
+        self, key: str, fingerprint: str, owner: str, ttl_seconds: float, message_id: str
     ) -> KeyRecord | None:
         """Claim ``key`` unless it is held (one script: every node sees one winner)."""
-        pending = json.dumps({"f": fingerprint, "o": owner})
+        pending = json.dumps({"f": fingerprint, "o": owner, "m": message_id})
         try:
             held = await self._claim(
                 keys=[f"{_PREFIX}idempotency:{key}"], args=[pending, int(ttl_seconds * 1000)]
@@ -510,7 +510,7 @@ class RedisStore:
         if held is None:
             return None
         record = json.loads(held)
-        return KeyRecord(str(record["f"]), record.get("r"))
+        return KeyRecord(str(record["f"]), record.get("r"), record.get("m"))
 
     async def settle_key(
         self, key: str, fingerprint: str, result: dict[str, Any], ttl_seconds: float

@@ -171,7 +171,7 @@ async def test_a_key_answers_for_the_window_and_then_publishes_again() -> None:
     idempotency = Idempotency(MemoryKeys(clock=lambda: now[0]), window_seconds=300)
     sent: list[str] = []
 
-    async def publish(request: BroadcastRequest) -> BroadcastResult:
+    async def publish(request: BroadcastRequest, message_id: str) -> BroadcastResult:
         sent.append(f"m{len(sent)}")
         return BroadcastResult(message_id=sent[-1], recipients=1)
 
@@ -191,7 +191,9 @@ async def test_a_request_whose_caller_left_while_a_dead_claim_held_its_key_publi
     monkeypatch.setattr(idempotency, "PENDING_SECONDS", 1.0)
     server = await make_server()
     request = BroadcastRequest(event=ServerEvent.KPI_UPDATE, data=kpi(1), target=BroadcastTarget())
-    await server.app._keys.claim_key("k-dead", idempotency.fingerprint(request), "dead", 1.0)
+    await server.app._keys.claim_key(
+        "k-dead", idempotency.fingerprint(request), "dead", 1.0, "dead-owners-id"
+    )
     async with IntradayClient(fast_config(server.url, path=server.settings.path)) as client:
         received = Received(client)
         await client.subscribe(["kpi"])
@@ -207,3 +209,32 @@ async def test_a_request_whose_caller_left_while_a_dead_claim_held_its_key_publi
             await http.post("/api/ws/broadcast/kpi", json=kpi(3))
         await received.until(3)
     assert received.numbers() == [2, 3]
+
+
+async def test_a_request_taking_over_a_dead_claim_publishes_under_the_claims_message_id(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The owner died mid-publish, maybe after logging its message: the waiter that
+    # takes the key over publishes it as the same message_id, so a copy logged
+    # twice is one message to subscribers' dedupe, never a second alert.
+    monkeypatch.setattr(idempotency, "PENDING_SECONDS", 0.5)
+    server = await make_server()
+    request = BroadcastRequest(event=ServerEvent.KPI_UPDATE, data=kpi(1), target=BroadcastTarget())
+    await server.app._keys.claim_key(
+        "k-taken", idempotency.fingerprint(request), "dead", 0.5, "dead-owners-id"
+    )
+    async with IntradayClient(fast_config(server.url, path=server.settings.path)) as client:
+        received = Received(client)
+        await client.subscribe(["kpi"])
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            answer = await http.post(
+                "/api/ws/broadcast/kpi", json=kpi(1), headers={"Idempotency-Key": "k-taken"}
+            )
+            again = await http.post(
+                "/api/ws/broadcast/kpi", json=kpi(1), headers={"Idempotency-Key": "k-taken"}
+            )
+        await received.until(1)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message_id"] == "dead-owners-id"
+    assert again.json() == answer.json()  # settled: the retry is answered, nothing sent again
+    assert [m.id for m in received.messages] == ["dead-owners-id"]
