@@ -280,13 +280,18 @@ class Dispatcher:
         try:
             await self._delivery.finish(rest)
         finally:
-            if self._queue is queue:  # unless stop() and start() came meanwhile
-                self._inline = None
-                self._busy = False
-                if queue:
-                    self._wake()  # what queued meanwhile: the task's turn
-                elif self.guard.missing:
-                    self.guard.drained()
+            self._inline_done(queue)
+
+    def _inline_done(self, queue: deque[QueueItem]) -> None:
+        # Unless stop() and start() came meanwhile: this run is not the one
+        # their dispatching state belongs to any more.
+        if self._queue is queue:
+            self._inline = None
+            self._busy = False
+            if queue:
+                self._wake()  # what queued meanwhile: the task's turn
+            elif self.guard.missing:
+                self.guard.drained()
 
     async def receive(self, event: str, data: Any = None, *_more: Any, inline: bool = True) -> Any:
         """Take one server event (raw envelope dict): dispatch it, or queue it behind others.
@@ -322,15 +327,7 @@ class Dispatcher:
                 if not acked:
                     raise
             finally:
-                # Unless stop() and start() came meanwhile: this run is not
-                # the one their dispatching state belongs to any more.
-                if self._queue is queue:
-                    self._inline = None
-                    self._busy = False
-                    if queue:
-                        self._wake()  # what queued meanwhile: the task's turn
-                    elif self.guard.missing:
-                        self.guard.drained()
+                self._inline_done(queue)
             return {"received": True} if acked else None
         if acked:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -120,10 +120,10 @@ def test_python_socketio_calls_the_catch_all_handler_with_the_event_and_its_argu
     assert "args = (event, *args)" in lookup
 
 
-async def test_plain_events_are_taken_without_a_task_each_and_keep_their_order(
-    make_client: ClientFactory, admin: AdminClient
-) -> None:
-    count = 30
+async def _subscribed_to_kpi(
+    make_client: ClientFactory, count: int
+) -> tuple[list[tuple[int, bool]], asyncio.Event, IntradayClient]:
+    """A client subscribed to kpi; what it handles as (n, requires_ack), set once ``count``."""
     seen: list[tuple[int, bool]] = []
     done = asyncio.Event()
 
@@ -136,6 +136,14 @@ async def test_plain_events_are_taken_without_a_task_each_and_keep_their_order(
     await client.connect()
     client.on(on_kpi_update=on_kpi)
     await client.subscribe(["kpi"])
+    return seen, done, client
+
+
+async def test_plain_events_are_taken_without_a_task_each_and_keep_their_order(
+    make_client: ClientFactory, admin: AdminClient
+) -> None:
+    count = 30
+    seen, done, client = await _subscribed_to_kpi(make_client, count)
     transport = client._supervisor.transport
     assert transport is not None
     eio: Any = transport._client.eio
@@ -165,24 +173,12 @@ async def test_over_another_engineio_loop_the_client_reads_with_upstreams_in_ord
     # What a user on a python-engineio whose loop we did not check gets: its own
     # loop, a task per message, and still every message in order.
     monkeypatch.setattr(transport_module, "READ_LOOP_REPLACED", False)
-    count = 30
-    seen: list[int] = []
-    done = asyncio.Event()
-
-    def on_kpi(message: Message[KpiPayload]) -> None:
-        seen.append(message.payload.model_extra["n"])  # type: ignore[index]
-        if len(seen) == count:
-            done.set()
-
-    client: IntradayClient = make_client()
-    await client.connect()
-    client.on(on_kpi_update=on_kpi)
-    await client.subscribe(["kpi"])
-    for n in range(count):
+    seen, done, _ = await _subscribed_to_kpi(make_client, 30)
+    for n in range(30):
         await admin.publish_kpi(kpi(n=n), requires_ack=n % 3 == 0)
     async with asyncio.timeout(WAIT):
         await done.wait()
-    assert seen == list(range(count))
+    assert seen == [(n, n % 3 == 0) for n in range(30)]
 
 
 async def test_a_silent_connection_ends_when_its_receive_timeout_expires(
