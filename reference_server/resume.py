@@ -57,12 +57,13 @@ class ReplayHolds:
     """The one record of what live messages a socket must not get now, because of a replay.
 
     While a socket's replay of a stream runs, that stream's live messages
-    wait in the socket's :class:`Hold`. In a cluster a live message can
-    also arrive *after* a finished replay that already carried it (the
-    replay read the log before the message's delivery came through Redis):
-    with ``late_deliveries``, each finished replay's last ``seq`` per stream
-    is kept until a later message of the stream shows it is no longer
-    needed (each stream arrives in ``seq`` order).
+    wait in the socket's :class:`Hold`. A live message can also arrive
+    *after* a finished replay that already carried it: the replay read the
+    log after the message was appended and before its delivery came (through
+    Redis in a cluster; on a single server, while the store's answer to the
+    append was on its way). With ``late_deliveries``, each finished replay's
+    last ``seq`` per stream is kept until a later message of the stream shows
+    it is no longer needed (each stream arrives in ``seq`` order).
 
     A socket's holds live as long as its :class:`Connection` (a socket that
     vanishes in mid-replay leaves nothing behind).
