@@ -124,8 +124,8 @@ class NodeChannel:
     def answer(self, origin: str, answer: wire.Delivered) -> None:
         """Send ``answer`` to node ``origin`` (in the background: the listener does not wait).
 
-        The answers that come while a send is out go together in the next one (one
-        pipelined round trip): Redis reads and answers them at once instead of one by one.
+        The answers that come while a send is out go together in the next one: one
+        frame per node answered (:func:`~.wire.decode_all`), all in one round trip.
         """
         self._answers_out.append((answer_channel(origin), wire.encode(answer)))
         # done(), not a set emptied by a done callback: that callback runs later, and an
@@ -136,10 +136,13 @@ class NodeChannel:
     async def _send_answers(self) -> None:
         while self._answers_out:
             batch, self._answers_out = self._answers_out, []
+            frames: dict[str, list[str]] = {}
+            for channel, frame in batch:
+                frames.setdefault(channel, []).append(frame)
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for channel, frame in batch:
-                        pipe.publish(channel, frame)
+                    for channel, texts in frames.items():
+                        pipe.publish(channel, wire.FRAME_SEPARATOR.join(texts))
                     await pipe.execute()
             except (RedisError, OSError) as exc:  # the publisher counts what reached it
                 log.debug("cluster: %d answers were lost: %s", len(batch), exc)
@@ -201,11 +204,15 @@ class NodeChannel:
 
     async def _dispatch(self, data: Any) -> None:
         try:
-            message = wire.decode(data)
+            messages = wire.decode_all(data)
         except wire.WireError as exc:
             self.dropped += 1
             log.warning("cluster: dropped a frame that is not ours (%s)", exc)
             return
+        for message in messages:
+            await self._act_on(message)
+
+    async def _act_on(self, message: wire.Delivery | wire.Delivered | wire.Kick) -> None:
         try:
             if isinstance(message, wire.Delivery):
                 await self._on_delivery(message)

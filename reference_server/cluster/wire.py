@@ -11,12 +11,15 @@ The kinds:
   sockets the delivery concerned (the broadcast's ``recipients`` is their sum).
 - :class:`Kick`: disconnect a socket, wherever it is.
 
-A frame is the header (the message without the envelope, compact JSON, one
-line) and, for a delivery, a newline and the envelope's JSON. The envelope
-travels apart so that the store's append script can publish a logged
-message in the same step as it appends it, completing the envelope with its
-``seq`` and ``epoch`` (:func:`store_frame`); compact JSON never contains a
-raw newline, so the first one ends the header.
+A message is the header (the message without the envelope, compact JSON,
+one line) and, for a delivery, a newline and the envelope's JSON. The
+envelope travels apart so that the store's append script can publish a
+logged message in the same step as it appends it, completing the envelope
+with its ``seq`` and ``epoch`` (:func:`store_frame`); compact JSON never
+contains a raw newline, so the first one ends the header. A frame holds one
+message or more, a newline between two: the append script publishes the
+messages it logs together as one frame (one ``PUBLISH``, where Redis's work
+per message was most of the script's).
 
 The JSON Schema of the headers is committed as ``docs/schema/cluster/wire.json``
 (``python -m reference_server.cluster.wire docs/schema/cluster/wire.json``
@@ -36,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from client_sdk.protocol import Scope, ServerEvent
 
 __all__ = [
+    "FRAME_SEPARATOR",
     "Delivered",
     "Delivery",
     "Kick",
@@ -43,12 +47,16 @@ __all__ = [
     "WireError",
     "WireTarget",
     "decode",
+    "decode_all",
     "encode",
     "store_frame",
     "wire_schema",
 ]
 
 _SEPARATOR: Final = "\n"
+
+FRAME_SEPARATOR: Final = _SEPARATOR
+"""Between two messages of one frame (:func:`decode_all`)."""
 
 
 class WireError(ValueError):
@@ -152,7 +160,23 @@ def store_frame(delivery: Delivery) -> tuple[str, str]:
 
 
 def decode(text: str | bytes) -> Delivery | Delivered | Kick:
-    """The message in ``text``.
+    """The message in ``text``, a frame of one message.
+
+    Raises:
+        WireError: ``text`` is not a frame of ours, or holds more than one message.
+    """
+    messages = decode_all(text)
+    if len(messages) != 1:
+        raise WireError(f"{len(messages)} messages where one was expected")
+    return messages[0]
+
+
+def decode_all(text: str | bytes) -> list[Delivery | Delivered | Kick]:
+    """The messages in ``text``, in order: a frame holds one or more, a newline between two.
+
+    The store's append script publishes the messages of one script as one frame.
+    A frame is taken whole or refused whole: every frame is written by a node,
+    so a part that does not decode means the rest cannot be trusted either.
 
     Raises:
         WireError: ``text`` is not a frame of ours.
@@ -162,22 +186,26 @@ def decode(text: str | bytes) -> Delivery | Delivered | Kick:
             text = text.decode()
         except UnicodeDecodeError:
             raise WireError("not UTF-8") from None
-    header, separator, rest = text.partition(_SEPARATOR)
+    lines = text.split(_SEPARATOR)
+    messages: list[Delivery | Delivered | Kick] = []
+    at = 0
     try:
-        fields = json.loads(header)
-        if not isinstance(fields, dict):
-            raise WireError("the header is not an object")
-        if separator:
-            if fields.get("kind") != "delivery":
-                raise WireError("only a delivery carries an envelope")
-            fields["envelope"] = json.loads(rest)
-        elif fields.get("kind") == "delivery":
-            raise WireError("a delivery without its envelope")
-        return _ADAPTER.validate_python(fields)
+        while at < len(lines):
+            fields = json.loads(lines[at])
+            at += 1
+            if not isinstance(fields, dict):
+                raise WireError("the header is not an object")
+            if fields.get("kind") == "delivery":
+                if at == len(lines):
+                    raise WireError("a delivery without its envelope")
+                fields["envelope"] = json.loads(lines[at])
+                at += 1
+            messages.append(_ADAPTER.validate_python(fields))
     except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
         if isinstance(exc, WireError):
             raise
         raise WireError(f"not a message between nodes: {type(exc).__name__}") from None
+    return messages
 
 
 def wire_schema() -> dict[str, Any]:

@@ -12,7 +12,9 @@ by age (its oldest entries), the snapshot by count and age too (a sorted set
 of its entries by time beside the hash), and a stream silent for longer than
 the age bound expires altogether, counter and epoch included; its next
 message starts a new life at seq 1 in a new epoch
-(:func:`~reference_server.store.base.life_epoch`). Readers never write a
+(:func:`~reference_server.store.base.life_epoch`). The age trims and the
+expiries run at most once a second per stream (:mod:`.redis_scripts`): an
+append costs one ``XADD`` per message and a few commands per script. Readers never write a
 stream's keys: a ``since`` or ``snapshot`` for an organization that never
 published costs nothing. A malformed entry is skipped, logged, and the
 replay reported incomplete; it never fails every resume of its stream.
@@ -58,6 +60,7 @@ from .base import (
     life_epoch,
     snapshot_key,
 )
+from .redis_scripts import APPEND, CLAIM, EPOCH, FIGURES, RELEASE, UPKEEP_SECONDS
 
 __all__ = ["Published", "RedisStore"]
 
@@ -72,171 +75,6 @@ _UNAVAILABLE = "the message store is unavailable; retry later"
 
 FIGURES_TTL = 1.0
 """Seconds the store's figures (``/health``, ``/stats``) are reused before Redis is asked again."""
-
-_HISTORY = """
--- The primary's replication history: its id, whether it was promoted from a
--- replica (master_replid2 set), and its replicas.
-local function history()
-  local info = redis.call('INFO', 'replication')
-  local replid = string.match(info, 'master_replid:(%x+)')
-  local promoted = string.match(string.match(info, 'master_replid2:(%x+)') or '', '[^0]') ~= nil
-  local replicas = tonumber(string.match(info, 'connected_slaves:(%d+)') or '0')
-  return replid, promoted, replicas
-end
--- The stream's life goes on unless it was written on another primary's history
--- and this primary was promoted from a replica, which may lack appends that
--- clients received: then its next life starts (a new epoch).
-local function living(epoch, written, replid, promoted)
-  return epoch and not (promoted and written ~= replid)
-end
-"""
-
-_APPEND = (
-    _HISTORY
-    + """
--- KEYS: log, seq, epoch, snapshot, snapshot times, history, the organization's active streams
--- ARGV: max count, now, stream, max age, window, channel ('' publishes nothing), presence
--- channel, then 5 per message: envelope, snapshot key, removes, head, tail.
--- Appends the messages in order, each published (head, envelope with its place, tail) as
--- it is logged; then keeps the bounds once for them all. At most 100 entries are
--- examined or removed per bound and script: each append stays cheap.
-local max = tonumber(ARGV[1])
-local now = ARGV[2]
-local deadline = tonumber(now) - tonumber(ARGV[4])
-local replid, promoted, replicas = history()
-local epoch = redis.call('GET', KEYS[3])
-local written = redis.call('GET', KEYS[6])
-if not living(epoch, written, replid, promoted) then
-  if not epoch then
-    redis.call('SET', KEYS[2], 0)  -- a new life starts at seq 1
-  end  -- after a promotion the log is still there: its seq goes on, in a new epoch
-  epoch = string.sub(replid, 1, 8) .. '.' .. ARGV[5]
-  redis.call('SET', KEYS[3], epoch)
-end
-if written ~= replid then
-  redis.call('SET', KEYS[6], replid)
-end
-local seqs = {}
-for i = 8, #ARGV, 5 do
-  local envelope, key = ARGV[i], ARGV[i + 1]
-  local seq = redis.call('INCR', KEYS[2])
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', max, seq .. '-0', 'e', envelope, 't', now)
-  if key ~= '' then
-    if ARGV[i + 2] == '1' then
-      redis.call('HDEL', KEYS[4], key)
-      redis.call('ZREM', KEYS[5], key)
-    else
-      redis.call('HSET', KEYS[4], key, seq .. ' ' .. envelope)
-      redis.call('ZADD', KEYS[5], now, key)
-    end
-  end
-  if ARGV[6] ~= '' then
-    local placed = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '",' .. string.sub(envelope, 2)
-    redis.call('PUBLISH', ARGV[6], ARGV[i + 3] .. placed .. ARGV[i + 4])
-  end
-  table.insert(seqs, seq)
-end
--- The age bound: entries before the first young one go (an entry without a time too).
--- The oldest entry alone is read first: it is young on almost every append, and reading
--- 100 entries into Lua every time was most of the script's cost.
-local function entry_time(entry)
-  for i = 1, #entry[2] - 1, 2 do
-    if entry[2][i] == 't' then return tonumber(entry[2][i + 1]) or 0 end
-  end
-  return 0
-end
-local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
-if oldest and entry_time(oldest) < deadline then
-  local young = nil
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 100)) do
-    young = entry[1]
-    if entry_time(entry) >= deadline then break end
-    young = (tonumber(string.match(young, '^%d+')) + 1) .. '-0'
-  end
-  redis.call('XTRIM', KEYS[1], 'MINID', young)
-end
-local stale = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', '(' .. deadline, 'LIMIT', 0, 100)
-local extra = math.min(redis.call('ZCARD', KEYS[5]) - #stale - max, 100)
-if extra > 0 then
-  for _, key in ipairs(redis.call('ZRANGE', KEYS[5], #stale, #stale + extra - 1)) do
-    table.insert(stale, key)
-  end
-end
-if #stale > 0 then
-  redis.call('HDEL', KEYS[4], unpack(stale))
-  redis.call('ZREM', KEYS[5], unpack(stale))
-end
-local ttl = math.ceil(tonumber(ARGV[4]) * 1000)
-for i = 1, 6 do
-  redis.call('PEXPIRE', KEYS[i], ttl)
-end
-local new = redis.call('EXISTS', KEYS[7]) == 0 and 1 or 0
-redis.call('ZADD', KEYS[7], now, ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', '(' .. deadline)
-redis.call('PEXPIRE', KEYS[7], ttl)
-local listeners = 0
-if ARGV[6] ~= '' then
-  listeners = redis.call('PUBSUB', 'NUMSUB', ARGV[7])[2]
-end
-return {seqs, epoch, replicas, new, listeners}
-"""
-)
-"""The append of one or more messages of a stream, each published to a cluster's channel
-in the same step when a channel is given (see :mod:`reference_server.cluster.fanout`):
-every node sees a stream in ``seq`` order. The subscribers of the presence channel are
-counted in that step too (no second round trip)."""
-
-_EPOCH = (
-    _HISTORY
-    + """
--- KEYS: epoch, seq, history. Writes nothing: readers cost nothing.
-local replid, promoted = history()
-local epoch = redis.call('GET', KEYS[1])
-local latest = tonumber(redis.call('GET', KEYS[2]) or '0')
-if living(epoch, redis.call('GET', KEYS[3]), replid, promoted) then
-  return {epoch, latest}
-end
-if not epoch then
-  latest = 0  -- no life: the next one starts at seq 1
-end
-return {string.sub(replid, 1, 8) .. '.' .. ARGV[2], latest}
-"""
-)
-
-_FIGURES = """
--- KEYS: one organization's active streams. ARGV: the age bound's deadline, the
--- organization's key prefix. Its streams, entries held and the oldest entry's time.
-local streams = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
-local count = 0
-local oldest = nil
-for _, stream in ipairs(streams) do
-  local log = ARGV[2] .. string.match(stream, '^[^:]+') .. ':log'
-  count = count + redis.call('XLEN', log)
-  local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
-  if first then
-    for i = 1, #first[2] - 1, 2 do
-      local at = first[2][i] == 't' and tonumber(first[2][i + 1])
-      if at and (oldest == nil or at < oldest) then oldest = at end
-    end
-  end
-end
-return {#streams, count, oldest and tostring(oldest) or ''}
-"""
-
-
-_CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return false
-end
-return redis.call('GET', KEYS[1])
-"""
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 def _org_prefix(org: str) -> str:
@@ -254,6 +92,12 @@ def _history_key(stream: str) -> str:
     """The replication id of the primary ``stream`` was last written on."""
     channel, _, org = stream.partition(":")
     return f"{_org_prefix(org)}{channel}:history"
+
+
+def _upkeep_key(stream: str) -> str:
+    """When the next upkeep of ``stream``'s bounds is due (see :mod:`.redis_scripts`)."""
+    channel, _, org = stream.partition(":")
+    return f"{_org_prefix(org)}{channel}:upkeep"
 
 
 def _active_key(stream: str) -> str:
@@ -337,11 +181,11 @@ class RedisStore:
         # Any: redis-py's answers are typed bytes-or-str-or-None whatever
         # decode_responses says; the shapes are checked here instead.
         self._redis: Any = open_redis(url)
-        self._append = self._redis.register_script(_APPEND)
-        self._epoch = self._redis.register_script(_EPOCH)
-        self._claim = self._redis.register_script(_CLAIM)
-        self._release = self._redis.register_script(_RELEASE)
-        self._figures_script = self._redis.register_script(_FIGURES)
+        self._append = self._redis.register_script(APPEND)
+        self._epoch = self._redis.register_script(EPOCH)
+        self._claim = self._redis.register_script(CLAIM)
+        self._release = self._redis.register_script(RELEASE)
+        self._figures_script = self._redis.register_script(FIGURES)
         self._measuring = asyncio.Lock()
         self._figures: tuple[float, StoreStats] | None = None
 
@@ -368,10 +212,12 @@ class RedisStore:
     ) -> Published:
         """Log ``messages`` of ``stream`` in order and publish each on ``channel``, in one script.
 
-        Each message is ``(envelope, head, tail)``: the published text is the
+        Each message is ``(envelope, head, tail)``: its published text is the
         head, the envelope with its ``seq`` and ``epoch`` (also set in the
-        envelope), and the tail. The subscribers of ``presence`` are counted
-        in that same step. One script, and one ``WAIT``, whatever their number.
+        envelope), and the tail; the messages go in one frame, a newline
+        between two (:func:`~reference_server.cluster.wire.decode_all`). The
+        subscribers of ``presence`` are counted in that same step. One
+        script, one ``PUBLISH`` and one ``WAIT``, whatever their number.
         """
         args: list[Any] = [
             self._max_messages,
@@ -381,12 +227,13 @@ class RedisStore:
             self._window(),
             channel,
             presence,
+            UPKEEP_SECONDS,
         ]
         for envelope, head, tail in messages:
             key, removes = snapshot_key(envelope)
             text = json.dumps(envelope, separators=(",", ":"))
             args += [text, key or "", "1" if removes else "0", head, tail]
-        keys = [*_keys(stream), _history_key(stream), _active_key(stream)]
+        keys = [*_keys(stream), _history_key(stream), _active_key(stream), _upkeep_key(stream)]
         # One connection for the script and its WAIT: WAIT counts that connection's writes.
         try:
             async with self._redis.client() as connection:

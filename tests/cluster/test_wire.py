@@ -9,16 +9,21 @@ the headers (``docs/schema/cluster/wire.json``) must match the models.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import pickle
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from pydantic import ValidationError
 
 from client_sdk.protocol import Scope, ServerEvent
 from reference_server.cluster import wire
+from reference_server.cluster.fanout import CHANNEL, PRESENCE
+from reference_server.store.redis import RedisStore
+from tests.processes import RedisProcess
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "schema" / "cluster" / "wire.json"
 REGENERATE = "run `python -m reference_server.cluster.wire docs/schema/cluster/wire.json`"
@@ -73,6 +78,69 @@ def test_a_frame_published_by_the_store_script_decodes_to_the_delivery_with_its_
     assert isinstance(decoded, wire.Delivery)
     assert decoded.envelope == {"seq": 7, "epoch": "e1", **ENVELOPE}
     assert decoded.model_copy(update={"envelope": ENVELOPE}) == delivery
+
+
+def test_a_frame_of_several_messages_decodes_to_each_in_order() -> None:
+    messages = [
+        _delivery(envelope={**ENVELOPE, "id": "m1"}),
+        wire.Delivered(message_id="m0", node="n1", recipients=3),
+        _delivery(envelope={**ENVELOPE, "id": "m2"}, requires_ack=False),
+        wire.Kick(socket_id="s1"),
+    ]
+    frame = wire.FRAME_SEPARATOR.join(wire.encode(m) for m in messages)
+    assert wire.decode_all(frame) == messages
+    assert wire.decode_all(frame.encode()) == messages
+    with pytest.raises(wire.WireError):
+        wire.decode(frame)  # one message was expected
+
+
+def test_a_frame_with_one_part_that_is_not_ours_is_refused_whole() -> None:
+    good = wire.encode(_delivery())
+    for bad in ("not json", json.dumps(SOCKETIO_COMMAND), good.partition("\n")[0]):
+        with pytest.raises(wire.WireError):
+            wire.decode_all(wire.FRAME_SEPARATOR.join([good, bad]))
+
+
+@pytest.mark.timeout(60)
+async def test_the_store_script_publishes_a_group_as_one_frame_in_seq_order(
+    tmp_path: Path,
+) -> None:
+    # One PUBLISH for the messages of one script (it was one each, most of the script's
+    # Redis work): a node reading the channel gets them all, in seq order, with their place.
+    async with RedisProcess(tmp_path) as redis_process:
+        listener: Any = aioredis.from_url(redis_process.url)
+        pubsub = listener.pubsub()
+        await pubsub.subscribe(CHANNEL, PRESENCE)
+        store = RedisStore(redis_process.url, max_messages=100, max_age_seconds=60)
+        try:
+            deliveries = [_delivery(envelope={**ENVELOPE, "id": f"m{n}"}) for n in range(3)]
+            group = [({**d.envelope}, *wire.store_frame(d)) for d in deliveries]
+            published = await store.append_published("kpi:org_a", group, CHANNEL, PRESENCE)
+            assert (published.listeners, published.confirmed) == (1, True)
+            await listener.publish(CHANNEL, b"end")  # after the script: read after its frames
+            frames = []
+            while (frame := await _next_message(pubsub, 5.0)) != b"end":
+                frames.append(frame)
+            assert len(frames) == 1
+            decoded = wire.decode_all(frames[0])
+            assert [m.envelope["id"] for m in decoded] == ["m0", "m1", "m2"]  # type: ignore[union-attr]
+            assert [m.envelope["seq"] for m in decoded] == [1, 2, 3]  # type: ignore[union-attr]
+            epochs = {m.envelope["epoch"] for m in decoded}  # type: ignore[union-attr]
+            assert epochs == {group[0][0]["epoch"]}
+        finally:
+            await store.close()
+            await pubsub.aclose()
+            await listener.aclose()
+
+
+async def _next_message(pubsub: Any, timeout: float) -> bytes:
+    """The data of the next message published on a channel ``pubsub`` listens to."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            if frame is not None and frame.get("type") == "message":
+                data: bytes = frame["data"]
+                return data
 
 
 def test_messages_are_frozen() -> None:

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from client_sdk.protocol import BroadcastRequest, ServerEvent
 from reference_server.store import MemoryStore, StoredMessage
 from reference_server.store.redis import RedisStore
+from reference_server.store.redis_scripts import UPKEEP_SECONDS
 from tests.conftest import ServerFactory, SioClient, kpi
 from tests.processes import RedisProcess
 
@@ -139,9 +140,80 @@ async def test_the_redis_log_and_snapshot_are_bounded_by_count_and_age(
         await store.append("kpi:org_a", envelope("org_a", "q99"))
         assert await raw.xlen("intraday:{org_a}:kpi:log") == 1  # was every entry the count kept
         assert await raw.hlen("intraday:{org_a}:kpi:snapshot") == 1
-        for key in await raw.keys("intraday:{org_a}:kpi:*"):
-            # A stream that goes silent expires, counter and epoch included (they never did).
-            assert 0 < await raw.pttl(key) <= AGE * 1000, key
+        await expire_together(raw, "kpi:org_a")
+    finally:
+        await store.close()
+
+
+async def expire_together(raw: Any, stream: str) -> None:
+    """Every key of ``stream`` expires within the age bound and one upkeep; the epoch
+    no later than the counter (a counter gone under a living epoch would reuse seqs)."""
+    channel, _, org = stream.partition(":")
+    keys = await raw.keys(f"intraday:{{{org}}}:{channel}:*")
+    assert keys
+    ttls = {key.rpartition(":")[2]: await raw.pttl(key) for key in keys}
+    for name, ttl in ttls.items():
+        # A stream that goes silent expires, counter and epoch included (they never did).
+        assert 0 < ttl <= (AGE + UPKEEP_SECONDS) * 1000, (name, ttls)
+    ends = {key.rpartition(":")[2]: await raw.execute_command("PEXPIRETIME", key) for key in keys}
+    assert ends["epoch"] <= ends["seq"], ends
+
+
+def alert(org: str, alert_id: str, event: str, number: int) -> dict[str, Any]:
+    message = envelope(org, "q", number)
+    message["event"] = event
+    message["data"] = {"alert_id": alert_id}
+    return message
+
+
+@pytest.mark.timeout(60)
+async def test_a_snapshot_emptied_and_written_again_between_upkeeps_still_expires(
+    redis_url: str, raw: Any
+) -> None:
+    # The only alert is resolved (the snapshot's keys go with their last entry), then a new
+    # one is raised a millisecond later, long before the next upkeep is due: the snapshot
+    # written again must not be left without an expiry (a key that would never go).
+    clock = Clock()
+    store = RedisStore(redis_url, max_messages=100, max_age_seconds=AGE, clock=clock)
+    try:
+        await store.append("alerts:org_a", alert("org_a", "a1", "alert:new", 1))
+        clock.now += 0.001
+        await store.append("alerts:org_a", alert("org_a", "a1", "alert:resolved", 2))
+        assert await raw.exists("intraday:{org_a}:alerts:snapshot") == 0
+        clock.now += 0.001
+        await store.append("alerts:org_a", alert("org_a", "a2", "alert:new", 3))
+        assert [m.seq for m in await store.snapshot("alerts:org_a")] == [3]
+        await expire_together(raw, "alerts:org_a")
+    finally:
+        await store.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_stream_appending_fast_pays_its_bounds_upkeep_once_a_second(
+    redis_url: str, raw: Any
+) -> None:
+    # The age trims and the expiries were 14 commands in every append script; a stream
+    # taking 200 appends within a second now runs them once, and each append costs one
+    # XADD per message and no per-message counter or snapshot command.
+    clock = Clock()
+    store = RedisStore(redis_url, max_messages=100, max_age_seconds=AGE, clock=clock)
+    try:
+        await store.append("kpi:org_a", envelope("org_a", "q0"))  # the first upkeep
+        await raw.config_resetstat()
+        for n in range(200):
+            clock.now += 0.004  # 0.8 s: no upkeep due
+            await store.append("kpi:org_a", envelope("org_a", f"q{n % 4}", n))
+        stats = await raw.info("commandstats")
+        calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        per_append = {
+            name: calls.get(name, 0) for name in ("xadd", "hset", "pexpire", "xrange", "incr")
+        }
+        assert per_append == {"xadd": 200, "hset": 200, "pexpire": 0, "xrange": 0, "incr": 0}, calls
+        clock.now += UPKEEP_SECONDS
+        await store.append("kpi:org_a", envelope("org_a", "q0", 201))
+        stats = await raw.info("commandstats")
+        assert int(stats["cmdstat_pexpire"]["calls"]) == 7  # the upkeep, due again
+        await expire_together(raw, "kpi:org_a")
     finally:
         await store.close()
 
