@@ -45,6 +45,17 @@ async def _calls_over_beats(server: ReferenceServer, redis: Any, beats: int) -> 
     return await _per_connection_calls(redis) - before
 
 
+async def _authenticated(
+    server: ReferenceServer, make_client: Callable[[ReferenceServer], SioClient], count: int
+) -> list[SioClient]:
+    """``count`` clients of ``server``, connected and authenticated in organization org_a."""
+    clients = [make_client(server) for _ in range(count)]
+    for n, client in enumerate(clients):
+        await client.connect()
+        assert (await client.authenticate(f"user_{n}", "org_a"))["success"]
+    return clients
+
+
 async def _reached(server: ReferenceServer, beats: int) -> bool:
     node = server.app.cluster
     assert node is not None
@@ -61,10 +72,7 @@ async def test_beats_cost_redis_nothing_per_connection_held(
         server = await make_server(cluster=redis_process.url, node_id="n0", **BEATS)
         redis = aioredis.from_url(redis_process.url)
         try:
-            for n in range(20):
-                client = make_client(server)
-                await client.connect()
-                assert (await client.authenticate(f"user_{n}", "org_a"))["success"]
+            for client in await _authenticated(server, make_client, 20):
                 assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"]
             # 20 connections x 4 commands per full sync: 400 over 5 beats if each beat synced.
             assert await _calls_over_beats(server, redis, 5) <= 4
@@ -141,10 +149,7 @@ async def test_a_subscription_is_written_once_not_again_by_the_next_beat(
         server = await make_server(cluster=redis_process.url, node_id="n0", **BEATS)
         redis = aioredis.from_url(redis_process.url)
         try:
-            clients = [make_client(server) for _ in range(20)]
-            for n, client in enumerate(clients):
-                await client.connect()
-                assert (await client.authenticate(f"user_{n}", "org_a"))["success"]
+            clients = await _authenticated(server, make_client, 20)
             node = server.app.cluster
             assert node is not None
             # The connections' own writes may still be on their way: counted from a beat on.

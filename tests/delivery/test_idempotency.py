@@ -184,16 +184,24 @@ async def test_a_key_answers_for_the_window_and_then_publishes_again() -> None:
     assert sent == ["m0", "m1"]
 
 
-async def test_a_request_whose_caller_left_while_a_dead_claim_held_its_key_publishes_nothing(
-    make_server: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # What a publish killed mid-way leaves: a claim nobody will settle, held until it expires.
-    monkeypatch.setattr(idempotency, "PENDING_SECONDS", 1.0)
+async def _server_with_a_dead_claim(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch, key: str, seconds: float
+) -> Any:
+    """A server whose ``key`` is claimed for ``kpi(1)`` by an owner that died mid-publish
+    (as ``dead-owners-id``): a claim nobody will settle, held ``seconds`` until it expires."""
+    monkeypatch.setattr(idempotency, "PENDING_SECONDS", seconds)
     server = await make_server()
     request = BroadcastRequest(event=ServerEvent.KPI_UPDATE, data=kpi(1), target=BroadcastTarget())
     await server.app._keys.claim_key(
-        "k-dead", idempotency.fingerprint(request), "dead", 1.0, "dead-owners-id"
+        key, idempotency.fingerprint(request), "dead", seconds, "dead-owners-id"
     )
+    return server
+
+
+async def test_a_request_whose_caller_left_while_a_dead_claim_held_its_key_publishes_nothing(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = await _server_with_a_dead_claim(make_server, monkeypatch, "k-dead", 1.0)
     async with IntradayClient(fast_config(server.url, path=server.settings.path)) as client:
         received = Received(client)
         await client.subscribe(["kpi"])
@@ -217,12 +225,7 @@ async def test_a_request_taking_over_a_dead_claim_publishes_under_the_claims_mes
     # The owner died mid-publish, maybe after logging its message: the waiter that
     # takes the key over publishes it as the same message_id, so a copy logged
     # twice is one message to subscribers' dedupe, never a second alert.
-    monkeypatch.setattr(idempotency, "PENDING_SECONDS", 0.5)
-    server = await make_server()
-    request = BroadcastRequest(event=ServerEvent.KPI_UPDATE, data=kpi(1), target=BroadcastTarget())
-    await server.app._keys.claim_key(
-        "k-taken", idempotency.fingerprint(request), "dead", 0.5, "dead-owners-id"
-    )
+    server = await _server_with_a_dead_claim(make_server, monkeypatch, "k-taken", 0.5)
     async with IntradayClient(fast_config(server.url, path=server.settings.path)) as client:
         received = Received(client)
         await client.subscribe(["kpi"])
