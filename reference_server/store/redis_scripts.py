@@ -60,9 +60,10 @@ APPEND: Final = (
 -- channel, upkeep interval, then 5 per message: envelope, snapshot key, removes, head, tail.
 -- Appends the messages in order and publishes them, in order, as one frame: each message
 -- is head, the envelope with its place, tail; a newline between two.
--- Expiries: seq is written with its expiry at every append and epoch and history when
--- they change, so the epoch never outlives the counter (a counter gone under a living
--- epoch would reuse its seqs). The other keys get theirs at the upkeep.
+-- Expiries: seq is written with its expiry at the end of every append, and epoch and
+-- history with theirs when they change, so the epoch never outlives the counter (a
+-- counter gone under a living epoch would reuse its seqs). The other keys get theirs at
+-- the upkeep.
 local max = tonumber(ARGV[1])
 local now = tonumber(ARGV[2])
 local deadline = now - tonumber(ARGV[4])
@@ -113,7 +114,6 @@ for i = 9, #ARGV, 5 do
   end
   table.insert(seqs, seq)
 end
-redis.call('SET', KEYS[2], seq, 'PX', ttl)
 -- The snapshot: the last word of the script on each key, set or removed.
 local set, times, gone = {}, {}, {}
 for _, key in ipairs(order) do
@@ -174,7 +174,7 @@ if upkeep then
     end
     redis.call('XTRIM', KEYS[1], 'MINID', young)
   end
-  for i = 1, 6 do
+  for _, i in ipairs({1, 3, 4, 5, 6}) do  -- the counter last, below
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
   new = redis.call('EXISTS', KEYS[7]) == 0 and 1 or 0
@@ -189,6 +189,9 @@ if removed then
 elseif upkeep then
   redis.call('SET', KEYS[8], tostring(now + tonumber(ARGV[8])), 'PX', ttl)
 end
+-- Last, so that its expiry is the latest: the epoch never outlives the counter (Redis
+-- reads the clock at each command, not once per script).
+redis.call('SET', KEYS[2], seq, 'PX', ttl)
 local listeners = 0
 if ARGV[6] ~= '' then
   listeners = redis.call('PUBSUB', 'NUMSUB', ARGV[7])[2]
