@@ -52,7 +52,19 @@ class Listener:
         return (await asyncio.wait_for(self.process.stdout.readline(), WAIT)).decode()
 
     async def exit_status(self) -> int:
-        await asyncio.wait_for(self.process.wait(), WAIT)
+        """The exit status, stderr read meanwhile: a process blocked writing to a full
+        pipe that nobody reads would never exit."""
+        assert self.process.stderr is not None
+        stderr = self.process.stderr
+
+        async def drain() -> None:
+            while line := await stderr.readline():
+                self.errors.append(line.decode())
+
+        try:
+            await asyncio.wait_for(asyncio.gather(drain(), self.process.wait()), WAIT)
+        except TimeoutError:
+            raise AssertionError(f"still running {WAIT} s later; stderr: {self.errors}") from None
         assert self.process.returncode is not None
         return self.process.returncode
 
