@@ -12,6 +12,7 @@ on them with a timeout instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -100,6 +101,20 @@ class SioClient:
 
 ServerFactory = Callable[..., Awaitable[ReferenceServer]]
 ClientFactory = Callable[..., Awaitable[SioClient]]
+
+
+@pytest.fixture(autouse=True)
+def _ctrl_c_as_in_a_terminal() -> None:
+    """Every test starts with Ctrl-C (SIGINT) handled as in a terminal.
+
+    A library a test runs in-process may leave SIGINT ignored (a kernel, a process
+    pool's initializer), and an ignored SIGINT is inherited by every subprocess a
+    later test starts: a CLI the test stops with SIGINT would then never stop. Under
+    pytest-xdist the order of modules in a worker changes from run to run, so such a
+    leak fails some other module's test only at times.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.fixture

@@ -126,15 +126,18 @@ for _, key in ipairs(order) do
     table.insert(gone, key)
   end
 end
+local function forget(keys)  -- snapshot entries, from the hash and the times alike
+  redis.call('HDEL', KEYS[4], unpack(keys))
+  redis.call('ZREM', KEYS[5], unpack(keys))
+  removed = true
+end
 local added = 0
 if #set > 0 then
   added = redis.call('HSET', KEYS[4], unpack(set))
   redis.call('ZADD', KEYS[5], unpack(times))
 end
 if #gone > 0 then
-  redis.call('HDEL', KEYS[4], unpack(gone))
-  redis.call('ZREM', KEYS[5], unpack(gone))
-  removed = true
+  forget(gone)
 end
 if #frames > 0 then
   redis.call('PUBLISH', ARGV[6], table.concat(frames))
@@ -149,9 +152,7 @@ if upkeep or added > 0 then
     end
   end
   if #stale > 0 then
-    redis.call('HDEL', KEYS[4], unpack(stale))
-    redis.call('ZREM', KEYS[5], unpack(stale))
-    removed = true
+    forget(stale)
   end
 end
 local new = 0
