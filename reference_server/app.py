@@ -121,10 +121,7 @@ class IntradayApp:
         self.store = open_store(settings)
         if wrap_store is not None:
             self.store = wrap_store(self.store, settings)
-        # A live message can come after a finished replay that carried it on a single
-        # server too: the store's answer to its append (Redis: a round trip) comes back
-        # after a replay read the log.
-        holds = ReplayHolds(late_deliveries=True)
+        holds = ReplayHolds()
         resumer = Resumer(self.store, holds, self.metrics)
         if isinstance(self.store, MemoryStore):
             self.metrics.set_store_size_source(self.store.held)

@@ -61,7 +61,7 @@ class ReplayHolds:
     *after* a finished replay that already carried it: the replay read the
     log after the message was appended and before its delivery came (through
     Redis in a cluster; on a single server, while the store's answer to the
-    append was on its way). With ``late_deliveries``, each finished replay's
+    append was on its way). So each finished replay's
     last ``seq`` per stream is kept until a later message of the stream shows
     it is no longer needed (each stream arrives in ``seq`` order).
 
@@ -69,11 +69,11 @@ class ReplayHolds:
     vanishes in mid-replay leaves nothing behind).
     """
 
-    def __init__(self, *, late_deliveries: bool = False) -> None:
+    def __init__(self) -> None:
         self._held: weakref.WeakKeyDictionary[Connection, dict[str, _StreamHold]] = (
             weakref.WeakKeyDictionary()
         )
-        self._replayed: dict[str, dict[str, int]] | None = {} if late_deliveries else None
+        self._replayed: dict[str, dict[str, int]] = {}
 
     def hold(self, connection: Connection, streams: list[str]) -> Hold:
         """Start holding the live messages of ``streams`` back from ``connection``."""
@@ -135,7 +135,7 @@ class ReplayHolds:
                 if envelope.get("seq", 0) > hold.sent_upto and envelope["id"] not in hold.sent_ids:
                     await connection.link.send(event, envelope)
             del holds[stream]
-            if self._replayed is not None and hold.sent_upto:
+            if hold.sent_upto:
                 self._replayed.setdefault(stream, {})[connection.socket_id] = hold.sent_upto
         if not holds:
             self._held.pop(connection, None)
