@@ -184,27 +184,25 @@ async def test_a_key_answers_for_the_window_and_then_publishes_again() -> None:
     assert sent == ["m0", "m1"]
 
 
-async def _server_with_a_dead_claim(
-    make_server: Any, monkeypatch: pytest.MonkeyPatch, key: str, seconds: float
-) -> Any:
-    """A server whose ``key`` is claimed for ``kpi(1)`` by an owner that died mid-publish
-    (as ``dead-owners-id``): a claim nobody will settle, held ``seconds`` until it expires."""
-    monkeypatch.setattr(idempotency, "PENDING_SECONDS", seconds)
-    server = await make_server()
+async def _claim_as_a_dead_owner(server: Any, key: str, seconds: float) -> None:
+    """Claim ``key`` for ``kpi(1)`` as an owner that died mid-publish (as ``dead-owners-id``):
+    a claim nobody will settle, held ``seconds`` until it expires. Made once the test's
+    subscriber is in, so that a slow start cannot let it expire before the test's POST."""
     request = BroadcastRequest(event=ServerEvent.KPI_UPDATE, data=kpi(1), target=BroadcastTarget())
     await server.app._keys.claim_key(
         key, idempotency.fingerprint(request), "dead", seconds, "dead-owners-id"
     )
-    return server
 
 
 async def test_a_request_whose_caller_left_while_a_dead_claim_held_its_key_publishes_nothing(
     make_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = await _server_with_a_dead_claim(make_server, monkeypatch, "k-dead", 1.0)
+    monkeypatch.setattr(idempotency, "PENDING_SECONDS", 1.0)
+    server = await make_server()
     async with IntradayClient(fast_config(server.url, path=server.settings.path)) as client:
         received = Received(client)
         await client.subscribe(["kpi"])
+        await _claim_as_a_dead_owner(server, "k-dead", 1.0)
         async with httpx.AsyncClient(base_url=server.url, timeout=0.3) as http:
             with pytest.raises(httpx.TimeoutException):  # the publisher gives up on 1
                 await http.post(
@@ -225,10 +223,12 @@ async def test_a_request_taking_over_a_dead_claim_publishes_under_the_claims_mes
     # The owner died mid-publish, maybe after logging its message: the waiter that
     # takes the key over publishes it as the same message_id, so a copy logged
     # twice is one message to subscribers' dedupe, never a second alert.
-    server = await _server_with_a_dead_claim(make_server, monkeypatch, "k-taken", 0.5)
+    monkeypatch.setattr(idempotency, "PENDING_SECONDS", 0.5)
+    server = await make_server()
     async with IntradayClient(fast_config(server.url, path=server.settings.path)) as client:
         received = Received(client)
         await client.subscribe(["kpi"])
+        await _claim_as_a_dead_owner(server, "k-taken", 0.5)
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             answer = await http.post(
                 "/api/ws/broadcast/kpi", json=kpi(1), headers={"Idempotency-Key": "k-taken"}
