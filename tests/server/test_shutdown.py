@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -219,14 +220,22 @@ async def test_shutdown_with_a_stalled_client_is_bounded_and_quiet(serve: Server
         assert await serve.wait_exit() == 0
         took = asyncio.get_running_loop().time() - started
     stalled.ws.transport.abort()
-    # Each request was answered or refused, none cut without an answer.
+    # Each request was answered, or refused before the server read it: a connection
+    # still in the listener's backlog, or whose request had not arrived, when the
+    # server stopped listening is reset (ConnectError, or ReadError when the kernel
+    # had completed the handshake). Which ones race the stop depends on this test
+    # process's speed; a publisher retries those under the same message_id.
     for answer in answers:
         if isinstance(answer, httpx.Response):
             assert answer.status_code in (200, 503), answer.text
         else:
-            assert isinstance(answer, httpx.ConnectError), repr(answer)
+            assert isinstance(answer, httpx.ConnectError | httpx.ReadError), repr(answer)
     # 200 ms drain + the 2 s bound, with room for a loaded machine; it was 5 s and more.
     assert took < 4.5, serve.output()
     output = serve.output()
+    # A request the server had read is never cut: the only connection it may abort
+    # after the bound is the stalled client's.
+    aborted = re.findall(r"aborting (\d+) connection", output)
+    assert all(int(count) <= 1 for count in aborted), output
     assert "ERROR" not in output, output
     assert "Traceback" not in output, output
