@@ -101,6 +101,10 @@ class WireLike(Protocol):
         """Bytes the transport still holds."""
         ...
 
-    def write(self, frames: MessageFrames) -> bool:
-        """Write the fitting frame; ``False`` if none fits this connection."""
+    def frame(self, frames: MessageFrames) -> bytes | None:
+        """The frame of ``frames`` this connection takes; ``None`` if none fits it."""
+        ...
+
+    def send(self, data: bytes) -> None:
+        """Write whole frames (dropped once the connection has begun to close)."""
         ...

@@ -18,7 +18,10 @@ What it owns:
   message is written straight to the transport only when the writer is parked
   in :meth:`Outbox.get` with nothing handed to it and nothing queued; then
   nothing can be in flight to overtake, on any Python. Otherwise it is queued
-  and the writer takes it in turn.
+  and the writer takes it in turn. "Straight" means at the end of the event
+  loop's turn (:class:`TurnWrites`): the frames a socket gets from every
+  broadcast handled in one turn leave in one system call, and anything queued
+  meanwhile first writes them, so the order holds.
 - **Compression once per message**: a :class:`Message` is encoded once and
   its frames (:class:`~.frames.MessageFrames`) built once for every recipient.
   A batch is compressed only when one of its messages would be alone: the
@@ -55,12 +58,14 @@ from .frames import MessageFrames
 from .message import Codec, Encoded, Message, WireLike
 
 __all__ = [
+    "HELD_BYTES_LIMIT",
     "MAX_PACKETS_PER_ROUND",
     "PENDING_WINDOWS",
     "BatchClock",
     "Outbox",
     "OutboxLink",
     "OutboxPolicy",
+    "TurnWrites",
     "flush_batches",
 ]
 
@@ -69,6 +74,9 @@ MAX_PACKETS_PER_ROUND: Final = 16
 
 PENDING_WINDOWS: Final = 2
 """How many batch windows a message sent at once counts as pending (a batch: one)."""
+
+HELD_BYTES_LIMIT: Final = 64 * 1024
+"""Bytes of frames a socket holds for the end of the loop's turn; more are written at once."""
 
 
 class BatchClock:
@@ -97,6 +105,31 @@ class BatchClock:
             outbox.window_ends(tick)
 
 
+class TurnWrites:
+    """The outboxes holding frames for the end of this turn of the event loop.
+
+    A broadcast gives each recipient one frame; the broadcasts handled in one
+    turn (a burst of POSTs in flight, a group from the cluster's channel) would
+    each cost every socket a ``send()`` system call, about a third of a
+    delivery's CPU. Held to the end of the turn, a socket's frames leave in one.
+    One callback per turn serves every outbox of the server.
+    """
+
+    def __init__(self) -> None:
+        self._outboxes: list[Outbox] = []
+
+    def hold(self, outbox: Outbox) -> None:
+        """Write ``outbox``'s held frames at the end of this turn."""
+        if not self._outboxes:
+            asyncio.get_running_loop().call_soon(self._write_all)
+        self._outboxes.append(outbox)
+
+    def _write_all(self) -> None:
+        outboxes, self._outboxes = self._outboxes, []
+        for outbox in outboxes:
+            outbox.write_held()
+
+
 @dataclass
 class OutboxPolicy:
     """The limits shared by a server's outboxes, and their one counter."""
@@ -107,8 +140,12 @@ class OutboxPolicy:
     batch_max_messages: int
     direct_writes: int = 0
     """Messages written straight to a transport (for tests and profiles)."""
+    turn_writes: int = 0
+    """System calls that wrote them: one per socket per turn of the loop (tests, profiles)."""
     clock: BatchClock = field(default_factory=BatchClock)
     """When gathered batches go."""
+    turn: TurnWrites = field(default_factory=TurnWrites)
+    """Where frames written straight wait for the end of the loop's turn."""
 
 
 _NO_ITEMS: Final[deque[Encoded]] = deque(maxlen=0)
@@ -142,6 +179,8 @@ class Outbox:
         "_bytes",
         "_codec",
         "_getter",
+        "_held",
+        "_held_bytes",
         "_items",
         "_messages",
         "_next_ack",
@@ -165,6 +204,8 @@ class Outbox:
         self._messages = 0  # counted items waiting in _items
         self._bytes = 0
         self._getter: asyncio.Future[None] | None = None
+        self._held: list[bytes] | None = None  # frames for the end of the turn (TurnWrites)
+        self._held_bytes = 0
         self._round = 0
         self._unfinished = 0
         self._all_done: asyncio.Event | None = None
@@ -245,6 +286,8 @@ class Outbox:
         return len(self._items)
 
     def _push(self, item: Any, frames: MessageFrames | None, size: int) -> None:
+        if self._held is not None:
+            self.write_held()  # the writer may write this at once: what came first goes first
         if self._items is _NO_ITEMS:
             self._items = deque()
         self._items.append((item, frames, size))
@@ -314,6 +357,7 @@ class Outbox:
 
     def end(self) -> None:
         """The socket is gone: nothing more is delivered, nothing gathered is sent."""
+        self.write_held()  # written straight before the end (a closing error, say): they go
         self.ended = True
         self.wire = None
         self._batch.clear()
@@ -325,6 +369,7 @@ class Outbox:
 
     def discard(self) -> None:
         """Drop everything waiting (a socket cut as too slow will not read it)."""
+        self._held = None
         self.end()
         self._items.clear()
         self._messages = self._bytes = self._unfinished = 0
@@ -373,16 +418,43 @@ class Outbox:
         item, frames, size = encoded
         if frames is not None and self._getter is not None and not self._items:
             # The writer is parked in get() with nothing handed to it: nothing
-            # can be in flight, so a frame written now keeps the order.
+            # can be in flight, so a frame written straight keeps the order
+            # (behind the frames held this turn, if any).
             wire = self.wire
             if wire is None:
                 wire = self.wire = self.find_wire()
-            if wire is not None and wire.ready() and wire.write(frames):
-                self._policy.direct_writes += 1
-                return
+            if wire is not None and (self._held is not None or wire.ready()):
+                frame = wire.frame(frames)
+                if frame is not None:
+                    self._hold(frame)
+                    self._policy.direct_writes += 1
+                    return
         if not paced and not self._admit(size):
             return
         self._push(item, frames, size)
+
+    def _hold(self, frame: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = [frame]
+            self._held_bytes = len(frame)
+            self._policy.turn.hold(self)
+            return
+        held.append(frame)
+        self._held_bytes += len(frame)
+        if self._held_bytes >= HELD_BYTES_LIMIT:
+            self.write_held()  # a turn's worth is bounded: the next frame sees the transport
+
+    def write_held(self) -> None:
+        """Write the frames held for the end of the turn, in one system call."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        wire = self.wire
+        if wire is not None:
+            wire.send(held[0] if len(held) == 1 else b"".join(held))
+            self._policy.turn_writes += 1
 
     def _admit(self, size: int) -> bool:
         policy = self._policy

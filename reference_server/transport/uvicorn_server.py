@@ -237,13 +237,16 @@ class Wire:
         transport = self._protocol.transport
         return 0 if transport.is_closing() else int(transport.get_write_buffer_size())
 
-    def write(self, frames: MessageFrames) -> bool:
-        """Write the frame of ``frames`` this connection takes; ``False`` if none fits it."""
-        frame = frame_for(frames, self._protocol.conn.extensions)
-        if frame is None:
-            return False
-        self._protocol.transport.write(frame)
-        return True
+    def frame(self, frames: MessageFrames) -> bytes | None:
+        """The frame of ``frames`` this connection takes; ``None`` if none fits it."""
+        return frame_for(frames, self._protocol.conn.extensions)
+
+    def send(self, data: bytes) -> None:
+        """Write whole frames, unless the connection has begun to close (then they are dropped)."""
+        protocol = self._protocol
+        transport = protocol.transport
+        if not (protocol.close_sent or protocol.disconnected or transport.is_closing()):
+            transport.write(data)
 
     async def drained(self) -> None:
         """Return once uvicorn's flow control lets writes through again."""

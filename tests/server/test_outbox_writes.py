@@ -8,6 +8,7 @@ message), and must deliver to polling and WebSocket subscribers alike.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -69,6 +70,27 @@ async def test_websocket_subscribers_get_broadcasts_written_directly_in_order(
         got = await client.wait_for("kpi:update", count=20)
         assert [m["data"]["queue_name"] for m in got] == [f"q{n}" for n in range(20)]
     assert _direct_writes(server) - before == 60
+
+
+async def test_broadcasts_of_one_turn_leave_in_one_write_per_socket_in_order(
+    server: ReferenceServer, authed: ClientFactory
+) -> None:
+    """Ten broadcasts handled in one turn of the loop cost each socket one system call."""
+    clients = [await authed(f"user_{i}", "org_a") for i in range(3)]
+    for client in clients:
+        assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"] is True
+    policy = server.app.sio.outbox_policy
+    messages, writes = policy.direct_writes, policy.turn_writes
+    publish = server.app.publisher.publish
+    requests = [BroadcastRequest(event="kpi:update", data=kpi(queue=f"q{n}")) for n in range(10)]
+    # Started together: each runs to its hand-off before the loop turns.
+    results = await asyncio.gather(*(publish(request) for request in requests))
+    assert [r.recipients for r in results] == [3] * 10
+    for client in clients:
+        got = await client.wait_for("kpi:update", count=10)
+        assert [m["data"]["queue_name"] for m in got] == [f"q{n}" for n in range(10)]
+    assert policy.direct_writes - messages == 30
+    assert policy.turn_writes - writes == 3
 
 
 async def test_polling_and_websocket_subscribers_get_the_same_sequence(
