@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -56,6 +57,9 @@ from compare import Child, Variant
 from reference_server.cluster.registry import PREFIX as REGISTRY_PREFIX
 
 VARIANTS = ("single", "cluster-1", "cluster-2")
+
+REDIS_CORE: int | None = None
+"""The CPU Redis runs on alone (``--redis-core``); ``None``: wherever the kernel puts it."""
 
 
 @dataclass
@@ -187,8 +191,8 @@ def _delta(
 
 
 @contextlib.asynccontextmanager
-async def redis_server() -> AsyncIterator[tuple[Child, str]]:
-    """A redis-server of this run's own (nothing on disk), and its URL."""
+async def redis_server(core: int | None = None) -> AsyncIterator[tuple[Child, str]]:
+    """A redis-server of this run's own (nothing on disk), and its URL; on ``core`` if given."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise SystemExit("redis-server not found: make system-deps (apt-get install redis-server)")
@@ -196,6 +200,8 @@ async def redis_server() -> AsyncIterator[tuple[Child, str]]:
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
         cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         child = await compare.spawn([*cmd, "--appendonly", "no", "--dir", directory])
+        if core is not None:
+            os.sched_setaffinity(child.proc.pid, {core})
         try:
             await compare.expect(child, re.compile(r"(Ready to accept connections)"), 20)
             yield child, f"redis://127.0.0.1:{port}/0"
@@ -225,7 +231,7 @@ async def nodes(
         if variant == "single":
             flags: list[tuple[str, ...]] = [()]
         else:
-            redis = await stack.enter_async_context(redis_server())
+            redis = await stack.enter_async_context(redis_server(REDIS_CORE))
             url = redis[1]
             # What Redis costs with nobody connected (its cron, ``hz`` times a second):
             # paid per second whatever the nodes do, so not a cost of any broadcast.
@@ -546,6 +552,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=5.0,
         help="seconds of Redis CPU measured before the nodes start (0: skip)",
     )
+    parser.add_argument(
+        "--redis-core",
+        type=int,
+        help="run Redis alone on this CPU and everything else on the others, as Redis on a "
+        "machine of its own: its CPU per broadcast then does not count the wait for a core "
+        "that the nodes and clients keep busy",
+    )
     parser.add_argument("--json", help="also write every run's figures to this file")
     args = parser.parse_args(argv)
     unknown = set(args.variants) - set(VARIANTS)
@@ -556,7 +569,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when every burst was delivered in full."""
-    return asyncio.run(orchestrate(parse_args(argv)))
+    global REDIS_CORE
+    args = parse_args(argv)
+    if args.redis_core is not None:
+        others = os.sched_getaffinity(0) - {args.redis_core}
+        if not others:
+            raise SystemExit("--redis-core needs a second CPU for everything else")
+        os.sched_setaffinity(0, others)  # the nodes and clients started from here inherit it
+        REDIS_CORE = args.redis_core
+    return asyncio.run(orchestrate(args))
 
 
 if __name__ == "__main__":
