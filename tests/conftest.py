@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -104,17 +104,26 @@ ClientFactory = Callable[..., Awaitable[SioClient]]
 
 
 @pytest.fixture(autouse=True)
-def _ctrl_c_as_in_a_terminal() -> None:
-    """Every test starts with Ctrl-C (SIGINT) handled as in a terminal.
+def _ctrl_c_left_as_in_a_terminal() -> Iterator[None]:
+    """No test may leave Ctrl-C (SIGINT) handled otherwise than as in a terminal.
 
-    A library a test runs in-process may leave SIGINT ignored (a kernel, a process
-    pool's initializer), and an ignored SIGINT is inherited by every subprocess a
-    later test starts: a CLI the test stops with SIGINT would then never stop. Under
-    pytest-xdist the order of modules in a worker changes from run to run, so such a
-    leak fails some other module's test only at times.
+    A handler left behind outlives the test: python-engineio's client, made
+    without ``handle_sigint=False``, replaced the process's handler for good with
+    one that chains to whatever handler was there, and a later test that stops an
+    in-process CLI with SIGINT then waited forever (under pytest-xdist, only in
+    some orders of modules). The leak fails the test that made it; the handler
+    is restored so that the next test starts clean.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    yield
+    handler = signal.getsignal(signal.SIGINT)
+    blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if handler is signal.default_int_handler and not blocked:
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    pytest.fail(f"the test left SIGINT handled by {handler!r} (blocked: {blocked})")
 
 
 @pytest.fixture

@@ -119,6 +119,10 @@ class RawSubscriber:
         self._setups: set[asyncio.Task[None]] = set()
         self._connected_once = False
         self._sio = socketio.AsyncClient(
+            # python-engineio would otherwise replace the process's SIGINT handler on the
+            # first client made, for good, chaining to whatever handler was there then:
+            # a program running the checker would lose its own Ctrl-C handling.
+            handle_sigint=False,
             reconnection=True,
             reconnection_attempts=0,
             reconnection_delay=0.1,

@@ -146,3 +146,30 @@ async def test_cli_runs_and_writes_json(make_server: ServerFactory, tmp_path: Pa
     figures = json.loads(out.read_text())
     assert figures["delivered_percent"] == 100.0
     assert figures["total"]["published"] == 10
+
+
+def test_the_checkers_subscribers_leave_the_programs_ctrl_c_alone() -> None:
+    """A program that runs the delivery checker keeps its own SIGINT handler.
+
+    python-engineio replaces the process's handler on its first client unless told
+    not to, and keeps the replacement: in a fresh process, as a program starts.
+    """
+    code = (
+        "import signal\n"
+        "from client_sdk.protocol import Channel\n"
+        "from client_sdk.verify.ledger import SubscriberLog\n"
+        "from client_sdk.verify.subscribers import RawSubscriber\n"
+        "auth = {'user_id': 'user_1', 'organization_id': 'org_a'}\n"
+        "log = SubscriberLog('raw-1', 'raw')\n"
+        "RawSubscriber(log, 'http://127.0.0.1:1', '/socket.io', auth, [Channel.KPI], 'run')\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert ran.stdout.strip() == "True", ran.stdout + ran.stderr
