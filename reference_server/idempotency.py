@@ -35,6 +35,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from client_sdk.protocol import BroadcastRequest, BroadcastResult, ErrorCode, ProtocolError
@@ -123,17 +124,34 @@ class KeyStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class _HeldKey:
+    """What :class:`MemoryKeys` holds for one key: a pending claim, or a settled answer."""
+
+    expires_at: float
+    fingerprint: str
+    owner: str
+    """Whose claim it is (``""`` once settled)."""
+    result: dict[str, Any] | None
+    """The answer, once settled."""
+    message_id: str | None
+    """The id the claim publishes under (``None`` once settled)."""
+
+    def record(self) -> KeyRecord:
+        """The key as the store's protocol reports it."""
+        return KeyRecord(self.fingerprint, self.result, self.message_id)
+
+
 class MemoryKeys:
     """Keys in this process: a single server's (memory store or none)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # key -> (expires at, fingerprint, owner, result, message_id)
-        self._keys: dict[str, tuple[float, str, str, dict[str, Any] | None, str | None]] = {}
+        self._keys: dict[str, _HeldKey] = {}
 
-    def _live(self, key: str) -> tuple[float, str, str, dict[str, Any] | None, str | None] | None:
+    def _live(self, key: str) -> _HeldKey | None:
         entry = self._keys.get(key)
-        if entry is not None and entry[0] <= self._clock():
+        if entry is not None and entry.expires_at <= self._clock():
             del self._keys[key]
             return None
         return entry
@@ -144,9 +162,10 @@ class MemoryKeys:
         """Claim ``key`` unless it is held; ``None`` when claimed, else what it holds."""
         entry = self._live(key)
         if entry is not None:
-            return KeyRecord(entry[1], entry[3], entry[4])
+            return entry.record()
         self._forget_expired()
-        self._keys[key] = (self._clock() + ttl_seconds, fingerprint, owner, None, message_id)
+        expires_at = self._clock() + ttl_seconds
+        self._keys[key] = _HeldKey(expires_at, fingerprint, owner, None, message_id)
         return None
 
     def _forget_expired(self) -> None:
@@ -154,7 +173,7 @@ class MemoryKeys:
         now = self._clock()
         while self._keys:
             oldest = next(iter(self._keys))
-            if self._keys[oldest][0] > now:
+            if self._keys[oldest].expires_at > now:
                 return
             del self._keys[oldest]
 
@@ -162,12 +181,12 @@ class MemoryKeys:
         self, key: str, fingerprint: str, result: dict[str, Any], ttl_seconds: float
     ) -> None:
         """Keep ``result`` as the key's answer for ``ttl_seconds``."""
-        self._keys[key] = (self._clock() + ttl_seconds, fingerprint, "", result, None)
+        self._keys[key] = _HeldKey(self._clock() + ttl_seconds, fingerprint, "", result, None)
 
     async def release_key(self, key: str, owner: str) -> None:
         """Forget the key if ``owner``'s claim is still pending."""
         entry = self._live(key)
-        if entry is not None and entry[2] == owner and entry[3] is None:
+        if entry is not None and entry.owner == owner and entry.result is None:
             del self._keys[key]
 
 
