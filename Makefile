@@ -73,10 +73,12 @@ $(BENCH_NODE)/node_modules/.installed: $(BENCH_NODE)/package.json $(BENCH_NODE)/
 	cd $(BENCH_NODE) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Ours against a Node.js socket.io server (bench/compare.py, docs/operations.md#benchmarks),
-# then python-socketio on uvicorn against aiohttp (bench/fanout_transport.py).
+# Ours against a Node.js socket.io server (bench/compare.py, docs/operations.md#benchmarks): an
+# unpaced burst (CPU, throughput, memory), then 150 broadcasts a second, a load every server
+# sustains (latency); then python-socketio on uvicorn against aiohttp (bench/fanout_transport.py).
 bench: $(BIN)/.bench-installed $(BENCH_NODE)/node_modules/.installed
 	$(BIN)/python bench/compare.py --clients 500 --messages 200 --rounds 3 --idle 5000 --inflight 16
+	$(BIN)/python bench/compare.py --clients 500 --messages 400 --rounds 3 --idle 0 --inflight 16 --rate 150 --variants node,ours,ours-batch
 	$(BIN)/python bench/fanout_transport.py --clients 500 --messages 200 --rounds 3
 
 # Not part of make test: 1,000 connections x 10 msg/s for 10 minutes (SOAK_* variables shrink it).
