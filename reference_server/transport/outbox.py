@@ -47,6 +47,7 @@ What it owns:
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
@@ -71,6 +72,8 @@ __all__ = [
 
 MAX_PACKETS_PER_ROUND: Final = 16
 """Packets the writer takes in one round (one long-poll response holds at most these)."""
+
+log = logging.getLogger("reference_server")
 
 PENDING_WINDOWS: Final = 2
 """How many batch windows a message sent at once counts as pending (a batch: one)."""
@@ -119,7 +122,7 @@ class TurnWrites:
         self._outboxes: list[Outbox] = []
 
     def hold(self, outbox: Outbox) -> None:
-        """Write ``outbox``'s held frames at the end of this turn."""
+        """Write ``outbox``'s held frames at the end of this turn (a server runs on one loop)."""
         if not self._outboxes:
             asyncio.get_running_loop().call_soon(self._write_all)
         self._outboxes.append(outbox)
@@ -127,7 +130,10 @@ class TurnWrites:
     def _write_all(self) -> None:
         outboxes, self._outboxes = self._outboxes, []
         for outbox in outboxes:
-            outbox.write_held()
+            try:
+                outbox.write_held()
+            except Exception:  # one socket's failure must not strand the others' frames
+                log.warning("a socket's write failed; its held frames are lost", exc_info=True)
 
 
 @dataclass

@@ -93,6 +93,23 @@ async def test_broadcasts_of_one_turn_leave_in_one_write_per_socket_in_order(
     assert policy.turn_writes - writes == 3
 
 
+async def test_a_broadcast_held_for_the_turn_still_reaches_a_socket_dropped_in_that_turn(
+    server: ReferenceServer, authed: ClientFactory
+) -> None:
+    """A shutdown drops sockets without a DISCONNECT packet: what they got first goes first."""
+    client = await authed("user_1", "org_a")
+    assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"] is True
+    hub = server.app.hub
+    (connection,) = list(hub.registry)
+    request = BroadcastRequest(event="kpi:update", data=kpi(queue="last"))
+    result = await server.app.publisher.publish(request)
+    assert result.recipients == 1
+    await hub.disconnect(connection, reason="shutdown")  # in the same turn: its frame is held
+    got = await client.wait_for("kpi:update")
+    assert [m["data"]["queue_name"] for m in got] == ["last"]
+    await asyncio.wait_for(client.disconnected.wait(), 10)
+
+
 async def test_polling_and_websocket_subscribers_get_the_same_sequence(
     server: ReferenceServer, make_client: Any, api: Any
 ) -> None:
