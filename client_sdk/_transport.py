@@ -26,6 +26,12 @@ Private hook                            Of        Why
                                                   is an attachment, left to it
 ======================================  ========  =====================================
 
+One upstream behaviour is worked around, not hooked: when a server closes the
+WebSocket as soon as it accepted it, python-engineio 4.15.1's connect fails
+with a ``TypeError`` decoding the close code; :meth:`SocketIOTransport.open`
+turns one raised inside python-engineio into :class:`ConnectionLostError`, as
+it does the ``ConnectionError`` upstream would raise.
+
 With the dispatcher's synchronous entry, these took the CPU of the SDK's
 unbatched receive under cProfile from 21.6 s to 6.1 s per 20,000 messages
 (``bench/sdk_receive.py --profile-client sdk1``). Checked against python-socketio
@@ -89,6 +95,17 @@ must be synchronous, so that arrival order is kept."""
 EventTaker = Callable[[str, Any], bool]
 """Takes a plain server event ``(event, data)`` synchronously, in the read loop, in order;
 ``False``: not taken, it goes to the :data:`EventSink` instead."""
+
+
+def _raised_in_engineio(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside python-engineio's own code."""
+    traceback = exc.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = traceback.tb_frame.f_globals.get("__name__", "")
+    return isinstance(module, str) and module.split(".")[0] == "engineio"
 
 
 @contextlib.contextmanager
@@ -375,6 +392,16 @@ class SocketIOTransport:
             if isinstance(self._refusal, Mapping) and "code" in self._refusal:
                 raise ServerError.from_wire(self._refusal) from exc
             raise
+        except TypeError as exc:
+            # A server that closes the WebSocket as soon as it accepted it (uvicorn's
+            # 1012 while it shuts down): python-engineio reads the close frame's code,
+            # an int, as the OPEN packet and fails decoding it. The connection is lost,
+            # and retrying is right; a TypeError from anywhere else is ours to see.
+            if not _raised_in_engineio(exc):
+                raise
+            raise ConnectionLostError(
+                f"connect to {url}: the server closed the connection during the handshake"
+            ) from exc
 
     async def call(
         self,

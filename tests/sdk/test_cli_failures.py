@@ -189,3 +189,32 @@ def test_the_sdk_logger_has_a_null_handler() -> None:
 
     handlers = logging.getLogger(client_sdk.__name__).handlers
     assert any(isinstance(handler, logging.NullHandler) for handler in handlers)
+
+
+async def test_a_server_closing_the_websocket_at_once_is_a_lost_connection_retried() -> None:
+    """uvicorn accepts a WebSocket and closes it at once (1012) while it shuts down:
+    python-engineio then fails on the close frame with a TypeError. The SDK retries it
+    as a lost connection and gives up as it would for any other."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    accepted = 0
+
+    async def close_at_once(connection: ServerConnection) -> None:
+        nonlocal accepted
+        accepted += 1
+        await connection.close(1012, "service restart")
+
+    async with serve(close_at_once, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        config = ClientConfig(
+            url=f"http://127.0.0.1:{port}",
+            transports=("websocket",),
+            reconnection_attempts=2,
+            reconnection_delay=0.01,
+            reconnection_delay_max=0.01,
+        )
+        client = IntradayClient(config)
+        with pytest.raises(ReconnectFailedError):
+            await client.connect()
+        await client.close()
+    assert accepted == 2
