@@ -58,9 +58,6 @@ from reference_server.cluster.registry import PREFIX as REGISTRY_PREFIX
 
 VARIANTS = ("single", "cluster-1", "cluster-2")
 
-REDIS_CORE: int | None = None
-"""The CPU Redis runs on alone (``--redis-core``); ``None``: wherever the kernel puts it."""
-
 
 @dataclass
 class ClusterRun:
@@ -220,18 +217,18 @@ async def idle_cpu_per_s(pid: int, seconds: float) -> float:
 
 @contextlib.asynccontextmanager
 async def nodes(
-    variant: str, capacity: int, alone: float = 0.0
+    variant: str, capacity: int, alone: float = 0.0, redis_core: int | None = None
 ) -> AsyncIterator[tuple[list[tuple[Child, str]], tuple[Child, str] | None, float]]:
     """The nodes of ``variant`` (each a child and its URL), the Redis they share, if any
     (its child and URL), and that Redis's CPU per second alone (measured for ``alone``
-    seconds before the nodes start)."""
+    seconds before the nodes start); Redis on CPU ``redis_core`` if given."""
     async with contextlib.AsyncExitStack() as stack:
         redis: tuple[Child, str] | None = None
         alone_cpu = float("nan")
         if variant == "single":
             flags: list[tuple[str, ...]] = [()]
         else:
-            redis = await stack.enter_async_context(redis_server(REDIS_CORE))
+            redis = await stack.enter_async_context(redis_server(redis_core))
             url = redis[1]
             # What Redis costs with nobody connected (its cron, ``hz`` times a second):
             # paid per second whatever the nodes do, so not a cost of any broadcast.
@@ -252,7 +249,11 @@ async def run_once(variant: str, rnd: int, args: argparse.Namespace) -> ClusterR
     res = ClusterRun(variant, rnd, expected=args.clients * args.messages)
     children_of_nodes: list[list[Child]] = []
     try:
-        async with nodes(variant, args.clients + 100, args.redis_alone) as (started, redis, alone):
+        async with nodes(variant, args.clients + 100, args.redis_alone, args.redis_core) as (
+            started,
+            redis,
+            alone,
+        ):
             res.nodes = len(started)
             res.redis_alone_cpu_per_s = alone
             urls = [url for _, url in started]
@@ -337,7 +338,7 @@ async def run_idle(variant: str, rnd: int, args: argparse.Namespace) -> IdleRun:
     res = IdleRun(variant, rnd, connections=args.idle)
     children: list[Child] = []
     try:
-        async with nodes(variant, args.idle + 100) as (started, _, _):
+        async with nodes(variant, args.idle + 100, redis_core=args.redis_core) as (started, _, _):
             node, url = started[0]
             await compare.warm_up(url)
             before = compare.rss_mib(node.proc.pid)
@@ -569,14 +570,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when every burst was delivered in full."""
-    global REDIS_CORE
     args = parse_args(argv)
     if args.redis_core is not None:
         others = os.sched_getaffinity(0) - {args.redis_core}
         if not others:
             raise SystemExit("--redis-core needs a second CPU for everything else")
         os.sched_setaffinity(0, others)  # the nodes and clients started from here inherit it
-        REDIS_CORE = args.redis_core
     return asyncio.run(orchestrate(args))
 
 

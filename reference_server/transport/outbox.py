@@ -361,6 +361,11 @@ class Outbox:
         if self._batch:
             self._flush_batch()
 
+    def closing(self) -> None:
+        """The session is ending: what was held this turn goes; nothing more goes straight."""
+        self.write_held()
+        self.wire = None
+
     def end(self) -> None:
         """The socket is gone: nothing more is delivered, nothing gathered is sent."""
         self.write_held()  # written straight before the end (a closing error, say): they go

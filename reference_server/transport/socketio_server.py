@@ -230,10 +230,9 @@ class IntradaySocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         outbox = self._outbox(eio_sid)
         if outbox is not None:
-            # Closing: what was written straight this turn goes now (a shutdown notice
-            # flushed just before the close, say); no more direct writes (end() follows).
-            outbox.write_held()
-            outbox.wire = None
+            # What was written straight this turn (a notice flushed just before the
+            # close, say) goes now; end() follows.
+            outbox.closing()
         self._admission.ended(eio_sid)
         self._ending.discard(eio_sid)
         await super()._handle_eio_disconnect(eio_sid, reason)

@@ -29,6 +29,14 @@ def _direct_writes(server: ReferenceServer) -> int:
     return server.app.sio.outbox_policy.direct_writes
 
 
+async def _kpi_subscribers(authed: ClientFactory, count: int) -> list[Any]:
+    """``count`` authenticated clients of org_a (user_0, user_1, ...), each subscribed to kpi."""
+    clients = [await authed(f"user_{i}", "org_a") for i in range(count)]
+    for client in clients:
+        assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"] is True
+    return clients
+
+
 @pytest.mark.parametrize("size", [0, 125, 126, 65_535, 65_536, 70_000])
 def test_a_frame_parses_back_to_its_payload(size: int) -> None:
     payload = b"x" * size
@@ -59,9 +67,7 @@ def test_a_frame_parses_back_to_its_payload(size: int) -> None:
 async def test_websocket_subscribers_get_broadcasts_written_directly_in_order(
     server: ReferenceServer, authed: ClientFactory, api: Any
 ) -> None:
-    clients = [await authed(f"user_{i}", "org_a") for i in range(3)]
-    for client in clients:
-        assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"] is True
+    clients = await _kpi_subscribers(authed, 3)
     before = _direct_writes(server)
     for n in range(20):
         answer = await api.post("/api/ws/broadcast/kpi", json=kpi(queue=f"q{n}"))
@@ -76,9 +82,7 @@ async def test_broadcasts_of_one_turn_leave_in_one_write_per_socket_in_order(
     server: ReferenceServer, authed: ClientFactory
 ) -> None:
     """Ten broadcasts handled in one turn of the loop cost each socket one system call."""
-    clients = [await authed(f"user_{i}", "org_a") for i in range(3)]
-    for client in clients:
-        assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"] is True
+    clients = await _kpi_subscribers(authed, 3)
     policy = server.app.sio.outbox_policy
     messages, writes = policy.direct_writes, policy.turn_writes
     publish = server.app.publisher.publish
@@ -97,8 +101,7 @@ async def test_a_broadcast_held_for_the_turn_still_reaches_a_socket_dropped_in_t
     server: ReferenceServer, authed: ClientFactory
 ) -> None:
     """A shutdown drops sockets without a DISCONNECT packet: what they got first goes first."""
-    client = await authed("user_1", "org_a")
-    assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"] is True
+    (client,) = await _kpi_subscribers(authed, 1)
     hub = server.app.hub
     (connection,) = list(hub.registry)
     request = BroadcastRequest(event="kpi:update", data=kpi(queue="last"))
@@ -131,8 +134,7 @@ async def test_polling_and_websocket_subscribers_get_the_same_sequence(
 async def test_a_broadcast_never_overtakes_a_packet_already_queued_for_the_socket(
     server: ReferenceServer, authed: ClientFactory
 ) -> None:
-    client = await authed("user_1", "org_a")
-    assert (await client.call("subscribe", {"channels": ["kpi"]}))["success"] is True
+    (client,) = await _kpi_subscribers(authed, 1)
     sio = server.app.sio
     sid = client.sio.get_sid()
     eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
