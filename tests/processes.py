@@ -26,12 +26,24 @@ ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["ROOT", "RedisProcess", "ServerProcess", "free_port", "redis_server_path"]
 
 
+_HANDED_OUT: set[int] = set()
+"""Ports :func:`free_port` has returned in this process."""
+
+
 def free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port of 127.0.0.1 that nothing listens on right now, never one given before.
+
+    The kernel may offer a port again as soon as the probe socket is closed: two
+    calls in a row (a Redis primary's port, then its replica's) returned one port,
+    and the second server could not listen.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 async def _until(condition: object, what: str, timeout: float) -> None:
